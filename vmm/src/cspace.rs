@@ -1,0 +1,200 @@
+//! The VMM's CSpace slot allocator.
+//!
+//! The VMM owns a range of empty slots and hands out contiguous runs of them:
+//! per-page capabilities of a memslot or a guest_memfd file sit in one run,
+//! so the core never stores a slot per page. Free space is a sorted list of
+//! disjoint, non-adjacent extents (first fit, coalescing on free), so the same
+//! set of allocations always has the same representation: an allocation
+//! undone leaves the allocator exactly as it was.
+//!
+//! Capacity: with `n` runs outstanding the free list has at most `n + 1`
+//! extents, so allocation is refused once [`MAX_ALLOCATIONS`] runs are out
+//! and freeing can never overflow the list.
+
+use heapless::Vec;
+
+use crate::caps::{Slot, SlotRange};
+use crate::config::{MAX_GMEM_FILES, MAX_MEMSLOTS, MAX_VMS};
+
+/// Runs outstanding at most: per VM its fixed run and a mapping run and a pin
+/// run per memslot; per guest_memfd file its frames.
+pub const MAX_ALLOCATIONS: usize = MAX_VMS * (1 + 2 * MAX_MEMSLOTS) + MAX_GMEM_FILES;
+
+crate::errors! {
+    /// Why slots could not be allocated or freed.
+    pub enum CSpaceError {
+        /// No free run is long enough, or too many runs are out.
+        Exhausted => ENOMEM, "no free run of CSpace slots is long enough",
+        /// A run of zero slots was asked for.
+        Empty => EINVAL, "a run of zero slots",
+        /// The run freed was not allocated (a bug in the caller).
+        NotAllocated => EIO, "freeing slots that are not allocated",
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Extent {
+    start: u64,
+    len: u64,
+}
+
+impl Extent {
+    fn end(self) -> u64 {
+        self.start.saturating_add(self.len)
+    }
+}
+
+/// First-fit allocator of contiguous slot runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotAllocator {
+    range: SlotRange,
+    free: Vec<Extent, { MAX_ALLOCATIONS + 1 }>,
+    outstanding: usize,
+}
+
+impl SlotAllocator {
+    /// An allocator over `range`, all of it free.
+    pub fn new(range: SlotRange) -> SlotAllocator {
+        let mut free = Vec::new();
+        if range.len > 0 {
+            // Cannot fail: the list is empty and has room for at least one.
+            let _ = free.push(Extent { start: range.base.0, len: range.len });
+        }
+        SlotAllocator { range, free, outstanding: 0 }
+    }
+
+    /// Allocates `len` contiguous slots.
+    pub fn alloc(&mut self, len: u64) -> Result<SlotRange, CSpaceError> {
+        if len == 0 {
+            return Err(CSpaceError::Empty);
+        }
+        if self.outstanding >= MAX_ALLOCATIONS {
+            return Err(CSpaceError::Exhausted);
+        }
+        let i = self.free.iter().position(|e| e.len >= len).ok_or(CSpaceError::Exhausted)?;
+        let e = self.free.get_mut(i).ok_or(CSpaceError::Exhausted)?;
+        let run = SlotRange { base: Slot(e.start), len };
+        e.start += len;
+        e.len -= len;
+        if e.len == 0 {
+            self.free.remove(i);
+        }
+        self.outstanding += 1;
+        Ok(run)
+    }
+
+    /// Returns a run obtained from [`SlotAllocator::alloc`].
+    pub fn free(&mut self, run: SlotRange) -> Result<(), CSpaceError> {
+        let new = Extent { start: run.base.0, len: run.len };
+        let inside = run.len > 0 && new.start >= self.range.base.0 && new.end() <= self.range.end();
+        // The first free extent starting after the run.
+        let i = self.free.partition_point(|e| e.start < new.start);
+        let overlaps_prev = i > 0 && self.free.get(i - 1).is_some_and(|p| p.end() > new.start);
+        let overlaps_next = self.free.get(i).is_some_and(|n| n.start < new.end());
+        if !inside || overlaps_prev || overlaps_next || self.outstanding == 0 {
+            return Err(CSpaceError::NotAllocated);
+        }
+        let joins_prev = i > 0 && self.free.get(i - 1).is_some_and(|p| p.end() == new.start);
+        let joins_next = self.free.get(i).is_some_and(|n| n.start == new.end());
+        match (joins_prev, joins_next) {
+            (true, true) => {
+                let next_len = self.free.get(i).map_or(0, |n| n.len);
+                if let Some(p) = self.free.get_mut(i - 1) {
+                    p.len += new.len + next_len;
+                }
+                self.free.remove(i);
+            }
+            (true, false) => {
+                if let Some(p) = self.free.get_mut(i - 1) {
+                    p.len += new.len;
+                }
+            }
+            (false, true) => {
+                if let Some(n) = self.free.get_mut(i) {
+                    n.start = new.start;
+                    n.len += new.len;
+                }
+            }
+            (false, false) => {
+                self.free.insert(i, new).map_err(|_| CSpaceError::NotAllocated)?;
+            }
+        }
+        self.outstanding -= 1;
+        Ok(())
+    }
+
+    /// Slots not allocated.
+    pub fn free_slots(&self) -> u64 {
+        self.free.iter().map(|e| e.len).sum()
+    }
+
+    /// Runs allocated and not freed.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alloc() -> SlotAllocator {
+        SlotAllocator::new(SlotRange { base: Slot(100), len: 50 })
+    }
+
+    #[test]
+    fn alloc_then_free_restores_exactly() {
+        let mut a = alloc();
+        let before = a.clone();
+        let x = a.alloc(10).unwrap();
+        let y = a.alloc(5).unwrap();
+        let z = a.alloc(7).unwrap();
+        assert_eq!((x.base, y.base, z.base), (Slot(100), Slot(110), Slot(115)));
+        a.free(y).unwrap();
+        a.free(x).unwrap();
+        a.free(z).unwrap();
+        assert_eq!(a, before);
+    }
+
+    #[test]
+    fn first_fit_reuses_holes_and_refuses_too_long() {
+        let mut a = alloc();
+        let x = a.alloc(10).unwrap();
+        let _y = a.alloc(30).unwrap();
+        a.free(x).unwrap();
+        assert_eq!(a.alloc(11), Err(CSpaceError::Exhausted));
+        assert_eq!(a.alloc(10).unwrap().base, Slot(100));
+        assert_eq!(a.alloc(10).unwrap().base, Slot(140));
+        assert_eq!(a.alloc(1), Err(CSpaceError::Exhausted));
+        assert_eq!(a.alloc(0), Err(CSpaceError::Empty));
+    }
+
+    #[test]
+    fn freeing_what_was_not_allocated_is_refused() {
+        let mut a = alloc();
+        let x = a.alloc(10).unwrap();
+        let snapshot = a.clone();
+        assert_eq!(a.free(SlotRange { base: Slot(120), len: 2 }), Err(CSpaceError::NotAllocated));
+        assert_eq!(a.free(SlotRange { base: Slot(95), len: 10 }), Err(CSpaceError::NotAllocated));
+        assert_eq!(a.free(SlotRange { base: Slot(100), len: 0 }), Err(CSpaceError::NotAllocated));
+        assert_eq!(a, snapshot);
+        a.free(x).unwrap();
+        assert_eq!(a.free(x), Err(CSpaceError::NotAllocated));
+    }
+
+    #[test]
+    fn many_single_slot_runs_never_overflow_the_free_list() {
+        let mut a = SlotAllocator::new(SlotRange { base: Slot(0), len: 1 << 20 });
+        let runs: std::vec::Vec<_> = (0..MAX_ALLOCATIONS).map(|_| a.alloc(1).unwrap()).collect();
+        assert_eq!(a.alloc(1), Err(CSpaceError::Exhausted));
+        // Free every other run: the most fragmented the list can get.
+        for r in runs.iter().step_by(2) {
+            a.free(*r).unwrap();
+        }
+        for r in runs.iter().skip(1).step_by(2) {
+            a.free(*r).unwrap();
+        }
+        assert_eq!(a.free_slots(), 1 << 20);
+        assert_eq!(a.outstanding(), 0);
+    }
+}

@@ -1,0 +1,100 @@
+//! The error of a VMM operation: one variant per module, each keeping the
+//! module's own reason (and message) and reporting its errno.
+
+use core::fmt;
+
+use crate::config::ConfigError;
+use crate::cspace::CSpaceError;
+use crate::errno::{AsErrno, Errno};
+use crate::gmem::GmemError;
+use crate::kernel::KernelError;
+use crate::lock::LockError;
+use crate::memslot::MemslotError;
+use crate::registry::RegistryError;
+use crate::vm::VmError;
+
+/// Why an operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The configuration was refused.
+    Config(ConfigError),
+    /// The registry refused (no such VM, not the owner, full).
+    Registry(RegistryError),
+    /// An architecture hook refused the VM.
+    Arch(Errno),
+    /// A vCPU or VM-wide operation was refused.
+    Vm(VmError),
+    /// A memslot request was refused.
+    Memslot(MemslotError),
+    /// A guest_memfd request was refused.
+    Gmem(GmemError),
+    /// A lock or unlock request was refused.
+    Lock(LockError),
+    /// No capability slots left.
+    CSpace(CSpaceError),
+    /// The kernel refused an invocation.
+    Kernel(KernelError),
+    /// The request could not be decoded.
+    Protocol(Errno),
+}
+
+impl AsErrno for Error {
+    fn errno(&self) -> Errno {
+        match self {
+            Error::Config(e) => e.errno(),
+            Error::Registry(e) => e.errno(),
+            Error::Arch(e) | Error::Protocol(e) => *e,
+            Error::Vm(e) => e.errno(),
+            Error::Memslot(e) => e.errno(),
+            Error::Gmem(e) => e.errno(),
+            Error::Lock(e) => e.errno(),
+            Error::CSpace(e) => e.errno(),
+            Error::Kernel(e) => e.errno(),
+        }
+    }
+}
+
+impl Error {
+    /// The errno the client sees.
+    pub fn errno(&self) -> Errno {
+        AsErrno::errno(self)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(e) => write!(f, "configuration: {e}"),
+            Error::Registry(e) => write!(f, "registry: {e}"),
+            Error::Arch(e) => write!(f, "architecture hook refused the VM ({e:?})"),
+            Error::Vm(e) => write!(f, "VM: {e}"),
+            Error::Memslot(e) => write!(f, "memslot: {e}"),
+            Error::Gmem(e) => write!(f, "guest_memfd: {e}"),
+            Error::Lock(e) => write!(f, "memslot lock: {e}"),
+            Error::CSpace(e) => write!(f, "capability slots: {e}"),
+            Error::Kernel(e) => write!(f, "kernel: {e}"),
+            Error::Protocol(e) => write!(f, "request malformed ({e:?})"),
+        }
+    }
+}
+
+macro_rules! from_module {
+    ($($t:ty => $v:ident),* $(,)?) => {
+        $(impl From<$t> for Error {
+            fn from(e: $t) -> Error {
+                Error::$v(e)
+            }
+        })*
+    };
+}
+
+from_module!(
+    ConfigError => Config,
+    RegistryError => Registry,
+    VmError => Vm,
+    MemslotError => Memslot,
+    GmemError => Gmem,
+    LockError => Lock,
+    CSpaceError => CSpace,
+    KernelError => Kernel,
+);

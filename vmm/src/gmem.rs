@@ -1,0 +1,231 @@
+//! guest_memfd files: guest-private memory and its bindings (seed 002).
+//!
+//! A file is a run of frame capabilities the VMM created from untyped memory
+//! (so they start zeroed) and never maps anywhere but into its VM's stage 2,
+//! where a GUEST_MEMFD memslot binds a range of it. This module keeps the
+//! table of open files and their bindings; the VMM performs the capability
+//! operations.
+//!
+//! Corrected behaviour from the review of seed 002: ranges are half-open
+//! (`[offset, offset + size)`, the end exclusive), and a failed bind takes
+//! nothing (there is no reference to leak: the file's reference is on the
+//! VM, taken at creation and put at close). A size of 0 is refused.
+
+use heapless::Vec;
+
+use crate::caps::{page_aligned, SlotRange, PAGE_SIZE};
+use crate::config::{MAX_BINDINGS, MAX_GMEM_FILES};
+use crate::registry::VmId;
+
+crate::errors! {
+    /// Why a guest_memfd operation failed.
+    pub enum GmemError {
+        /// Flags other than 0.
+        BadFlags => EINVAL, "guest_memfd flags must be 0",
+        /// Size 0 or not page-aligned.
+        BadSize => EINVAL, "guest_memfd size must be a non-zero multiple of the page size",
+        /// No open file has that handle.
+        BadHandle => EBADF, "no open guest_memfd with that handle",
+        /// The file belongs to another VM.
+        OtherVm => EINVAL, "the guest_memfd belongs to another VM",
+        /// Offset unaligned or the range runs past the end of the file.
+        BadRange => EINVAL, "offset unaligned or range past the end of the guest_memfd",
+        /// Some page of the range is already bound.
+        AlreadyBound => EINVAL, "part of the range is already bound to a memslot",
+        /// The file table is full.
+        TooManyFiles => ENOSPC, "too many open guest_memfd files",
+        /// The file has as many bindings as it can hold.
+        TooManyBindings => ENOSPC, "too many memslots bound to this guest_memfd",
+        /// Every handle number is in use.
+        NoFreeHandle => ENOSPC, "no free guest_memfd handle",
+    }
+}
+
+/// A bound range of a file: pages `[first, first + pages)` back memslot `slot`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Binding {
+    /// First page of the range in the file.
+    pub first: u64,
+    /// Pages in the range.
+    pub pages: u64,
+    /// The memslot id it backs.
+    pub slot: u16,
+}
+
+impl Binding {
+    fn end(&self) -> u64 {
+        self.first.saturating_add(self.pages)
+    }
+}
+
+/// An open guest_memfd file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GmemFile {
+    /// Its handle (the fd).
+    pub handle: u32,
+    /// The VM it belongs to and pins.
+    pub vm: VmId,
+    /// Size in bytes.
+    pub size: u64,
+    /// Page `i` is the frame capability in slot `frames.base + i`.
+    pub frames: SlotRange,
+    /// Bound ranges, sorted by first page, disjoint.
+    pub bindings: Vec<Binding, MAX_BINDINGS>,
+}
+
+impl GmemFile {
+    /// Pages in the file.
+    pub fn pages(&self) -> u64 {
+        self.size / PAGE_SIZE
+    }
+
+    /// Checks that `[offset, offset + size)` can be bound (rule 4.3).
+    pub fn check_bind(&self, vm: VmId, offset: u64, size: u64) -> Result<Binding, GmemError> {
+        if self.vm != vm {
+            return Err(GmemError::OtherVm);
+        }
+        let end = offset.checked_add(size).ok_or(GmemError::BadRange)?;
+        if !page_aligned(offset) || !page_aligned(size) || end > self.size || size == 0 {
+            return Err(GmemError::BadRange);
+        }
+        let b = Binding { first: offset / PAGE_SIZE, pages: size / PAGE_SIZE, slot: 0 };
+        // Bindings are sorted and disjoint: only the last one starting before
+        // our end can overlap us.
+        let i = self.bindings.partition_point(|x| x.first < b.end());
+        if i > 0 && self.bindings.get(i - 1).is_some_and(|x| x.end() > b.first) {
+            return Err(GmemError::AlreadyBound);
+        }
+        if self.bindings.is_full() {
+            return Err(GmemError::TooManyBindings);
+        }
+        Ok(b)
+    }
+
+    /// Records a binding checked by [`GmemFile::check_bind`].
+    pub fn bind(&mut self, b: Binding) -> Result<(), GmemError> {
+        let i = self.bindings.partition_point(|x| x.first < b.first);
+        self.bindings.insert(i, b).map_err(|_| GmemError::TooManyBindings)
+    }
+
+    /// Clears the binding of memslot `slot` (rule 4.4); no binding is fine.
+    pub fn unbind(&mut self, slot: u16) {
+        self.bindings.retain(|b| b.slot != slot);
+    }
+}
+
+/// The open guest_memfd files of a VMM instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GmemTable {
+    files: Vec<GmemFile, MAX_GMEM_FILES>,
+    next_handle: u32,
+}
+
+impl Default for GmemTable {
+    fn default() -> Self {
+        GmemTable { files: Vec::new(), next_handle: 1 }
+    }
+}
+
+impl GmemTable {
+    /// Checks a CREATE_GUEST_MEMFD request and picks the handle it would get.
+    pub fn check_create(&self, size: u64, flags: u64) -> Result<u32, GmemError> {
+        if flags != 0 {
+            return Err(GmemError::BadFlags);
+        }
+        if size == 0 || !page_aligned(size) {
+            return Err(GmemError::BadSize);
+        }
+        if self.files.is_full() {
+            return Err(GmemError::TooManyFiles);
+        }
+        let mut h = self.next_handle;
+        for _ in 0..=MAX_GMEM_FILES {
+            if h != 0 && self.get(h).is_none() {
+                return Ok(h);
+            }
+            h = h.wrapping_add(1);
+        }
+        Err(GmemError::NoFreeHandle)
+    }
+
+    /// Adds a file checked by [`GmemTable::check_create`].
+    pub fn insert(&mut self, file: GmemFile) -> Result<(), GmemError> {
+        let next = file.handle.wrapping_add(1);
+        self.files.push(file).map_err(|_| GmemError::TooManyFiles)?;
+        self.next_handle = next;
+        Ok(())
+    }
+
+    /// The open file `handle`.
+    pub fn get(&self, handle: u32) -> Option<&GmemFile> {
+        self.files.iter().find(|f| f.handle == handle)
+    }
+
+    /// Mutable access to the open file `handle`.
+    pub fn get_mut(&mut self, handle: u32) -> Option<&mut GmemFile> {
+        self.files.iter_mut().find(|f| f.handle == handle)
+    }
+
+    /// Forgets the file `handle`.
+    pub fn remove(&mut self, handle: u32) -> Option<GmemFile> {
+        let i = self.files.iter().position(|f| f.handle == handle)?;
+        Some(self.files.swap_remove(i))
+    }
+
+    /// Every open file.
+    pub fn iter(&self) -> impl Iterator<Item = &GmemFile> {
+        self.files.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::caps::Slot;
+
+    fn file(pages: u64) -> GmemFile {
+        GmemFile {
+            handle: 1,
+            vm: VmId(1),
+            size: pages * PAGE_SIZE,
+            frames: SlotRange { base: Slot(0), len: pages },
+            bindings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn ranges_are_half_open() {
+        let mut f = file(8);
+        let mut b = f.check_bind(VmId(1), 0, 4 * PAGE_SIZE).unwrap();
+        b.slot = 1;
+        f.bind(b).unwrap();
+        // Starts exactly at the previous end: allowed.
+        let mut c = f.check_bind(VmId(1), 4 * PAGE_SIZE, 4 * PAGE_SIZE).unwrap();
+        c.slot = 2;
+        f.bind(c).unwrap();
+        f.unbind(1);
+        // Ends exactly where binding 2 starts: allowed.
+        assert!(f.check_bind(VmId(1), 0, 4 * PAGE_SIZE).is_ok());
+        assert_eq!(f.check_bind(VmId(1), 3 * PAGE_SIZE, 2 * PAGE_SIZE), Err(GmemError::AlreadyBound));
+        assert_eq!(f.check_bind(VmId(1), 7 * PAGE_SIZE, PAGE_SIZE), Err(GmemError::AlreadyBound));
+    }
+
+    #[test]
+    fn bind_range_checks() {
+        let f = file(4);
+        assert_eq!(f.check_bind(VmId(2), 0, PAGE_SIZE), Err(GmemError::OtherVm));
+        assert_eq!(f.check_bind(VmId(1), 1, PAGE_SIZE), Err(GmemError::BadRange));
+        assert_eq!(f.check_bind(VmId(1), PAGE_SIZE, 4 * PAGE_SIZE), Err(GmemError::BadRange));
+        assert_eq!(f.check_bind(VmId(1), u64::MAX - 4095, PAGE_SIZE), Err(GmemError::BadRange));
+        assert!(f.check_bind(VmId(1), 0, 4 * PAGE_SIZE).is_ok(), "the whole file, end exclusive");
+    }
+
+    #[test]
+    fn create_checks() {
+        let t = GmemTable::default();
+        assert_eq!(t.check_create(PAGE_SIZE, 1), Err(GmemError::BadFlags));
+        assert_eq!(t.check_create(0, 0), Err(GmemError::BadSize));
+        assert_eq!(t.check_create(PAGE_SIZE + 1, 0), Err(GmemError::BadSize));
+        assert_eq!(t.check_create(PAGE_SIZE, 0), Ok(1));
+    }
+}

@@ -1,0 +1,346 @@
+//! Memslots: the guest-physical memory map of a VM, with
+//! KVM_SET_USER_MEMORY_REGION2 semantics (seed 002).
+//!
+//! This module holds the table and the pure validation of a request; the
+//! effects (mappings, bindings, capability slots) are applied by the VMM,
+//! which first asks [`classify`] what a request would do. Checks run in the
+//! order SEMANTICS.md section 3 gives, so the same bad request always gets
+//! the same errno.
+//!
+//! The table is kept sorted by guest-physical address and slots never
+//! overlap, so the slot containing an address is found by binary search
+//! (O(log n)).
+//!
+//! Choices left open by the rules:
+//! - toggling GUEST_MEMFD on an existing slot is EINVAL: a slot is bound to
+//!   its file only when it is created;
+//! - a move may change flags other than READONLY at the same time, as KVM's
+//!   KVM_MR_MOVE does;
+//! - a delete (size 0) skips the guest-RAM check of `userspace_addr`, as
+//!   `access_ok(addr, 0)` does in KVM.
+
+use heapless::Vec;
+
+use crate::caps::{page_aligned, Slot, SlotRange, PAGE_SIZE};
+use crate::config::{RamRegion, VmmConfig, GUEST_PHYS_LIMIT, MAX_MEMSLOTS};
+
+/// Stage-2 writes are tracked (only where the backend supports it).
+pub const LOG_DIRTY_PAGES: u32 = 1 << 0;
+/// The guest may not write.
+pub const READONLY: u32 = 1 << 1;
+/// Backed by a guest_memfd file instead of VMM-mapped RAM.
+pub const GUEST_MEMFD: u32 = 1 << 2;
+/// Every flag this VMM knows.
+pub const KNOWN_FLAGS: u32 = LOG_DIRTY_PAGES | READONLY | GUEST_MEMFD;
+
+/// A SET_USER_MEMORY_REGION2 request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryRegion {
+    /// Low 16 bits: slot id; high 16 bits: address-space id.
+    pub slot: u32,
+    /// LOG_DIRTY_PAGES, READONLY, GUEST_MEMFD.
+    pub flags: u32,
+    /// Where the slot starts in guest-physical space.
+    pub guest_phys_addr: u64,
+    /// Its size in bytes; 0 deletes the slot.
+    pub memory_size: u64,
+    /// Where the backing is mapped in the VMM's address space.
+    pub userspace_addr: u64,
+    /// Offset into the guest_memfd file.
+    pub guest_memfd_offset: u64,
+    /// The guest_memfd handle (with GUEST_MEMFD).
+    pub guest_memfd: u32,
+}
+
+/// Whether a slot is locked, how, and the run of slots holding its pins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotLock {
+    /// Locked READ|WRITE (stage-2 read-write) rather than READ only.
+    pub write: bool,
+    /// One pinning frame capability per page.
+    pub pins: SlotRange,
+}
+
+/// What backs a memslot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backing {
+    /// VMM-mapped guest RAM: page `i` is the frame in slot `frames + i`.
+    Ram {
+        /// Frame capability of the slot's first page.
+        frames: Slot,
+    },
+    /// A guest_memfd file range; `file` is `None` once the file is closed.
+    Gmem {
+        /// The file's handle while it is open.
+        file: Option<u32>,
+        /// Byte offset of the slot's first page in the file.
+        offset: u64,
+    },
+}
+
+/// One memslot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Memslot {
+    /// Slot id (address space 0).
+    pub id: u16,
+    /// Its flags.
+    pub flags: u32,
+    /// Guest-physical base.
+    pub gpa: u64,
+    /// Size in bytes, a non-zero multiple of the page size.
+    pub size: u64,
+    /// VMM address of the backing (0 for a guest_memfd slot that gave none).
+    pub uaddr: u64,
+    /// What backs it.
+    pub backing: Backing,
+    /// One slot per page for the capability that maps it at stage 2.
+    pub map_caps: SlotRange,
+    /// Set while the slot is locked.
+    pub lock: Option<SlotLock>,
+}
+
+impl Memslot {
+    /// Pages in the slot.
+    pub fn pages(&self) -> u64 {
+        self.size / PAGE_SIZE
+    }
+
+    /// One past the last guest-physical address.
+    pub fn end(&self) -> u64 {
+        self.gpa.saturating_add(self.size)
+    }
+
+    /// True if `gpa` lies in `[gpa, gpa + size)`.
+    pub fn contains(&self, gpa: u64) -> bool {
+        gpa >= self.gpa && gpa < self.end()
+    }
+
+    /// True for a slot the guest may not write.
+    pub fn readonly(&self) -> bool {
+        self.flags & READONLY != 0
+    }
+}
+
+crate::errors! {
+    /// Why a SET_USER_MEMORY_REGION2 request was refused.
+    pub enum MemslotError {
+        /// Unknown flag bits, LOG_DIRTY_PAGES without backend support, or
+        /// GUEST_MEMFD with READONLY or LOG_DIRTY_PAGES.
+        BadFlags => EINVAL, "unknown or incompatible memslot flags",
+        /// memory_size, guest_phys_addr or userspace_addr not page-aligned.
+        Unaligned => EINVAL, "memory_size, guest_phys_addr and userspace_addr must be page-aligned",
+        /// The backing is not inside guest RAM the VMM has mapped.
+        NotGuestRam => EINVAL, "userspace_addr..+memory_size is not guest RAM mapped by the VMM",
+        /// guest_memfd_offset unaligned, or offset + size wraps.
+        BadGmemOffset => EINVAL, "guest_memfd_offset unaligned or offset + size wraps",
+        /// Address-space id not 0.
+        BadAddressSpace => EINVAL, "address-space id must be 0",
+        /// Slot id at or above the limit.
+        BadSlotId => EINVAL, "slot id at or above the memslot limit",
+        /// guest_phys_addr + memory_size wraps or leaves guest-physical space.
+        OutOfGuestRange => EINVAL, "guest-physical range wraps or leaves the guest's address space",
+        /// Deleting a slot that does not exist.
+        NoSuchSlot => EINVAL, "no such memslot",
+        /// A guest_memfd slot can only be deleted.
+        GmemSlotChange => EINVAL, "a guest_memfd memslot can only be deleted",
+        /// Changing userspace_addr, size, READONLY or GUEST_MEMFD.
+        IllegalChange => EINVAL, "userspace_addr, size, READONLY and GUEST_MEMFD cannot change",
+        /// The new range overlaps another slot.
+        Overlap => EEXIST, "the range overlaps another memslot",
+        /// The slot is locked.
+        Locked => EBUSY, "the memslot is locked",
+    }
+}
+
+/// What a valid request does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Create slot `id`.
+    Create,
+    /// Delete the slot at table index.
+    Delete(usize),
+    /// Move the slot at table index to a new guest-physical address.
+    Move(usize),
+    /// Change only the flags of the slot at table index.
+    Flags(usize),
+    /// Identical to the existing slot: nothing to do.
+    Nothing,
+}
+
+/// The memslots of one VM, sorted by guest-physical address.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemslotTable {
+    slots: Vec<Memslot, MAX_MEMSLOTS>,
+}
+
+impl MemslotTable {
+    /// The slot containing `gpa`, by binary search.
+    pub fn find_gpa(&self, gpa: u64) -> Option<&Memslot> {
+        // The last slot starting at or below gpa is the only candidate.
+        let i = self.slots.partition_point(|s| s.gpa <= gpa);
+        let s = self.slots.get(i.checked_sub(1)?)?;
+        s.contains(gpa).then_some(s)
+    }
+
+    /// Table index of slot `id`.
+    pub fn index_of(&self, id: u16) -> Option<usize> {
+        self.slots.iter().position(|s| s.id == id)
+    }
+
+    /// The slot at table index `i`.
+    pub fn get(&self, i: usize) -> Option<&Memslot> {
+        self.slots.get(i)
+    }
+
+    /// Mutable access to the slot at table index `i`. Callers must not
+    /// change its address or size (that would break the order).
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut Memslot> {
+        self.slots.get_mut(i)
+    }
+
+    /// Every slot, in guest-physical order.
+    pub fn iter(&self) -> impl Iterator<Item = &Memslot> {
+        self.slots.iter()
+    }
+
+    /// Mutable iteration (addresses must stay as they are).
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Memslot> {
+        self.slots.iter_mut()
+    }
+
+    /// Number of slots.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// True if there are none.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// True if `[gpa, gpa + size)` overlaps a slot other than `except`.
+    pub fn overlaps(&self, gpa: u64, size: u64, except: Option<u16>) -> bool {
+        let end = gpa.saturating_add(size);
+        // Slots are sorted and disjoint: only the last one starting before
+        // `end` can reach into the range, but it may be `except`, so look at
+        // the one before it too.
+        let i = self.slots.partition_point(|s| s.gpa < end);
+        let lo = i.saturating_sub(2);
+        self.slots.get(lo..i).unwrap_or(&[]).iter().any(|s| Some(s.id) != except && s.gpa < end && gpa < s.end())
+    }
+
+    /// Inserts a slot that overlaps none (checked by the caller).
+    pub fn insert(&mut self, slot: Memslot) -> Result<(), Memslot> {
+        let i = self.slots.partition_point(|s| s.gpa < slot.gpa);
+        self.slots.insert(i, slot)
+    }
+
+    /// Removes the slot at table index `i`.
+    pub fn remove(&mut self, i: usize) -> Option<Memslot> {
+        (i < self.slots.len()).then(|| self.slots.remove(i))
+    }
+
+    /// Moves the slot at index `i` to `gpa` (free, checked by the caller),
+    /// keeping the order.
+    pub fn relocate(&mut self, i: usize, gpa: u64, flags: u32) -> Option<()> {
+        let mut s = self.remove(i)?;
+        s.gpa = gpa;
+        s.flags = flags;
+        self.insert(s).ok()
+    }
+}
+
+/// The environment a request is checked against.
+pub struct Env<'a> {
+    /// The VMM configuration (guest RAM, dirty-log support).
+    pub config: &'a VmmConfig,
+}
+
+/// Validates `req` against `table` in SEMANTICS.md's order and says what it
+/// would do. Binding checks of a GUEST_MEMFD create (rule 9) are the
+/// guest_memfd module's.
+pub fn classify(table: &MemslotTable, req: &MemoryRegion, env: &Env<'_>) -> Result<Change, MemslotError> {
+    // 1. Flags.
+    let gmem = req.flags & GUEST_MEMFD != 0;
+    let unknown = req.flags & !KNOWN_FLAGS != 0;
+    let dirty_unsupported = req.flags & LOG_DIRTY_PAGES != 0 && !env.config.dirty_log;
+    if unknown || dirty_unsupported || (gmem && req.flags & (READONLY | LOG_DIRTY_PAGES) != 0) {
+        return Err(MemslotError::BadFlags);
+    }
+    // 2. Alignment and backing.
+    if !page_aligned(req.memory_size) || !page_aligned(req.guest_phys_addr) || !page_aligned(req.userspace_addr) {
+        return Err(MemslotError::Unaligned);
+    }
+    let shared_view_optional = gmem && req.userspace_addr == 0;
+    if req.memory_size != 0
+        && !shared_view_optional
+        && env.config.ram_containing(req.userspace_addr, req.memory_size).is_none()
+    {
+        return Err(MemslotError::NotGuestRam);
+    }
+    // 3. guest_memfd offset.
+    if gmem && (!page_aligned(req.guest_memfd_offset) || req.guest_memfd_offset.checked_add(req.memory_size).is_none())
+    {
+        return Err(MemslotError::BadGmemOffset);
+    }
+    // 4. Address space, slot id, guest-physical range.
+    if req.slot >> 16 != 0 {
+        return Err(MemslotError::BadAddressSpace);
+    }
+    let id = (req.slot & 0xffff) as u16;
+    if usize::from(id) >= MAX_MEMSLOTS {
+        return Err(MemslotError::BadSlotId);
+    }
+    match req.guest_phys_addr.checked_add(req.memory_size) {
+        Some(end) if end <= GUEST_PHYS_LIMIT => {}
+        _ => return Err(MemslotError::OutOfGuestRange),
+    }
+    let existing = table.index_of(id);
+    // 5. Delete.
+    if req.memory_size == 0 {
+        let i = existing.ok_or(MemslotError::NoSuchSlot)?;
+        if table.get(i).is_some_and(|s| s.lock.is_some()) {
+            return Err(MemslotError::Locked);
+        }
+        return Ok(Change::Delete(i));
+    }
+    // 6. Change of an existing slot.
+    let change = match existing.and_then(|i| table.get(i).map(|s| (i, s))) {
+        None => Change::Create,
+        Some((i, old)) => {
+            if old.flags & GUEST_MEMFD != 0 {
+                return Err(MemslotError::GmemSlotChange);
+            }
+            let toggles = (old.flags ^ req.flags) & (READONLY | GUEST_MEMFD) != 0;
+            if req.userspace_addr != old.uaddr || req.memory_size != old.size || toggles {
+                return Err(MemslotError::IllegalChange);
+            }
+            if req.guest_phys_addr != old.gpa {
+                Change::Move(i)
+            } else if req.flags != old.flags {
+                Change::Flags(i)
+            } else {
+                return Ok(Change::Nothing);
+            }
+        }
+    };
+    // 7. Overlap on create or move (half-open ranges).
+    if matches!(change, Change::Create | Change::Move(_))
+        && table.overlaps(req.guest_phys_addr, req.memory_size, Some(id).filter(|_| existing.is_some()))
+    {
+        return Err(MemslotError::Overlap);
+    }
+    // 8. Locked slots do not change.
+    if let Change::Move(i) | Change::Flags(i) = change {
+        if table.get(i).is_some_and(|s| s.lock.is_some()) {
+            return Err(MemslotError::Locked);
+        }
+    }
+    Ok(change)
+}
+
+/// The RAM frame slot backing a RAM memslot created from `req`.
+pub fn ram_frames(config: &VmmConfig, req: &MemoryRegion) -> Option<Slot> {
+    let region: &RamRegion = config.ram_containing(req.userspace_addr, req.memory_size)?;
+    region.frame_at(req.userspace_addr)
+}

@@ -1,0 +1,127 @@
+//! Guest register names: the general registers the kernel keeps in a TCB and
+//! the EL1 system registers it keeps in a vCPU object.
+//!
+//! On the wire a register is a `u32`: 0-30 are x0-x30, 31 is SP, 32 the PC,
+//! 33 SPSR; `0x100 + n` is the `n`th [`VcpuReg`]. Anything else is unknown
+//! (EINVAL).
+
+/// A register saved in the TCB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TcbReg {
+    /// x0 to x30.
+    X(u8),
+    /// The EL1 stack pointer as the guest sees it on entry.
+    Sp,
+    /// The program counter.
+    Pc,
+    /// The saved program status (guest exception level and masks).
+    Spsr,
+}
+
+/// An EL1 system register saved in the vCPU object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum VcpuReg {
+    /// System control.
+    Sctlr = 0,
+    /// Translation table base 0.
+    Ttbr0 = 1,
+    /// Translation table base 1.
+    Ttbr1 = 2,
+    /// Translation control.
+    Tcr = 3,
+    /// Memory attribute indirection.
+    Mair = 4,
+    /// Vector base.
+    Vbar = 5,
+    /// Exception link register.
+    ElrEl1 = 6,
+    /// Saved program status for EL1 exceptions.
+    SpsrEl1 = 7,
+    /// Virtual timer control.
+    CntvCtl = 8,
+    /// Virtual timer compare value.
+    CntvCval = 9,
+    /// Virtual multiprocessor affinity.
+    Vmpidr = 10,
+}
+
+impl VcpuReg {
+    /// Every vCPU register, in wire order.
+    pub const ALL: [VcpuReg; 11] = [
+        VcpuReg::Sctlr,
+        VcpuReg::Ttbr0,
+        VcpuReg::Ttbr1,
+        VcpuReg::Tcr,
+        VcpuReg::Mair,
+        VcpuReg::Vbar,
+        VcpuReg::ElrEl1,
+        VcpuReg::SpsrEl1,
+        VcpuReg::CntvCtl,
+        VcpuReg::CntvCval,
+        VcpuReg::Vmpidr,
+    ];
+}
+
+/// Any guest register a client may read or write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reg {
+    /// Held in the TCB.
+    Tcb(TcbReg),
+    /// Held in the vCPU object.
+    Vcpu(VcpuReg),
+}
+
+/// Wire number of the first vCPU system register.
+pub const VCPU_REG_BASE: u32 = 0x100;
+
+/// SPSR for a guest entered at EL1h with DAIF masked. seL4's default for a
+/// new TCB is EL0, which a guest kernel cannot boot in.
+pub const SPSR_EL1H_MASKED: u64 = 0x3c5;
+
+impl Reg {
+    /// Decodes a wire register number.
+    pub fn from_wire(n: u32) -> Option<Reg> {
+        match n {
+            0..=30 => u8::try_from(n).ok().map(|x| Reg::Tcb(TcbReg::X(x))),
+            31 => Some(Reg::Tcb(TcbReg::Sp)),
+            32 => Some(Reg::Tcb(TcbReg::Pc)),
+            33 => Some(Reg::Tcb(TcbReg::Spsr)),
+            _ => {
+                let i = usize::try_from(n.checked_sub(VCPU_REG_BASE)?).ok()?;
+                VcpuReg::ALL.get(i).copied().map(Reg::Vcpu)
+            }
+        }
+    }
+
+    /// The wire register number.
+    pub fn to_wire(self) -> u32 {
+        match self {
+            Reg::Tcb(TcbReg::X(x)) => u32::from(x),
+            Reg::Tcb(TcbReg::Sp) => 31,
+            Reg::Tcb(TcbReg::Pc) => 32,
+            Reg::Tcb(TcbReg::Spsr) => 33,
+            Reg::Vcpu(r) => VCPU_REG_BASE + r as u32,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_round_trip_and_unknowns() {
+        let mut known = 0;
+        for n in 0..0x200u32 {
+            if let Some(r) = Reg::from_wire(n) {
+                assert_eq!(r.to_wire(), n);
+                known += 1;
+            }
+        }
+        assert_eq!(known, 34 + VcpuReg::ALL.len());
+        for bad in [34, 0xff, VCPU_REG_BASE + VcpuReg::ALL.len() as u32, u32::MAX] {
+            assert_eq!(Reg::from_wire(bad), None, "{bad:#x}");
+        }
+    }
+}

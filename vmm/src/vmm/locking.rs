@@ -1,0 +1,157 @@
+//! Memslot lock and unlock (SEMANTICS.md section 5, seed 004).
+//!
+//! Locking pins every page: the VMM derives a capability to each backing
+//! frame into a run of pin slots held for the lock's lifetime, and maps each
+//! page at stage 2 through its pin (4 KiB pages, read-only or read-write as
+//! the lock asks). A page the guest had already faulted in stays mapped as
+//! it was, through its mapping capability. Because every mapping the lock
+//! makes goes through a pin, undoing a failed lock is deleting the pins:
+//! exactly what the lock did is undone, nothing the guest had before.
+//!
+//! Unlocking unpins and uncharges but keeps the stage-2 mappings: each pin
+//! that maps its page is moved into the page's mapping slot, and the others
+//! are deleted.
+//!
+//! guest_memfd slots are not locked (EINVAL): their frames are held by the
+//! file and never move, so there is nothing to pin, and closing the file
+//! must be able to take every mapping of them away.
+
+use super::Vmm;
+use crate::caps::{FrameCap, Rights, SlotRange, PAGE_SIZE};
+use crate::error::Error;
+use crate::kernel::{Kernel, KernelError};
+use crate::lock::{check_lock_flags, LockError, UNLOCK_ALL};
+use crate::memslot::{Backing, Memslot, SlotLock, LOG_DIRTY_PAGES};
+use crate::registry::{ArchHooks, Caller, VmId};
+
+/// Deletes the first `n` pins of `pins`.
+fn delete_pins<K: Kernel>(k: &mut K, pins: SlotRange, n: u64) {
+    for i in 0..n {
+        if let Some(p) = pins.get(i) {
+            let _ = k.cnode_delete(p);
+        }
+    }
+}
+
+/// Moves each mapping pin into its page's mapping slot and deletes the rest.
+fn unpin<K: Kernel>(k: &mut K, slot: &Memslot, pins: SlotRange) -> Result<(), KernelError> {
+    let mut first = Ok(());
+    for i in 0..pins.len {
+        let (Some(pin), Some(map)) = (pins.get(i), slot.map_caps.get(i)) else {
+            continue;
+        };
+        let r = match k.cnode_move(map, pin) {
+            // The page is mapped through its mapping capability already.
+            Err(KernelError::DeleteFirst) => k.cnode_delete(pin),
+            other => other,
+        };
+        if first.is_ok() {
+            first = r;
+        }
+    }
+    first
+}
+
+impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
+    /// LOCK(slot, READ[|WRITE]).
+    pub fn lock_memslot(&mut self, caller: Caller, id: VmId, slot_id: u32, flags: u64) -> Result<(), Error> {
+        let write = check_lock_flags(flags)?;
+        let entry = self.registry.get_mut(caller, id)?;
+        let owner = entry.owner;
+        let vm = &mut entry.vm;
+        let idx = u16::try_from(slot_id).ok().and_then(|s| vm.memslots.index_of(s)).ok_or(LockError::NoSuchSlot)?;
+        let slot = *vm.memslots.get(idx).ok_or(LockError::NoSuchSlot)?;
+        let Backing::Ram { frames } = slot.backing else {
+            return Err(LockError::GmemSlot.into());
+        };
+        if write && (slot.readonly() || slot.flags & LOG_DIRTY_PAGES != 0) {
+            return Err(LockError::WriteNotAllowed.into());
+        }
+        if slot.lock.is_some() {
+            return Err(LockError::AlreadyLocked.into());
+        }
+        let pages = slot.pages();
+        self.charges.check(&self.config, owner, pages)?;
+        let pins = self.cspace.alloc(pages)?;
+        let rights = if write { Rights::READ_WRITE } else { Rights::READ };
+        let k = &mut self.kernel;
+        let mark = vm.stage2.mark();
+        for i in 0..pages {
+            let (Some(pin), Some(frame)) = (pins.get(i), frames.offset(i)) else {
+                continue;
+            };
+            let r = k.cnode_copy(pin, frame, rights).and_then(|()| {
+                match vm.stage2.map(k, FrameCap(pin), slot.gpa + i * PAGE_SIZE, rights) {
+                    // Already mapped through its mapping capability: keep it.
+                    Err(KernelError::DeleteFirst) => Ok(()),
+                    other => other,
+                }
+            });
+            if let Err(e) = r {
+                delete_pins(k, pins, i + 1);
+                vm.stage2.rollback(k, mark);
+                let _ = self.cspace.free(pins);
+                return Err(e.into());
+            }
+        }
+        if let Err(e) = self.charges.charge(owner, pages) {
+            delete_pins(k, pins, pages);
+            vm.stage2.rollback(k, mark);
+            let _ = self.cspace.free(pins);
+            return Err(e.into());
+        }
+        if let Some(s) = vm.memslots.get_mut(idx) {
+            s.lock = Some(SlotLock { write, pins });
+        }
+        Ok(())
+    }
+
+    /// UNLOCK(slot), or every locked slot with [`UNLOCK_ALL`].
+    pub fn unlock_memslot(&mut self, caller: Caller, id: VmId, slot_id: u32, flags: u64) -> Result<(), Error> {
+        if flags & !UNLOCK_ALL != 0 {
+            return Err(LockError::BadFlags.into());
+        }
+        let vm = &mut self.registry.get_mut(caller, id)?.vm;
+        if flags & UNLOCK_ALL != 0 {
+            return self.unlock_all(id);
+        }
+        let idx = u16::try_from(slot_id).ok().and_then(|s| vm.memslots.index_of(s)).ok_or(LockError::NoSuchSlot)?;
+        if vm.memslots.get(idx).is_some_and(|s| s.lock.is_none()) {
+            return Err(LockError::NotLocked.into());
+        }
+        self.unlock_index(id, idx)
+    }
+
+    /// Unlocks every locked slot of `id`, going on past errors and
+    /// returning the last one (rule 5.7).
+    fn unlock_all(&mut self, id: VmId) -> Result<(), Error> {
+        let mut last = Ok(());
+        let n = self.registry.entry(id).map_or(0, |e| e.vm.memslots.len());
+        for idx in 0..n {
+            let locked = self.registry.entry(id).and_then(|e| e.vm.memslots.get(idx)).is_some_and(|s| s.lock.is_some());
+            if locked {
+                if let Err(e) = self.unlock_index(id, idx) {
+                    last = Err(e);
+                }
+            }
+        }
+        last
+    }
+
+    fn unlock_index(&mut self, id: VmId, idx: usize) -> Result<(), Error> {
+        let Some(entry) = self.registry.entry_mut(id) else {
+            return Err(LockError::NoSuchSlot.into());
+        };
+        let owner = entry.owner;
+        let Some(slot) = entry.vm.memslots.get_mut(idx) else {
+            return Err(LockError::NoSuchSlot.into());
+        };
+        let Some(lock) = slot.lock.take() else {
+            return Err(LockError::NotLocked.into());
+        };
+        let r = unpin(&mut self.kernel, slot, lock.pins);
+        self.charges.uncharge(owner, slot.pages());
+        let _ = self.cspace.free(lock.pins);
+        Ok(r?)
+    }
+}

@@ -1,0 +1,166 @@
+//! vCPUs, registers, interrupt lines and the VM-wide capability
+//! (SEMANTICS.md section 2 and rule 5.6).
+//!
+//! Choices: a register number is validated before the vCPU is looked up
+//! (it is part of decoding the request); IRQ_LINE delivers to vCPU 0, so a
+//! rising edge with no vCPU 0 is ENOENT, and only a rising edge injects (a
+//! level that stays high is not injected again).
+
+use super::Vmm;
+use crate::caps::ObjectType;
+use crate::config::{MAX_IRQ, MIN_IRQ};
+use crate::error::Error;
+use crate::kernel::Kernel;
+use crate::lock::LockError;
+use crate::registry::{ArchHooks, Caller, VmId};
+use crate::regs::{Reg, TcbReg, SPSR_EL1H_MASKED};
+use crate::vm::{VcpuState, VmError, CAP_MEM_TAGGING};
+
+impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
+    /// CREATE_VCPU: a TCB and a vCPU object, bound to the VM's VSpace, set to
+    /// enter at EL1h.
+    pub fn create_vcpu(&mut self, caller: Caller, id: VmId, vcpu: u32) -> Result<(), Error> {
+        let limit = self.config.vcpu_limit;
+        let vm = &mut self.registry.get_mut(caller, id)?.vm;
+        if vcpu >= limit {
+            return Err(VmError::VcpuIdOutOfRange.into());
+        }
+        if vm.vcpu_state(vcpu) != VcpuState::Absent {
+            return Err(VmError::VcpuExists.into());
+        }
+        let (tcb, vc) = vm.vcpu_caps(vcpu).ok_or(VmError::VcpuIdOutOfRange)?;
+        let vspace = vm.vspace();
+        let Some(entry) = self.registry.entry_mut(id) else {
+            return Err(VmError::NoSuchVcpu.into());
+        };
+        let k = &mut self.kernel;
+        k.untyped_retype(ObjectType::Tcb, tcb.slot())?;
+        let rest = k
+            .untyped_retype(ObjectType::VCpu, vc.slot())
+            .and_then(|()| k.tcb_bind(tcb, vc, vspace))
+            .and_then(|()| k.tcb_write_register(tcb, TcbReg::Spsr, SPSR_EL1H_MASKED));
+        if let Err(e) = rest {
+            let _ = k.cnode_delete(vc.slot());
+            let _ = k.cnode_delete(tcb.slot());
+            return Err(e.into());
+        }
+        entry.vm.set_vcpu_state(vcpu, VcpuState::Stopped);
+        Ok(())
+    }
+
+    /// RUN: restart the vCPU at `entry` with `arg` in x0.
+    pub fn run_vcpu(&mut self, caller: Caller, id: VmId, vcpu: u32, entry: u64, arg: u64) -> Result<(), Error> {
+        let vm = &mut self.registry.get_mut(caller, id)?.vm;
+        match vm.vcpu_state(vcpu) {
+            VcpuState::Absent => return Err(VmError::NoSuchVcpu.into()),
+            VcpuState::Running => return Err(VmError::VcpuRunning.into()),
+            VcpuState::Stopped => {}
+        }
+        let (tcb, _) = vm.vcpu_caps(vcpu).ok_or(VmError::NoSuchVcpu)?;
+        let k = &mut self.kernel;
+        let old_pc = k.tcb_read_register(tcb, TcbReg::Pc)?;
+        let old_x0 = k.tcb_read_register(tcb, TcbReg::X(0))?;
+        let r = k
+            .tcb_write_register(tcb, TcbReg::Pc, entry)
+            .and_then(|()| k.tcb_write_register(tcb, TcbReg::X(0), arg))
+            .and_then(|()| k.tcb_resume(tcb));
+        if let Err(e) = r {
+            // Put back what the guest would see; these writes cannot fail on
+            // a TCB the previous calls accepted.
+            let _ = k.tcb_write_register(tcb, TcbReg::Pc, old_pc);
+            let _ = k.tcb_write_register(tcb, TcbReg::X(0), old_x0);
+            return Err(e.into());
+        }
+        vm.set_vcpu_state(vcpu, VcpuState::Running);
+        Ok(())
+    }
+
+    /// STOP: suspend; stopping a stopped vCPU succeeds and does nothing.
+    pub fn stop_vcpu(&mut self, caller: Caller, id: VmId, vcpu: u32) -> Result<(), Error> {
+        let vm = &mut self.registry.get_mut(caller, id)?.vm;
+        match vm.vcpu_state(vcpu) {
+            VcpuState::Absent => Err(VmError::NoSuchVcpu.into()),
+            VcpuState::Stopped => Ok(()),
+            VcpuState::Running => {
+                let (tcb, _) = vm.vcpu_caps(vcpu).ok_or(VmError::NoSuchVcpu)?;
+                self.kernel.tcb_suspend(tcb)?;
+                vm.set_vcpu_state(vcpu, VcpuState::Stopped);
+                Ok(())
+            }
+        }
+    }
+
+    /// Marks vCPU `vcpu` of VM `id` stopped after the guest stopped it
+    /// (a fault left unanswered, PSCI CPU_OFF or SYSTEM_OFF).
+    pub fn vcpu_stopped(&mut self, id: VmId, vcpu: u32) {
+        if let Some(e) = self.registry.entry_mut(id) {
+            if e.vm.vcpu_state(vcpu) == VcpuState::Running {
+                e.vm.set_vcpu_state(vcpu, VcpuState::Stopped);
+            }
+        }
+    }
+
+    /// GET_REG.
+    pub fn get_reg(&mut self, caller: Caller, id: VmId, vcpu: u32, reg: u32) -> Result<u64, Error> {
+        let reg = Reg::from_wire(reg).ok_or(VmError::BadRegister)?;
+        let vm = &mut self.registry.get_mut(caller, id)?.vm;
+        if vm.vcpu_state(vcpu) == VcpuState::Absent {
+            return Err(VmError::NoSuchVcpu.into());
+        }
+        let (tcb, vc) = vm.vcpu_caps(vcpu).ok_or(VmError::NoSuchVcpu)?;
+        Ok(match reg {
+            Reg::Tcb(r) => self.kernel.tcb_read_register(tcb, r)?,
+            Reg::Vcpu(r) => self.kernel.vcpu_read_reg(vc, r)?,
+        })
+    }
+
+    /// SET_REG.
+    pub fn set_reg(&mut self, caller: Caller, id: VmId, vcpu: u32, reg: u32, value: u64) -> Result<(), Error> {
+        let reg = Reg::from_wire(reg).ok_or(VmError::BadRegister)?;
+        let vm = &mut self.registry.get_mut(caller, id)?.vm;
+        if vm.vcpu_state(vcpu) == VcpuState::Absent {
+            return Err(VmError::NoSuchVcpu.into());
+        }
+        let (tcb, vc) = vm.vcpu_caps(vcpu).ok_or(VmError::NoSuchVcpu)?;
+        match reg {
+            Reg::Tcb(r) => self.kernel.tcb_write_register(tcb, r, value)?,
+            Reg::Vcpu(r) => self.kernel.vcpu_write_reg(vc, r, value)?,
+        }
+        Ok(())
+    }
+
+    /// IRQ_LINE: set line `irq` to `level`; a rising edge injects it into
+    /// vCPU 0.
+    pub fn irq_line(&mut self, caller: Caller, id: VmId, irq: u32, level: u32) -> Result<(), Error> {
+        if !(MIN_IRQ..MAX_IRQ).contains(&irq) || level > 1 {
+            return Err(VmError::BadIrq.into());
+        }
+        let vm = &mut self.registry.get_mut(caller, id)?.vm;
+        let high = level == 1;
+        if high && !vm.irq_level(irq) {
+            if vm.vcpu_state(0) == VcpuState::Absent {
+                return Err(VmError::NoSuchVcpu.into());
+            }
+            let (_, vc) = vm.vcpu_caps(0).ok_or(VmError::NoSuchVcpu)?;
+            let line = u16::try_from(irq).map_err(|_| VmError::BadIrq)?;
+            self.kernel.vcpu_inject_irq(vc, line)?;
+        }
+        vm.set_irq_level(irq, high);
+        Ok(())
+    }
+
+    /// ENABLE_CAP: the VM-wide memory-tagging capability; refused while any
+    /// memslot is locked, because locked pages were prepared without it
+    /// (rule 5.6).
+    pub fn enable_cap(&mut self, caller: Caller, id: VmId, cap: u32, arg: u64) -> Result<(), Error> {
+        if cap != CAP_MEM_TAGGING || arg != 0 {
+            return Err(VmError::BadCapability.into());
+        }
+        let vm = &mut self.registry.get_mut(caller, id)?.vm;
+        if vm.has_locked_slots() {
+            return Err(LockError::SlotsLocked.into());
+        }
+        vm.mem_tagging = true;
+        Ok(())
+    }
+}

@@ -1,0 +1,229 @@
+//! The world the host tests run in: the core on the seL4 model, with guest
+//! RAM mapped into the VMM, three clients and recording arch hooks; plus
+//! the checks every test leans on (nothing changed on failure, isolation
+//! and accounting invariants after every step).
+
+#![allow(dead_code)]
+
+use std::string::String;
+use std::vec::Vec;
+
+use vmm::caps::{Slot, SlotRange, PAGE_SIZE};
+use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig};
+use vmm::memslot::{MemoryRegion, GUEST_MEMFD};
+use vmm::model::Model;
+use vmm::registry::{ArchHooks, Owner, Presence, VmId};
+use vmm::{Errno, Error, Vmm};
+
+/// The VMM's own VSpace.
+pub const VMM_VSPACE: Slot = Slot(1);
+/// First frame of guest RAM in the VMM's CSpace.
+pub const RAM_FRAMES: Slot = Slot(0x1000);
+/// Guest RAM pages.
+pub const RAM_PAGES: u64 = 512;
+/// Where guest RAM is mapped in the VMM.
+pub const RAM_VADDR: u64 = 0x4000_0000;
+/// The slots the core may allocate.
+pub const CSPACE: SlotRange = SlotRange { base: Slot(1 << 20), len: 1 << 22 };
+/// Untyped memory for everything the core creates.
+pub const UNTYPED: u64 = 64 << 20;
+
+/// A client with a budget of 16 pages.
+pub const A: Owner = Owner::Client(ClientId(1));
+/// A client with a budget of 4 pages.
+pub const B: Owner = Owner::Client(ClientId(2));
+/// A privileged client (no memlock limit).
+pub const P: Owner = Owner::Client(ClientId(3));
+/// A channel with no client configured on it.
+pub const STRANGER: Owner = Owner::Client(ClientId(9));
+
+/// Arch hooks that record their calls and whether shared resources are
+/// enabled; `fail_add` makes the next add refuse.
+#[derive(Clone, Debug, Default)]
+pub struct Hooks {
+    pub log: Vec<String>,
+    pub enabled: bool,
+    pub fail_add: Option<Errno>,
+}
+
+/// Hooks compare by their effect (shared resources enabled), not by the log
+/// of attempts: a refused add leaves the effect unchanged.
+impl PartialEq for Hooks {
+    fn eq(&self, other: &Hooks) -> bool {
+        self.enabled == other.enabled
+    }
+}
+impl Eq for Hooks {}
+
+impl ArchHooks for Hooks {
+    fn add(&mut self, vm: VmId, count: u32) -> Result<(), Errno> {
+        self.log.push(format!("add {} {}", vm.0, count));
+        if let Some(e) = self.fail_add.take() {
+            return Err(e);
+        }
+        if count == 1 {
+            self.enabled = true;
+        }
+        Ok(())
+    }
+    fn remove(&mut self, vm: VmId) {
+        self.log.push(format!("remove {}", vm.0));
+    }
+    fn drop(&mut self, count: u32) {
+        self.log.push(format!("drop {count}"));
+        if count == 0 {
+            self.enabled = false;
+        }
+    }
+}
+
+pub type TestVmm = Vmm<Model, Hooks>;
+
+/// The configuration of the test world.
+pub fn config() -> VmmConfig {
+    let mut ram = heapless::Vec::new();
+    ram.push(RamRegion { vmm_vaddr: RAM_VADDR, pages: RAM_PAGES, frames: RAM_FRAMES }).unwrap();
+    let mut clients = heapless::Vec::new();
+    clients.push(ClientConfig { id: ClientId(1), memlock_pages: 16, privileged: false }).unwrap();
+    clients.push(ClientConfig { id: ClientId(2), memlock_pages: 4, privileged: false }).unwrap();
+    clients.push(ClientConfig { id: ClientId(3), memlock_pages: 0, privileged: true }).unwrap();
+    VmmConfig { cspace: CSPACE, ram, clients, vcpu_limit: 4, dirty_log: true }
+}
+
+/// A model with the VMM's VSpace and guest RAM set up.
+pub fn model(untyped: u64) -> Model {
+    let mut m = Model::new(untyped + (RAM_PAGES + 2) * PAGE_SIZE * 2);
+    m.setup_vspace(VMM_VSPACE).unwrap();
+    m.setup_ram(RAM_FRAMES, RAM_PAGES, VMM_VSPACE, RAM_VADDR).unwrap();
+    m
+}
+
+/// A fresh VMM (boxed: its tables are large).
+pub fn world() -> Box<TestVmm> {
+    world_with(config(), UNTYPED)
+}
+
+/// A fresh VMM with its own configuration and untyped memory.
+pub fn world_with(config: VmmConfig, untyped: u64) -> Box<TestVmm> {
+    Box::new(Vmm::new(model(untyped), Hooks::default(), config).unwrap())
+}
+
+/// A RAM-backed region: slot `id`, `pages` pages at `gpa`, backed from RAM
+/// page `ram_page`.
+pub fn ram_region(id: u32, gpa: u64, pages: u64, ram_page: u64) -> MemoryRegion {
+    MemoryRegion {
+        slot: id,
+        flags: 0,
+        guest_phys_addr: gpa,
+        memory_size: pages * PAGE_SIZE,
+        userspace_addr: RAM_VADDR + ram_page * PAGE_SIZE,
+        ..MemoryRegion::default()
+    }
+}
+
+/// A guest_memfd-backed region.
+pub fn gmem_region(id: u32, gpa: u64, pages: u64, handle: u32, offset_pages: u64) -> MemoryRegion {
+    MemoryRegion {
+        slot: id,
+        flags: GUEST_MEMFD,
+        guest_phys_addr: gpa,
+        memory_size: pages * PAGE_SIZE,
+        userspace_addr: 0,
+        guest_memfd: handle,
+        guest_memfd_offset: offset_pages * PAGE_SIZE,
+    }
+}
+
+/// Runs `op`, which must fail with `errno`, and checks that nothing
+/// observable changed: capabilities, mappings, objects, untyped memory,
+/// registry (usage count, entries, owners, file references), memslots,
+/// bindings, charges, slot allocation and the hooks' effect.
+pub fn fails_unchanged<T: std::fmt::Debug>(
+    v: &mut TestVmm,
+    errno: Errno,
+    op: impl FnOnce(&mut TestVmm) -> Result<T, Error>,
+) {
+    let before = v.clone();
+    let r = op(v);
+    match r {
+        Err(e) => assert_eq!(e.errno(), errno, "wrong errno: {e} ({e:?})"),
+        Ok(x) => panic!("expected {errno:?}, got Ok({x:?})"),
+    }
+    assert!(*v == before, "a failed request changed the state");
+    check_invariants(v);
+}
+
+/// The VSpace object of VM `id`.
+pub fn vm_vspace(v: &TestVmm, id: VmId) -> Option<u64> {
+    let e = v.registry().entry(id)?;
+    if e.vm.fixed.len == 0 {
+        return None;
+    }
+    v.kernel().object_at(e.vm.vspace().slot())
+}
+
+/// Every invariant the tests rely on, checked on the whole state.
+pub fn check_invariants(v: &TestVmm) {
+    let m = v.kernel();
+    m.check_consistency().unwrap();
+    let vmm_vspace = m.object_at(VMM_VSPACE).unwrap();
+    // guest_memfd frames are mapped only into their own VM's VSpace.
+    for f in v.gmem().iter() {
+        let own = vm_vspace(v, f.vm);
+        for i in 0..f.frames.len {
+            let obj = m.object_at(f.frames.get(i).unwrap()).expect("file frame missing");
+            for map in m.mappings_of(obj) {
+                assert_ne!(map.vspace, vmm_vspace, "guest_memfd frame mapped into the VMM");
+                assert_eq!(Some(map.vspace), own, "guest_memfd frame mapped outside its VM");
+            }
+        }
+        // Bindings are disjoint and within the file.
+        let mut prev_end = 0;
+        for b in &f.bindings {
+            assert!(b.first >= prev_end, "bindings overlap");
+            prev_end = b.first + b.pages;
+            assert!(prev_end <= f.pages(), "binding past the end of the file");
+        }
+    }
+    let mut usage = 0;
+    let mut locked: std::collections::BTreeMap<String, u64> = Default::default();
+    for e in v.registry().entries() {
+        usage += 1;
+        let mut prev_end = 0;
+        for s in e.vm.memslots.iter() {
+            assert!(s.gpa >= prev_end, "memslots overlap or are out of order");
+            prev_end = s.end();
+            if let Some(l) = s.lock {
+                *locked.entry(format!("{:?}", e.owner)).or_default() += s.pages();
+                assert_eq!(l.pins.len, s.pages());
+            }
+        }
+        // The guest never holds more rights than its slot allows.
+        if let Some(vs) = vm_vspace(v, e.id) {
+            for (gpa, (_, rights)) in m.pages_in(vs) {
+                let slot = e.vm.memslots.find_gpa(gpa).expect("a guest page is mapped outside every memslot");
+                if slot.readonly() {
+                    assert!(!rights.write, "write mapping in a READONLY slot at {gpa:#x}");
+                }
+            }
+        }
+        if e.presence == Presence::Removed {
+            assert!(e.file_refs > 0, "a removed VM with no open file should have been dropped");
+        }
+    }
+    assert_eq!(v.usage_count(), usage, "usage count differs from VMs added and not dropped");
+    for owner in [A, B, P, Owner::Internal] {
+        let want = locked.get(&format!("{owner:?}")).copied().unwrap_or(0);
+        assert_eq!(v.charges().charged(owner), want, "memlock charge of {owner:?}");
+        if let Owner::Client(c) = owner {
+            let cfg = v.config().client(c).unwrap();
+            assert!(cfg.privileged || want <= cfg.memlock_pages, "over budget");
+        }
+    }
+    assert_eq!(v.hooks().enabled, usage > 0, "shared resources enabled iff a VM exists");
+}
+
+/// Which frame objects VM `id`'s guest can reach, by guest-physical address.
+pub fn guest_pages(v: &TestVmm, id: VmId) -> std::collections::BTreeMap<u64, (u64, vmm::caps::Rights)> {
+    vm_vspace(v, id).map(|vs| v.kernel().pages_in(vs)).unwrap_or_default()
+}
