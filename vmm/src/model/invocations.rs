@@ -144,6 +144,16 @@ impl Model {
     }
 }
 
+/// Registers read as 0 until written; a register written back to 0 is the
+/// same state as one never written, so it is not kept.
+fn set_reg<R: Ord>(regs: &mut std::collections::BTreeMap<R, u64>, reg: R, value: u64) {
+    if value == 0 {
+        regs.remove(&reg);
+    } else {
+        regs.insert(reg, value);
+    }
+}
+
 impl Kernel for Model {
     fn untyped_retype(&mut self, ty: ObjectType, dest: Slot) -> Result<(), KernelError> {
         self.enter()?;
@@ -295,7 +305,7 @@ impl Kernel for Model {
             return Err(KernelError::InvalidArgument);
         }
         if let Object::Tcb { regs, .. } = self.tcb_mut(tcb)? {
-            regs.insert(reg, value);
+            set_reg(regs, reg, value);
         }
         Ok(())
     }
@@ -327,7 +337,7 @@ impl Kernel for Model {
     fn vcpu_write_reg(&mut self, vcpu: VCpuCap, reg: VcpuReg, value: u64) -> Result<(), KernelError> {
         self.enter()?;
         if let Object::VCpu { regs, .. } = self.vcpu_mut(vcpu)? {
-            regs.insert(reg, value);
+            set_reg(regs, reg, value);
         }
         Ok(())
     }
