@@ -55,8 +55,8 @@ fn unpin<K: Kernel>(k: &mut K, slot: &Memslot, pins: SlotRange) -> Result<(), Ke
 impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
     /// LOCK(slot, READ[|WRITE]).
     pub fn lock_memslot(&mut self, caller: Caller, id: VmId, slot_id: u32, flags: u64) -> Result<(), Error> {
-        let write = check_lock_flags(flags)?;
         let entry = self.registry.get_mut(caller, id)?;
+        let write = check_lock_flags(flags)?;
         let owner = entry.owner;
         let vm = &mut entry.vm;
         let idx = u16::try_from(slot_id).ok().and_then(|s| vm.memslots.index_of(s)).ok_or(LockError::NoSuchSlot)?;
@@ -73,6 +73,10 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
         let pages = slot.pages();
         self.charges.check(&self.config, owner, pages)?;
         let pins = self.cspace.alloc(pages)?;
+        // Pins carry what the slot allows, so that a later write fault (or
+        // the mapping an unlock hands over) can relax a READ lock's mapping;
+        // the lock's flags only set the rights of the initial mapping.
+        let pin_rights = if slot.readonly() { Rights::READ } else { Rights::READ_WRITE };
         let rights = if write { Rights::READ_WRITE } else { Rights::READ };
         let k = &mut self.kernel;
         let mark = vm.stage2.mark();
@@ -80,7 +84,7 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
             let (Some(pin), Some(frame)) = (pins.get(i), frames.offset(i)) else {
                 continue;
             };
-            let r = k.cnode_copy(pin, frame, rights).and_then(|()| {
+            let r = k.cnode_copy(pin, frame, pin_rights).and_then(|()| {
                 match vm.stage2.map(k, FrameCap(pin), slot.gpa + i * PAGE_SIZE, rights) {
                     // Already mapped through its mapping capability: keep it.
                     Err(KernelError::DeleteFirst) => Ok(()),
@@ -108,10 +112,10 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
 
     /// UNLOCK(slot), or every locked slot with [`UNLOCK_ALL`].
     pub fn unlock_memslot(&mut self, caller: Caller, id: VmId, slot_id: u32, flags: u64) -> Result<(), Error> {
+        let vm = &mut self.registry.get_mut(caller, id)?.vm;
         if flags & !UNLOCK_ALL != 0 {
             return Err(LockError::BadFlags.into());
         }
-        let vm = &mut self.registry.get_mut(caller, id)?.vm;
         if flags & UNLOCK_ALL != 0 {
             return self.unlock_all(id);
         }
