@@ -2,7 +2,10 @@
 //! kernel, and every operation a client (or the VMM's own initialisation)
 //! can ask for.
 //!
-//! Each operation validates everything before it changes anything, then
+//! Each operation first finds the VM it names and checks that the caller
+//! owns it (ENOENT, then EPERM: authority before arguments, as seL4 looks
+//! up a capability before it decodes the rest of an invocation), then
+//! validates everything else before it changes anything, then
 //! performs its capability operations in an order that can be undone; on
 //! failure it undoes exactly what it did (the lesson of seeds 002, 003 and
 //! 004) and returns the error. Teardown steps (delete, revoke, unmap,
@@ -30,7 +33,7 @@ use crate::registry::{ArchHooks, Caller, Owner, Registry, RegistryError};
 use crate::vm::Vm;
 
 /// One VMM instance.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Vmm<K, A> {
     kernel: K,
     hooks: A,
@@ -69,6 +72,11 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
     /// The arch hooks.
     pub fn hooks(&self) -> &A {
         &self.hooks
+    }
+
+    /// The arch hooks, mutably (a test harness resets its records).
+    pub fn hooks_mut(&mut self) -> &mut A {
+        &mut self.hooks
     }
 
     /// The configuration.

@@ -1,8 +1,9 @@
 //! vCPUs, registers, interrupt lines and the VM-wide capability
 //! (SEMANTICS.md section 2 and rule 5.6).
 //!
-//! Choices: a register number is validated before the vCPU is looked up
-//! (it is part of decoding the request); IRQ_LINE delivers to vCPU 0, so a
+//! Choices: as everywhere, the VM is looked up and its owner checked first
+//! (ENOENT, EPERM), then the arguments; a register number is validated
+//! before the vCPU is looked up; IRQ_LINE delivers to vCPU 0, so a
 //! rising edge with no vCPU 0 is ENOENT, and only a rising edge injects (a
 //! level that stays high is not injected again).
 
@@ -102,8 +103,8 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
 
     /// GET_REG.
     pub fn get_reg(&mut self, caller: Caller, id: VmId, vcpu: u32, reg: u32) -> Result<u64, Error> {
-        let reg = Reg::from_wire(reg).ok_or(VmError::BadRegister)?;
         let vm = &mut self.registry.get_mut(caller, id)?.vm;
+        let reg = Reg::from_wire(reg).ok_or(VmError::BadRegister)?;
         if vm.vcpu_state(vcpu) == VcpuState::Absent {
             return Err(VmError::NoSuchVcpu.into());
         }
@@ -116,8 +117,8 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
 
     /// SET_REG.
     pub fn set_reg(&mut self, caller: Caller, id: VmId, vcpu: u32, reg: u32, value: u64) -> Result<(), Error> {
-        let reg = Reg::from_wire(reg).ok_or(VmError::BadRegister)?;
         let vm = &mut self.registry.get_mut(caller, id)?.vm;
+        let reg = Reg::from_wire(reg).ok_or(VmError::BadRegister)?;
         if vm.vcpu_state(vcpu) == VcpuState::Absent {
             return Err(VmError::NoSuchVcpu.into());
         }
@@ -132,10 +133,10 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
     /// IRQ_LINE: set line `irq` to `level`; a rising edge injects it into
     /// vCPU 0.
     pub fn irq_line(&mut self, caller: Caller, id: VmId, irq: u32, level: u32) -> Result<(), Error> {
+        let vm = &mut self.registry.get_mut(caller, id)?.vm;
         if !(MIN_IRQ..MAX_IRQ).contains(&irq) || level > 1 {
             return Err(VmError::BadIrq.into());
         }
-        let vm = &mut self.registry.get_mut(caller, id)?.vm;
         let high = level == 1;
         if high && !vm.irq_level(irq) {
             if vm.vcpu_state(0) == VcpuState::Absent {
@@ -153,10 +154,10 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
     /// memslot is locked, because locked pages were prepared without it
     /// (rule 5.6).
     pub fn enable_cap(&mut self, caller: Caller, id: VmId, cap: u32, arg: u64) -> Result<(), Error> {
+        let vm = &mut self.registry.get_mut(caller, id)?.vm;
         if cap != CAP_MEM_TAGGING || arg != 0 {
             return Err(VmError::BadCapability.into());
         }
-        let vm = &mut self.registry.get_mut(caller, id)?.vm;
         if vm.has_locked_slots() {
             return Err(LockError::SlotsLocked.into());
         }
