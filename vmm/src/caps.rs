@@ -27,7 +27,7 @@ impl Slot {
 }
 
 /// A contiguous run of CSpace slots: `[base, base + len)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SlotRange {
     /// The first slot.
     pub base: Slot,

@@ -43,7 +43,7 @@ pub struct ClientId(pub u32);
 /// Guest RAM the VMM has mapped into its own address space: `pages` frames
 /// whose capabilities sit in consecutive slots from `frames`, mapped at
 /// `vmm_vaddr` onwards. Memslots that are not guest_memfd point into it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RamRegion {
     /// Where the region starts in the VMM's address space.
     pub vmm_vaddr: u64,
@@ -70,7 +70,7 @@ impl RamRegion {
 
 /// A client's memlock allowance, the RLIMIT_MEMLOCK / CAP_IPC_LOCK of this
 /// world.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ClientConfig {
     /// The channel the client calls on.
     pub id: ClientId,
@@ -81,7 +81,7 @@ pub struct ClientConfig {
 }
 
 /// What a VMM instance is given at initialisation.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct VmmConfig {
     /// Empty CSpace slots the VMM may allocate from.
     pub cspace: SlotRange,

@@ -32,7 +32,7 @@ crate::errors! {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Extent {
     start: u64,
     len: u64,
@@ -45,7 +45,7 @@ impl Extent {
 }
 
 /// First-fit allocator of contiguous slot runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SlotAllocator {
     range: SlotRange,
     free: Vec<Extent, { MAX_ALLOCATIONS + 1 }>,

@@ -42,7 +42,7 @@ crate::errors! {
 }
 
 /// A bound range of a file: pages `[first, first + pages)` back memslot `slot`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Binding {
     /// First page of the range in the file.
     pub first: u64,
@@ -59,7 +59,7 @@ impl Binding {
 }
 
 /// An open guest_memfd file.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct GmemFile {
     /// Its handle (the fd).
     pub handle: u32,
@@ -114,7 +114,7 @@ impl GmemFile {
 }
 
 /// The open guest_memfd files of a VMM instance.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct GmemTable {
     files: Vec<GmemFile, MAX_GMEM_FILES>,
     next_handle: u32,

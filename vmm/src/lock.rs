@@ -46,7 +46,7 @@ crate::errors! {
 }
 
 /// Pages currently locked, per owner.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Charges {
     clients: Vec<(ClientId, u64), MAX_CLIENTS>,
     internal: u64,

@@ -34,7 +34,7 @@ pub const GUEST_MEMFD: u32 = 1 << 2;
 pub const KNOWN_FLAGS: u32 = LOG_DIRTY_PAGES | READONLY | GUEST_MEMFD;
 
 /// A SET_USER_MEMORY_REGION2 request.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct MemoryRegion {
     /// Low 16 bits: slot id; high 16 bits: address-space id.
     pub slot: u32,
@@ -53,7 +53,7 @@ pub struct MemoryRegion {
 }
 
 /// Whether a slot is locked, how, and the run of slots holding its pins.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SlotLock {
     /// Locked READ|WRITE (stage-2 read-write) rather than READ only.
     pub write: bool,
@@ -62,7 +62,7 @@ pub struct SlotLock {
 }
 
 /// What backs a memslot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Backing {
     /// VMM-mapped guest RAM: page `i` is the frame in slot `frames + i`.
     Ram {
@@ -79,7 +79,7 @@ pub enum Backing {
 }
 
 /// One memslot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Memslot {
     /// Slot id (address space 0).
     pub id: u16,
@@ -168,7 +168,7 @@ pub enum Change {
 }
 
 /// The memslots of one VM, sorted by guest-physical address.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct MemslotTable {
     slots: Vec<Memslot, MAX_MEMSLOTS>,
 }

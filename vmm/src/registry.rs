@@ -79,7 +79,7 @@ crate::errors! {
 }
 
 /// Whether a VM can still be reached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Presence {
     /// Listed: requests can reach it.
     Listed,
@@ -88,7 +88,7 @@ pub enum Presence {
 }
 
 /// A registry entry: a VM and what the registry knows of it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Entry<V> {
     /// Its identifier.
     pub id: VmId,
@@ -103,7 +103,7 @@ pub struct Entry<V> {
 }
 
 /// The registry of one VMM instance.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Registry<V> {
     entries: Vec<Entry<V>, MAX_VMS>,
     usage_count: u32,

@@ -15,7 +15,7 @@ use crate::kernel::{Kernel, KernelError};
 const MISSING_LEVELS: usize = 2;
 
 /// A VM's stage-2 translation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Stage2 {
     /// The VM's VSpace.
     pub vspace: VSpaceCap,

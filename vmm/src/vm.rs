@@ -41,7 +41,7 @@ crate::errors! {
 }
 
 /// Where a vCPU is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum VcpuState {
     /// Not created.
     Absent,
@@ -52,7 +52,7 @@ pub enum VcpuState {
 }
 
 /// One VM.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Vm {
     /// The VM's own run of slots.
     pub fixed: SlotRange,

@@ -30,7 +30,7 @@ use crate::kernel::KernelError;
 use crate::regs::TcbReg;
 
 /// The comparable state of the model: everything a test may snapshot.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct State {
     /// Occupied slots.
     pub caps: BTreeMap<u64, Cap>,
@@ -59,6 +59,13 @@ impl PartialEq for Model {
 }
 
 impl Eq for Model {}
+
+/// Hashes what equality compares: the observable state.
+impl core::hash::Hash for Model {
+    fn hash<H: core::hash::Hasher>(&self, h: &mut H) {
+        self.state.hash(h);
+    }
+}
 
 impl Model {
     /// A model with `untyped_bytes` of untyped memory and nothing else.

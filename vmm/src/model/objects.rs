@@ -10,7 +10,7 @@ use crate::regs::{TcbReg, VcpuReg};
 pub type ObjId = u64;
 
 /// Where a frame capability is mapped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Mapping {
     /// The VSpace object.
     pub vspace: ObjId,
@@ -21,7 +21,7 @@ pub struct Mapping {
 }
 
 /// A capability in a slot.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Cap {
     /// Unique for the model's lifetime: the node in the derivation tree.
     pub id: u64,
@@ -36,7 +36,7 @@ pub struct Cap {
 }
 
 /// A kernel object.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Object {
     /// A 4 KiB frame; `data` stands for its contents (0 when zeroed).
     Frame {
