@@ -1,0 +1,293 @@
+//! The invariants of `INVARIANTS.md`, as checks. State invariants look at
+//! one state; step invariants at a state, the operation applied to it, its
+//! result and the state after. Each returns which invariant broke and how.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use vmm::caps::Slot;
+use vmm::protocol::{Request, MAX_PAYLOAD};
+use vmm::registry::{Owner, Presence, VmId};
+use vmm::Errno;
+
+use crate::ops::Op;
+use crate::system::{HookCall, System, BUDGETS, RAM_FRAMES, RAM_PAGES, VMM_VSPACE};
+
+/// What broke, prefixed by the invariant's number.
+pub type Check = Result<(), String>;
+
+fn fail(n: u32, msg: impl core::fmt::Display) -> Check {
+    Err(format!("I{n}: {msg}"))
+}
+
+/// The VSpace object of a listed VM that still has one.
+fn vspace_of(s: &System, id: VmId) -> Option<u64> {
+    let e = s.vmm.registry().entry(id)?;
+    (e.vm.fixed.len > 0).then(|| s.vmm.kernel().object_at(e.vm.vspace().slot())).flatten()
+}
+
+/// I1: guest_memfd frames are mapped only into their own VM's VSpace,
+/// never into the VMM's or another VM's.
+pub fn i1_private_frames_stay_in_their_vm(s: &System) -> Check {
+    let m = s.vmm.kernel();
+    let vmm_vs = m.object_at(VMM_VSPACE);
+    for f in s.vmm.gmem().iter() {
+        let own = vspace_of(s, f.vm);
+        for i in 0..f.frames.len {
+            let Some(obj) = f.frames.get(i).and_then(|sl| m.object_at(sl)) else {
+                return fail(1, format!("file {} lost frame {i}", f.handle));
+            };
+            for map in m.mappings_of(obj) {
+                if Some(map.vspace) == vmm_vs {
+                    return fail(1, format!("file {} frame {i} mapped into the VMM", f.handle));
+                }
+                if Some(map.vspace) != own {
+                    return fail(1, format!("file {} frame {i} mapped outside VM {}", f.handle, f.vm.0));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// I2: the bindings of one guest_memfd never overlap and lie within it.
+pub fn i2_bindings_disjoint_and_inside(s: &System) -> Check {
+    for f in s.vmm.gmem().iter() {
+        let mut end = 0;
+        for b in &f.bindings {
+            if b.first < end {
+                return fail(2, format!("file {} bindings overlap at page {}", f.handle, b.first));
+            }
+            end = b.first + b.pages;
+            if end > f.pages() {
+                return fail(2, format!("file {} binding past its end", f.handle));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// I3: the memslots of a VM never overlap in guest-physical space.
+pub fn i3_memslots_disjoint(s: &System) -> Check {
+    for e in s.vmm.registry().entries() {
+        let mut end = 0;
+        for slot in e.vm.memslots.iter() {
+            if slot.gpa < end {
+                return fail(3, format!("VM {} slot {} overlaps", e.id.0, slot.id));
+            }
+            end = slot.end();
+        }
+    }
+    Ok(())
+}
+
+/// I4: a guest never holds more rights to a page than its slot allows
+/// (no mapping outside every slot, no write mapping in a READONLY slot).
+pub fn i4_guest_rights_within_slots(s: &System) -> Check {
+    for e in s.vmm.registry().entries() {
+        let Some(vs) = vspace_of(s, e.id) else { continue };
+        for (gpa, (_, rights)) in s.vmm.kernel().pages_in(vs) {
+            match e.vm.memslots.find_gpa(gpa) {
+                None => return fail(4, format!("VM {} maps {gpa:#x} outside every slot", e.id.0)),
+                Some(slot) if slot.readonly() && rights.write => {
+                    return fail(4, format!("VM {} can write read-only {gpa:#x}", e.id.0))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// I5: each client's memlock charge equals the pages of its locked slots,
+/// and never exceeds its budget (no client here is privileged).
+pub fn i5_memlock_charges(s: &System) -> Check {
+    let mut locked: BTreeMap<String, u64> = BTreeMap::new();
+    for e in s.vmm.registry().entries() {
+        for slot in e.vm.memslots.iter().filter(|x| x.lock.is_some()) {
+            *locked.entry(format!("{:?}", e.owner)).or_default() += slot.pages();
+        }
+    }
+    for (owner, budget) in BUDGETS {
+        let want = locked.get(&format!("{owner:?}")).copied().unwrap_or(0);
+        let got = s.vmm.charges().charged(owner);
+        if got != want {
+            return fail(5, format!("{owner:?} charged {got}, has {want} locked"));
+        }
+        if got > budget {
+            return fail(5, format!("{owner:?} charged {got} over its budget {budget}"));
+        }
+    }
+    Ok(())
+}
+
+/// I6: a locked slot is never changed, moved or deleted; only unlocking
+/// (its lock) or destroying its VM (everything) may touch it.
+pub fn i6_locked_slots_untouched(before: &System, op: &Op, after: &System) -> Check {
+    for e in before.vmm.registry().entries() {
+        let destroyed = after.vmm.registry().entry(e.id).is_none_or(|a| a.presence != Presence::Listed);
+        if destroyed {
+            continue;
+        }
+        let unlocking = matches!(op, Op::Unlock { .. }) && op.named_vm(before) == Some(e.id);
+        for slot in e.vm.memslots.iter().filter(|x| x.lock.is_some()) {
+            let now = after
+                .vmm
+                .registry()
+                .entry(e.id)
+                .and_then(|a| a.vm.memslots.index_of(slot.id).and_then(|i| a.vm.memslots.get(i)).copied());
+            let Some(mut now) = now else { return fail(6, format!("locked slot {} deleted", slot.id)) };
+            if unlocking {
+                now.lock = slot.lock;
+            }
+            if now != *slot {
+                return fail(6, format!("locked slot {} changed by {op:?}", slot.id));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// I7: a failed request changes no observable state.
+pub fn i7_failure_changes_nothing(before: &System, result: &Result<u64, Errno>, after: &System) -> Check {
+    if result.is_err() && before != after {
+        return fail(7, format!("failed with {result:?} and changed the state"));
+    }
+    Ok(())
+}
+
+/// I8: the usage count equals the VMs added and not dropped, shared
+/// resources are enabled exactly while it is non-zero, and within a step
+/// the hooks count up and down one at a time: add runs on 0 to 1 and drop
+/// on 1 to 0, exactly once each.
+pub fn i8_usage_count_and_hooks(before: &System, after: &System) -> Check {
+    let listed = after.vmm.registry().entries().count() as u32;
+    if after.vmm.usage_count() != listed {
+        return fail(8, format!("usage count {} with {listed} VMs", after.vmm.usage_count()));
+    }
+    if after.vmm.hooks().enabled != (listed > 0) {
+        return fail(8, "shared resources enabled state wrong");
+    }
+    let mut count = before.vmm.usage_count();
+    for call in &after.vmm.hooks().calls {
+        match *call {
+            HookCall::Add(_, c) if c == count + 1 => count = c,
+            HookCall::Drop(c) if count > 0 && c == count - 1 => count = c,
+            HookCall::Remove(_) => {}
+            other => return fail(8, format!("hook call {other:?} with count {count}")),
+        }
+    }
+    if count != after.vmm.usage_count() {
+        return fail(8, "hook calls do not account for the usage count");
+    }
+    Ok(())
+}
+
+/// The slots and model state of a system with no client VM and no file.
+fn pristine() -> &'static System {
+    static FRESH: OnceLock<System> = OnceLock::new();
+    FRESH.get_or_init(System::new)
+}
+
+/// I9: every capability and mapping belongs to something live (the VMM's
+/// own, a listed VM, an open file); once no client VM is left and every
+/// file is closed, the kernel state is exactly the initial one.
+pub fn i9_nothing_left_behind(s: &System) -> Check {
+    let m = s.vmm.kernel();
+    let initial = |sl: Slot| sl == VMM_VSPACE || (sl.0 >= RAM_FRAMES.0 && sl.0 < RAM_FRAMES.0 + RAM_PAGES);
+    let mut runs = Vec::new();
+    let mut vspaces = vec![m.object_at(VMM_VSPACE)];
+    for e in s.vmm.registry().entries() {
+        if e.presence == Presence::Removed && (e.vm.fixed.len != 0 || !e.vm.memslots.is_empty()) {
+            return fail(9, format!("destroyed VM {} still holds resources", e.id.0));
+        }
+        runs.push(e.vm.fixed);
+        vspaces.push(vspace_of(s, e.id));
+        for slot in e.vm.memslots.iter() {
+            runs.push(slot.map_caps);
+            runs.extend(slot.lock.map(|l| l.pins));
+        }
+    }
+    runs.extend(s.vmm.gmem().iter().map(|f| f.frames));
+    for sl in m.slots() {
+        if !initial(sl) && !runs.iter().any(|r| r.contains(sl)) {
+            return fail(9, format!("capability in slot {:#x} belongs to nothing live", sl.0));
+        }
+        if let Some(map) = m.cap(sl).and_then(|c| c.mapping) {
+            if !vspaces.contains(&Some(map.vspace)) {
+                return fail(9, format!("slot {:#x} mapped into a dead VSpace", sl.0));
+            }
+        }
+    }
+    let only_internal = s.vmm.registry().entries().all(|e| e.owner == Owner::Internal);
+    if only_internal && s.vmm.gmem().iter().next().is_none() {
+        let fresh = pristine();
+        if m.state() != fresh.vmm.kernel().state() || s.vmm.cspace() != fresh.vmm.cspace() {
+            return fail(9, "no client VM or file left, but the kernel state is not the initial one");
+        }
+    }
+    Ok(())
+}
+
+/// I10: no client can change a VM it does not own, and no client can create
+/// or change an internal VM.
+pub fn i10_authority(before: &System, op: &Op, result: &Result<u64, Errno>, after: &System) -> Check {
+    let Some(caller) = op.caller() else { return Ok(()) };
+    if let Op::CreateVm { .. } = op {
+        if let Ok(id) = result {
+            let owner = after.vmm.registry().entry(VmId(*id as u32)).map(|e| e.owner);
+            if owner != Some(caller) {
+                return fail(10, format!("VM {id} created for {caller:?} is owned by {owner:?}"));
+            }
+        }
+    }
+    if let Some(vm) = op.named_vm(before) {
+        let owned = before.vmm.registry().entry(vm).is_some_and(|e| e.owner == caller);
+        if !owned && result.is_ok() {
+            return fail(10, format!("{caller:?} changed VM {} it does not own with {op:?}", vm.0));
+        }
+    }
+    for e in before.vmm.registry().entries().filter(|e| e.owner == Owner::Internal) {
+        if after.vmm.registry().entry(e.id) != Some(e) {
+            return fail(10, format!("client request {op:?} changed internal VM {}", e.id.0));
+        }
+    }
+    Ok(())
+}
+
+/// I11: decoding any byte string under any label gives a request or an
+/// errno (never a panic), and a decoded request encodes back to the same
+/// label and bytes' meaning: it decodes to itself.
+pub fn i11_decode(label: u64, bytes: &[u8]) -> Check {
+    match Request::decode(label, bytes) {
+        Err(Errno::EOPNOTSUPP | Errno::EINVAL) => Ok(()),
+        Err(e) => fail(11, format!("decode gave {e:?}")),
+        Ok(req) => {
+            let mut buf = [0u8; MAX_PAYLOAD];
+            let (l, n) = req.encode(&mut buf);
+            if l != label || Request::decode(l, buf.get(..n).unwrap_or(&[])) != Ok(req) {
+                return fail(11, format!("{req:?} does not round-trip"));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Every state invariant.
+pub fn check_state(s: &System) -> Check {
+    i1_private_frames_stay_in_their_vm(s)?;
+    i2_bindings_disjoint_and_inside(s)?;
+    i3_memslots_disjoint(s)?;
+    i4_guest_rights_within_slots(s)?;
+    i5_memlock_charges(s)?;
+    i9_nothing_left_behind(s)?;
+    s.vmm.kernel().check_consistency().map_err(|e| format!("model: {e}"))
+}
+
+/// Every step invariant.
+pub fn check_step(before: &System, op: &Op, result: &Result<u64, Errno>, after: &System) -> Check {
+    i6_locked_slots_untouched(before, op, after)?;
+    i7_failure_changes_nothing(before, result, after)?;
+    i8_usage_count_and_hooks(before, after)?;
+    i10_authority(before, op, result, after)
+}
