@@ -5,6 +5,7 @@ use core::fmt;
 
 use crate::config::ConfigError;
 use crate::cspace::CSpaceError;
+use crate::devices::DeviceError;
 use crate::errno::{AsErrno, Errno};
 use crate::gmem::GmemError;
 use crate::kernel::KernelError;
@@ -30,6 +31,8 @@ pub enum Error {
     Gmem(GmemError),
     /// A lock or unlock request was refused.
     Lock(LockError),
+    /// A device could not be registered.
+    Device(DeviceError),
     /// No capability slots left.
     CSpace(CSpaceError),
     /// The kernel refused an invocation.
@@ -49,6 +52,7 @@ impl AsErrno for Error {
             Error::Gmem(e) => e.errno(),
             Error::Lock(e) => e.errno(),
             Error::CSpace(e) => e.errno(),
+            Error::Device(e) => e.errno(),
             Error::Kernel(e) => e.errno(),
         }
     }
@@ -72,6 +76,7 @@ impl fmt::Display for Error {
             Error::Gmem(e) => write!(f, "guest_memfd: {e}"),
             Error::Lock(e) => write!(f, "memslot lock: {e}"),
             Error::CSpace(e) => write!(f, "capability slots: {e}"),
+            Error::Device(e) => write!(f, "device: {e}"),
             Error::Kernel(e) => write!(f, "kernel: {e}"),
             Error::Protocol(e) => write!(f, "request malformed ({e:?})"),
         }
@@ -96,5 +101,6 @@ from_module!(
     GmemError => Gmem,
     LockError => Lock,
     CSpaceError => CSpace,
+    DeviceError => Device,
     KernelError => Kernel,
 );

@@ -109,4 +109,8 @@ pub trait Kernel {
     /// `seL4_ARM_VCPU_InjectIRQ` (group 0, priority 0, first free list
     /// register).
     fn vcpu_inject_irq(&mut self, vcpu: VCpuCap, irq: u16) -> Result<(), KernelError>;
+
+    /// `seL4_ARM_VCPU_AckVPPI`: unmasks a virtual PPI the kernel masked
+    /// when it delivered it.
+    fn vcpu_ack_vppi(&mut self, vcpu: VCpuCap, irq: u16) -> Result<(), KernelError>;
 }

@@ -8,6 +8,7 @@
 
 use crate::caps::{Slot, SlotRange, TcbCap, VCpuCap, VSpaceCap};
 use crate::config::{MAX_IRQ, MAX_PAGE_TABLES, MAX_VCPUS};
+use crate::devices::DeviceMap;
 use crate::memslot::MemslotTable;
 use crate::stage2::Stage2;
 
@@ -66,6 +67,25 @@ pub struct Vm {
     pub mem_tagging: bool,
     /// Level of each virtual interrupt line, a bit per line.
     pub irq_levels: [u64; (MAX_IRQ as usize).div_ceil(64)],
+    /// Emulated devices.
+    pub devices: DeviceMap,
+    /// Where the VM starts: the first vCPU run, its entry and x0. SYSTEM_RESET
+    /// restarts it there.
+    pub boot: Option<Boot>,
+    /// Virtual PPIs (bit `ppi - 16`) delivered to each vCPU and not yet
+    /// acknowledged.
+    pub ppis_pending: [u16; MAX_VCPUS],
+}
+
+/// The VM's entry, recorded at its first RUN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Boot {
+    /// The vCPU that ran first.
+    pub vcpu: u32,
+    /// Its entry point.
+    pub entry: u64,
+    /// Its x0.
+    pub arg: u64,
 }
 
 impl Vm {
@@ -82,6 +102,9 @@ impl Vm {
             memslots: MemslotTable::default(),
             mem_tagging: false,
             irq_levels: [0; (MAX_IRQ as usize).div_ceil(64)],
+            devices: DeviceMap::default(),
+            boot: None,
+            ppis_pending: [0; MAX_VCPUS],
         }
     }
 

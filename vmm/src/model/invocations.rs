@@ -349,6 +349,14 @@ impl Kernel for Model {
         }
         Ok(())
     }
+
+    fn vcpu_ack_vppi(&mut self, vcpu: VCpuCap, irq: u16) -> Result<(), KernelError> {
+        self.enter()?;
+        if let Object::VCpu { acked, .. } = self.vcpu_mut(vcpu)? {
+            acked.push(irq);
+        }
+        Ok(())
+    }
 }
 
 /// Keeps `Mapping` in this module's vocabulary for readers.

@@ -253,6 +253,14 @@ impl Model {
         }
     }
 
+    /// Virtual PPIs acknowledged on the vCPU in `slot`.
+    pub fn acked(&self, slot: Slot) -> Vec<u16> {
+        match self.object_at(slot).and_then(|o| self.object(o)) {
+            Some(Object::VCpu { acked, .. }) => acked.clone(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Checks the model's own consistency: every mapping is recorded on both
     /// sides, rights never grow along the derivation tree, every capability
     /// names a live object. Returns a description of the first violation.

@@ -73,6 +73,8 @@ pub enum Object {
         regs: BTreeMap<VcpuReg, u64>,
         /// Interrupts injected, in order.
         injected: Vec<u16>,
+        /// Virtual PPIs acknowledged, in order.
+        acked: Vec<u16>,
     },
 }
 
@@ -86,7 +88,7 @@ impl Object {
                 Object::VSpace { pages: BTreeMap::new(), tables: BTreeMap::new(), needs_tables: true }
             }
             ObjectType::Tcb => Object::Tcb { regs: BTreeMap::new(), running: false, bound: None },
-            ObjectType::VCpu => Object::VCpu { regs: BTreeMap::new(), injected: Vec::new() },
+            ObjectType::VCpu => Object::VCpu { regs: BTreeMap::new(), injected: Vec::new(), acked: Vec::new() },
         }
     }
 

@@ -15,12 +15,14 @@
 //!
 //! The operations live beside this file, one file per concern.
 
+mod exits;
 mod guest_memfd;
 mod lifecycle;
 mod locking;
 mod memory;
 mod vcpus;
 
+pub use exits::{ExitAction, StopReason};
 pub use memory::FaultOutcome;
 
 use crate::config::VmmConfig;

@@ -15,7 +15,7 @@ use crate::kernel::Kernel;
 use crate::lock::LockError;
 use crate::registry::{ArchHooks, Caller, VmId};
 use crate::regs::{Reg, TcbReg, SPSR_EL1H_MASKED};
-use crate::vm::{VcpuState, VmError, CAP_MEM_TAGGING};
+use crate::vm::{Boot, VcpuState, VmError, CAP_MEM_TAGGING};
 
 impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
     /// CREATE_VCPU: a TCB and a vCPU object, bound to the VM's VSpace, set to
@@ -73,6 +73,9 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
             return Err(e.into());
         }
         vm.set_vcpu_state(vcpu, VcpuState::Running);
+        if vm.boot.is_none_or(|b| b.vcpu == vcpu) {
+            vm.boot = Some(Boot { vcpu, entry, arg });
+        }
         Ok(())
     }
 

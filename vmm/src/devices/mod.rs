@@ -1,0 +1,95 @@
+//! Emulated devices and the table that finds them by guest-physical
+//! address.
+//!
+//! The table is sorted by base address and its regions never overlap, so a
+//! lookup is a binary search (O(log n)). A stage-2 fault is looked up in the
+//! VM's memslots first and here second: a device is only reached at an
+//! address no memslot covers.
+
+pub mod pl011;
+
+use heapless::Vec;
+
+use pl011::{Console, Pl011};
+
+/// Devices per VM.
+pub const MAX_DEVICES: usize = 8;
+
+/// A device model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Device {
+    /// A PL011 UART.
+    Pl011(Pl011),
+}
+
+impl Device {
+    /// A read at `offset`.
+    pub fn read(&mut self, offset: u64) -> u64 {
+        match self {
+            Device::Pl011(u) => u.read(offset),
+        }
+    }
+
+    /// A write at `offset`.
+    pub fn write<C: Console + ?Sized>(&mut self, offset: u64, value: u64, console: &mut C) {
+        match self {
+            Device::Pl011(u) => u.write(offset, value, console),
+        }
+    }
+}
+
+/// A device at `[base, base + size)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Region {
+    /// Guest-physical base.
+    pub base: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// The model.
+    pub device: Device,
+}
+
+crate::errors! {
+    /// Why a device could not be registered.
+    pub enum DeviceError {
+        /// Empty, or wrapping the address space.
+        BadRange => EINVAL, "device range empty or wrapping",
+        /// Overlapping a registered device.
+        Overlap => EEXIST, "device range overlaps another device",
+        /// The table is full.
+        Full => ENOSPC, "too many devices",
+    }
+}
+
+/// The devices of one VM, sorted by base.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DeviceMap {
+    regions: Vec<Region, MAX_DEVICES>,
+}
+
+impl DeviceMap {
+    /// Registers `device` at `[base, base + size)`.
+    pub fn register(&mut self, base: u64, size: u64, device: Device) -> Result<(), DeviceError> {
+        let end = base.checked_add(size).filter(|_| size > 0).ok_or(DeviceError::BadRange)?;
+        let i = self.regions.partition_point(|r| r.base < base);
+        let prev_overlaps = i > 0 && self.regions.get(i - 1).is_some_and(|p| p.base + p.size > base);
+        let next_overlaps = self.regions.get(i).is_some_and(|n| n.base < end);
+        if prev_overlaps || next_overlaps {
+            return Err(DeviceError::Overlap);
+        }
+        self.regions.insert(i, Region { base, size, device }).map_err(|_| DeviceError::Full)
+    }
+
+    /// The device covering `gpa` and the offset into it.
+    pub fn find_mut(&mut self, gpa: u64) -> Option<(&mut Device, u64)> {
+        let i = self.regions.partition_point(|r| r.base <= gpa).checked_sub(1)?;
+        let r = self.regions.get_mut(i)?;
+        let offset = gpa - r.base;
+        (offset < r.size).then_some((&mut r.device, offset))
+    }
+
+    /// Every region, by address.
+    pub fn iter(&self) -> impl Iterator<Item = &Region> {
+        self.regions.iter()
+    }
+}

@@ -1,0 +1,86 @@
+//! A trapped data access, from its syndrome: which register, how wide, which
+//! way, and what the register holds after a load.
+//!
+//! A load writes the register architecturally: zero-extended to the
+//! register's width, or sign-extended when the syndrome says SSE, and a
+//! 32-bit (W) register clears bits 63:32. (The field's reference VMM keeps
+//! the register's upper bits on a narrow load; that is not what the
+//! hardware does.) Register 31 is xzr: loads into it are discarded, stores
+//! from it store 0.
+
+use super::esr::Esr;
+
+/// A decoded MMIO access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// Guest-physical address.
+    pub gpa: u64,
+    /// Bytes: 1, 2, 4 or 8.
+    pub size: u8,
+    /// A store.
+    pub write: bool,
+    /// The general register, `None` for xzr.
+    pub reg: Option<u8>,
+    /// A load sign-extends.
+    pub sign_extend: bool,
+    /// The register is 64 bits wide (X), else 32 (W).
+    pub wide: bool,
+}
+
+crate::errors! {
+    /// Why an access cannot be emulated.
+    pub enum MmioError {
+        /// No valid instruction syndrome (ISV clear): the access cannot be
+        /// emulated without decoding the instruction.
+        NoSyndrome => EFAULT, "no valid instruction syndrome",
+        /// A combination of syndrome bits no instruction produces.
+        BadSyndrome => EFAULT, "inconsistent instruction syndrome",
+    }
+}
+
+impl Access {
+    /// Decodes the access a data abort at `gpa` with syndrome `esr` made.
+    pub fn decode(gpa: u64, esr: Esr) -> Result<Access, MmioError> {
+        if !esr.isv() {
+            return Err(MmioError::NoSyndrome);
+        }
+        let size = 1u8 << esr.sas();
+        let (write, sse, wide) = (esr.wnr(), esr.sse(), esr.sf());
+        // A store never sign-extends; an 8-byte access needs an X register
+        // and cannot extend; a sign-extending load is narrower than its
+        // register.
+        let inconsistent = (write && sse) || (size == 8 && (!wide || sse)) || (sse && !wide && size == 4);
+        if inconsistent {
+            return Err(MmioError::BadSyndrome);
+        }
+        let reg = Some(esr.srt()).filter(|r| *r != 31);
+        Ok(Access { gpa, size, write, reg, sign_extend: sse, wide })
+    }
+
+    /// The mask of the accessed bytes.
+    pub fn mask(&self) -> u64 {
+        match self.size {
+            8 => u64::MAX,
+            n => (1u64 << (u32::from(n) * 8)) - 1,
+        }
+    }
+
+    /// The value a store writes, from the register's contents.
+    pub fn store_value(&self, reg_value: u64) -> u64 {
+        reg_value & self.mask()
+    }
+
+    /// The register's new contents after a load of `raw` from the device.
+    pub fn load_result(&self, raw: u64) -> u64 {
+        let bits = u32::from(self.size) * 8;
+        let mut v = raw & self.mask();
+        if self.sign_extend && bits < 64 {
+            let shift = 64 - bits;
+            v = (((v << shift) as i64) >> shift) as u64;
+        }
+        if !self.wide {
+            v &= 0xffff_ffff;
+        }
+        v
+    }
+}

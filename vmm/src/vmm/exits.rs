@@ -1,0 +1,427 @@
+//! Guest exits (SEMANTICS.md section 6): what the VMM does with each fault
+//! its VM raises, and what the VMM PD should answer the kernel.
+//!
+//! - A stage-2 fault in a memslot is mapped and the vCPU resumes at the same
+//!   instruction; a write to a READONLY slot stops the VM.
+//! - Outside every memslot, an emulated device takes the access (the syndrome
+//!   says size, register and direction) and the PC moves past it; an access
+//!   that is neither stops the VM.
+//! - `hvc` and `smc` are PSCI calls; anything unknown answers NOT_SUPPORTED.
+//! - A message that does not decode, or a trap the VMM does not emulate,
+//!   stops the VM.
+//!
+//! Stopping a VM suspends its vCPUs and nothing else: the VMM, and every
+//! other VM, go on. The owner (not an internal VM's) is told why.
+
+use super::Vmm;
+use crate::config::ClientId;
+use crate::devices::pl011::Console;
+use crate::devices::Device;
+use crate::error::Error;
+use crate::exits::esr::Esr;
+use crate::exits::mmio::{Access, MmioError};
+use crate::exits::psci::{self, ret, Call};
+use crate::exits::{self, Exit, ExitError, HvcCall};
+use crate::kernel::{Kernel, KernelError};
+use crate::registry::{ArchHooks, Caller, Owner, Presence, VmId};
+use crate::regs::{TcbReg, SPSR_EL1H_MASKED};
+use crate::vm::VcpuState;
+use crate::vmm::FaultOutcome;
+
+/// What the VMM PD does after an exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitAction {
+    /// Reply with an empty message: the vCPU resumes at its TCB's PC.
+    Resume,
+    /// Reply to an `hvc` (UnknownSyscall) with these registers: x0-x7, PC,
+    /// SP, ELR, SPSR. The vCPU resumes with them.
+    ResumeWith([u64; 12]),
+    /// Do not reply: this vCPU stays off (PSCI CPU_OFF); the VM goes on.
+    Park,
+    /// The VM stopped. Do not reply; tell `notify` (the owner; none for an
+    /// internal VM) why.
+    Stop {
+        /// Why.
+        reason: StopReason,
+        /// Whom to tell.
+        notify: Option<ClientId>,
+    },
+}
+
+/// Why a VM stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// PSCI SYSTEM_OFF.
+    SystemOff,
+    /// A write to a READONLY memslot.
+    ReadOnlyWrite {
+        /// Where.
+        gpa: u64,
+    },
+    /// An access outside every memslot and device.
+    Unmapped {
+        /// Where.
+        gpa: u64,
+    },
+    /// An access to a guest_memfd slot whose file is closed.
+    NoBacking {
+        /// Where.
+        gpa: u64,
+    },
+    /// A device access that cannot be emulated.
+    Mmio {
+        /// Where.
+        gpa: u64,
+        /// Why.
+        error: MmioError,
+    },
+    /// A fault message that does not decode.
+    BadMessage(ExitError),
+    /// A trapped instruction the VMM does not emulate.
+    UnhandledTrap {
+        /// Its exception class.
+        ec: u8,
+    },
+    /// An exception seL4 passed on from the guest.
+    GuestException {
+        /// Where.
+        pc: u64,
+    },
+    /// The exit named a VM or vCPU that does not exist.
+    NoSuchVcpu,
+    /// The kernel refused what the exit needed.
+    Kernel(KernelError),
+    /// Mapping the page failed.
+    Map(Error),
+}
+
+/// What a PSCI call comes to.
+enum Psci {
+    /// Return this in x0 and move past the call.
+    Return(u64),
+    /// The calling vCPU is off.
+    Off,
+    /// The VM is off.
+    SystemOff,
+    /// Restart the boot vCPU at its entry with x0.
+    Reset { vcpu: u32, entry: u64, arg: u64 },
+}
+
+impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
+    /// Registers an emulated device for VM `id` (the VMM does this from the
+    /// system description when it creates the VM).
+    pub fn register_device(
+        &mut self,
+        caller: Caller,
+        id: VmId,
+        base: u64,
+        size: u64,
+        device: Device,
+    ) -> Result<(), Error> {
+        let vm = &mut self.registry.get_mut(caller, id)?.vm;
+        Ok(vm.devices.register(base, size, device)?)
+    }
+
+    /// Handles one fault of vCPU `vcpu` of VM `id`: `label` and `mrs` are
+    /// the fault message as the kernel delivered it. Never panics, whatever
+    /// the message.
+    pub fn handle_exit<C: Console + ?Sized>(
+        &mut self,
+        id: VmId,
+        vcpu: u32,
+        label: u64,
+        mrs: &[u64],
+        console: &mut C,
+    ) -> ExitAction {
+        let listed = self
+            .registry
+            .entry(id)
+            .is_some_and(|e| e.presence == Presence::Listed && e.vm.vcpu_state(vcpu) != VcpuState::Absent);
+        if !listed {
+            return self.stop_vm(id, StopReason::NoSuchVcpu);
+        }
+        let exit = match exits::decode(label, mrs) {
+            Ok(exit) => exit,
+            Err(e) => return self.stop_vm(id, StopReason::BadMessage(e)),
+        };
+        match exit {
+            Exit::DataAbort { pc, gpa, esr } => match self.stage2_fault(id, gpa, esr.wnr()) {
+                Ok(FaultOutcome::Unmapped) => self.mmio(id, vcpu, pc, gpa, esr, console),
+                other => self.after_map(id, gpa, other),
+            },
+            Exit::InstructionAbort { gpa, .. } => {
+                let r = self.stage2_fault(id, gpa, false);
+                self.after_map(id, gpa, r)
+            }
+            Exit::Hvc(call) => self.hvc(id, vcpu, &call),
+            Exit::Smc { esr } => self.smc(id, vcpu, esr),
+            Exit::Wfx { esr } => match self.advance(id, vcpu, None, esr) {
+                Ok(()) => ExitAction::Resume,
+                Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
+            },
+            Exit::Trap { esr } => self.stop_vm(id, StopReason::UnhandledTrap { ec: esr.ec() }),
+            Exit::Vppi { irq } => self.vppi(id, vcpu, irq),
+            Exit::VgicMaintenance { .. } => self.maintenance(id, vcpu),
+            Exit::UserException { pc, .. } => self.stop_vm(id, StopReason::GuestException { pc }),
+        }
+    }
+
+    fn after_map(&mut self, id: VmId, gpa: u64, r: Result<FaultOutcome, Error>) -> ExitAction {
+        match r {
+            Ok(FaultOutcome::Mapped) => ExitAction::Resume,
+            Ok(FaultOutcome::ReadOnlyWrite) => self.stop_vm(id, StopReason::ReadOnlyWrite { gpa }),
+            Ok(FaultOutcome::Unmapped) => self.stop_vm(id, StopReason::Unmapped { gpa }),
+            Ok(FaultOutcome::NoBacking) => self.stop_vm(id, StopReason::NoBacking { gpa }),
+            Err(e) => self.stop_vm(id, StopReason::Map(e)),
+        }
+    }
+
+    /// Emulates a device access and moves the PC past it.
+    fn mmio<C: Console + ?Sized>(
+        &mut self,
+        id: VmId,
+        vcpu: u32,
+        pc: u64,
+        gpa: u64,
+        esr: Esr,
+        console: &mut C,
+    ) -> ExitAction {
+        let Some(entry) = self.registry.entry_mut(id) else { return self.stop_vm(id, StopReason::NoSuchVcpu) };
+        let Some((tcb, _)) = entry.vm.vcpu_caps(vcpu) else { return self.stop_vm(id, StopReason::NoSuchVcpu) };
+        let Some((device, offset)) = entry.vm.devices.find_mut(gpa) else {
+            return self.stop_vm(id, StopReason::Unmapped { gpa });
+        };
+        let access = match Access::decode(gpa, esr) {
+            Ok(a) => a,
+            Err(error) => return self.stop_vm(id, StopReason::Mmio { gpa, error }),
+        };
+        let k = &mut self.kernel;
+        let r = if access.write {
+            let value = match access.reg {
+                Some(r) => k.tcb_read_register(tcb, TcbReg::X(r)),
+                None => Ok(0),
+            };
+            value.map(|v| device.write(offset, access.store_value(v), console))
+        } else {
+            let value = access.load_result(device.read(offset));
+            match access.reg {
+                Some(r) => k.tcb_write_register(tcb, TcbReg::X(r), value),
+                None => Ok(()),
+            }
+        };
+        match r.and_then(|()| k.tcb_write_register(tcb, TcbReg::Pc, pc.wrapping_add(esr.instruction_len()))) {
+            Ok(()) => ExitAction::Resume,
+            Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
+        }
+    }
+
+    /// An `hvc`: the registers come in the message and go back in the reply.
+    fn hvc(&mut self, id: VmId, vcpu: u32, call: &HvcCall) -> ExitAction {
+        let [x0, x1, x2, x3, ..] = call.x;
+        let mut regs = call.reply_regs();
+        match self.psci(id, vcpu, Call::decode([x0, x1, x2, x3])) {
+            Psci::Return(v) => {
+                regs[0] = v;
+                regs[8] = call.pc.wrapping_add(4);
+                ExitAction::ResumeWith(regs)
+            }
+            Psci::Off => ExitAction::Park,
+            Psci::SystemOff => self.stop_vm(id, StopReason::SystemOff),
+            Psci::Reset { vcpu: boot, entry, arg } if boot == vcpu => {
+                ExitAction::ResumeWith([arg, 0, 0, 0, 0, 0, 0, 0, entry, 0, 0, SPSR_EL1H_MASKED])
+            }
+            Psci::Reset { vcpu: boot, entry, arg } => self.restart_other(id, vcpu, boot, entry, arg),
+        }
+    }
+
+    /// An `smc`: the registers are read from and written to the TCB.
+    fn smc(&mut self, id: VmId, vcpu: u32, esr: Esr) -> ExitAction {
+        let Some((tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(vcpu)) else {
+            return self.stop_vm(id, StopReason::NoSuchVcpu);
+        };
+        let k = &mut self.kernel;
+        let mut x = [0u64; 4];
+        for (i, r) in x.iter_mut().enumerate() {
+            match k.tcb_read_register(tcb, TcbReg::X(i as u8)) {
+                Ok(v) => *r = v,
+                Err(e) => return self.stop_vm(id, StopReason::Kernel(e)),
+            }
+        }
+        match self.psci(id, vcpu, Call::decode(x)) {
+            Psci::Return(v) => {
+                let r = self
+                    .kernel
+                    .tcb_write_register(tcb, TcbReg::X(0), v)
+                    .and_then(|()| self.advance(id, vcpu, None, esr));
+                match r {
+                    Ok(()) => ExitAction::Resume,
+                    Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
+                }
+            }
+            Psci::Off => ExitAction::Park,
+            Psci::SystemOff => self.stop_vm(id, StopReason::SystemOff),
+            Psci::Reset { vcpu: boot, entry, arg } if boot == vcpu => match self.start_at(tcb, entry, arg, false) {
+                Ok(()) => ExitAction::Resume,
+                Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
+            },
+            Psci::Reset { vcpu: boot, entry, arg } => self.restart_other(id, vcpu, boot, entry, arg),
+        }
+    }
+
+    /// Moves vCPU `vcpu`'s PC past the trapped instruction (`pc` if known).
+    fn advance(&mut self, id: VmId, vcpu: u32, pc: Option<u64>, esr: Esr) -> Result<(), KernelError> {
+        let (tcb, _) =
+            self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(vcpu)).ok_or(KernelError::InvalidCapability)?;
+        let pc = match pc {
+            Some(pc) => pc,
+            None => self.kernel.tcb_read_register(tcb, TcbReg::Pc)?,
+        };
+        self.kernel.tcb_write_register(tcb, TcbReg::Pc, pc.wrapping_add(esr.instruction_len()))
+    }
+
+    /// Sets a vCPU to enter at EL1h at `entry` with `arg` in x0.
+    fn start_at(&mut self, tcb: crate::caps::TcbCap, entry: u64, arg: u64, resume: bool) -> Result<(), KernelError> {
+        let k = &mut self.kernel;
+        k.tcb_write_register(tcb, TcbReg::Spsr, SPSR_EL1H_MASKED)?;
+        k.tcb_write_register(tcb, TcbReg::X(0), arg)?;
+        k.tcb_write_register(tcb, TcbReg::Pc, entry)?;
+        if resume {
+            k.tcb_resume(tcb)?;
+        }
+        Ok(())
+    }
+
+    /// SYSTEM_RESET from a vCPU other than the boot one: it parks, the boot
+    /// vCPU restarts.
+    fn restart_other(&mut self, id: VmId, caller: u32, boot: u32, entry: u64, arg: u64) -> ExitAction {
+        let Some((tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(boot)) else {
+            return self.stop_vm(id, StopReason::NoSuchVcpu);
+        };
+        self.vcpu_stopped(id, caller);
+        match self.start_at(tcb, entry, arg, true) {
+            Ok(()) => {
+                if let Some(e) = self.registry.entry_mut(id) {
+                    e.vm.set_vcpu_state(boot, VcpuState::Running);
+                }
+                ExitAction::Park
+            }
+            Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
+        }
+    }
+
+    /// Carries out a PSCI call of vCPU `vcpu`.
+    fn psci(&mut self, id: VmId, vcpu: u32, call: Call) -> Psci {
+        match call {
+            Call::Version => Psci::Return(psci::VERSION_1_1),
+            Call::Features(f) => Psci::Return(psci::features(f)),
+            Call::Unsupported => Psci::Return(ret::NOT_SUPPORTED),
+            Call::CpuOff => {
+                if let Some((tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(vcpu)) {
+                    let _ = self.kernel.tcb_suspend(tcb);
+                }
+                self.vcpu_stopped(id, vcpu);
+                Psci::Off
+            }
+            Call::SystemOff => Psci::SystemOff,
+            Call::SystemReset => {
+                let Some(boot) = self.registry.entry(id).and_then(|e| e.vm.boot) else {
+                    return Psci::Return(ret::NOT_SUPPORTED);
+                };
+                // Every other vCPU stops; the boot vCPU starts again.
+                let others: heapless::Vec<u32, { crate::config::MAX_VCPUS }> = (0..crate::config::MAX_VCPUS as u32)
+                    .filter(|v| *v != vcpu && *v != boot.vcpu)
+                    .filter(|v| self.registry.entry(id).is_some_and(|e| e.vm.vcpu_state(*v) == VcpuState::Running))
+                    .collect();
+                for v in others {
+                    if let Some((tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(v)) {
+                        let _ = self.kernel.tcb_suspend(tcb);
+                    }
+                    self.vcpu_stopped(id, v);
+                }
+                Psci::Reset { vcpu: boot.vcpu, entry: boot.entry, arg: boot.arg }
+            }
+            Call::CpuOn { target, entry, context } => Psci::Return(self.cpu_on(id, target, entry, context)),
+        }
+    }
+
+    /// PSCI CPU_ON: the target is the vCPU whose id is the MPIDR's Aff0.
+    fn cpu_on(&mut self, id: VmId, target: u64, entry: u64, context: u64) -> u64 {
+        let Some(e) = self.registry.entry(id) else { return ret::INVALID_PARAMETERS };
+        let Ok(t) = u32::try_from(target) else { return ret::INVALID_PARAMETERS };
+        if target >> 8 != 0 || t >= self.config.vcpu_limit {
+            return ret::INVALID_PARAMETERS;
+        }
+        match e.vm.vcpu_state(t) {
+            VcpuState::Absent => return ret::INVALID_PARAMETERS,
+            VcpuState::Running => return ret::ALREADY_ON,
+            VcpuState::Stopped => {}
+        }
+        if e.vm.memslots.find_gpa(entry).is_none() {
+            return ret::INVALID_ADDRESS;
+        }
+        let Some((tcb, _)) = e.vm.vcpu_caps(t) else { return ret::INVALID_PARAMETERS };
+        match self.start_at(tcb, entry, context, true) {
+            Ok(()) => {
+                if let Some(e) = self.registry.entry_mut(id) {
+                    e.vm.set_vcpu_state(t, VcpuState::Running);
+                }
+                ret::SUCCESS
+            }
+            Err(_) => ret::INTERNAL_FAILURE,
+        }
+    }
+
+    /// A virtual PPI: inject it; the kernel keeps it masked until the guest
+    /// has taken it (the maintenance exit) and the VMM acknowledges it.
+    fn vppi(&mut self, id: VmId, vcpu: u32, irq: u16) -> ExitAction {
+        let Some(e) = self.registry.entry_mut(id) else { return self.stop_vm(id, StopReason::NoSuchVcpu) };
+        let Some((_, vc)) = e.vm.vcpu_caps(vcpu) else { return self.stop_vm(id, StopReason::NoSuchVcpu) };
+        if let Err(err) = self.kernel.vcpu_inject_irq(vc, irq) {
+            return self.stop_vm(id, StopReason::Kernel(err));
+        }
+        let bit = irq.checked_sub(16).filter(|b| *b < 16);
+        if let (Some(p), Some(bit)) = (e.vm.ppis_pending.get_mut(vcpu as usize), bit) {
+            *p |= 1 << bit;
+        }
+        ExitAction::Resume
+    }
+
+    /// A list register was consumed: acknowledge the PPIs delivered to this
+    /// vCPU so the kernel unmasks them.
+    fn maintenance(&mut self, id: VmId, vcpu: u32) -> ExitAction {
+        let Some(e) = self.registry.entry_mut(id) else { return self.stop_vm(id, StopReason::NoSuchVcpu) };
+        let Some((_, vc)) = e.vm.vcpu_caps(vcpu) else { return self.stop_vm(id, StopReason::NoSuchVcpu) };
+        let pending = e.vm.ppis_pending.get(vcpu as usize).copied().unwrap_or(0);
+        for bit in 0..16u16 {
+            if pending >> bit & 1 == 1 {
+                if let Err(err) = self.kernel.vcpu_ack_vppi(vc, 16 + bit) {
+                    return self.stop_vm(id, StopReason::Kernel(err));
+                }
+                if let Some(p) = e.vm.ppis_pending.get_mut(vcpu as usize) {
+                    *p &= !(1 << bit);
+                }
+            }
+        }
+        ExitAction::Resume
+    }
+
+    /// Stops every vCPU of VM `id` (and only those) and says whom to tell.
+    fn stop_vm(&mut self, id: VmId, reason: StopReason) -> ExitAction {
+        let mut notify = None;
+        if let Some(e) = self.registry.entry_mut(id) {
+            notify = match e.owner {
+                Owner::Client(c) => Some(c),
+                Owner::Internal => None,
+            };
+            for v in 0..e.vm.vcpus.len() as u32 {
+                if e.vm.vcpu_state(v) == VcpuState::Running {
+                    if let Some((tcb, _)) = e.vm.vcpu_caps(v) {
+                        let _ = self.kernel.tcb_suspend(tcb);
+                    }
+                    e.vm.set_vcpu_state(v, VcpuState::Stopped);
+                }
+            }
+        }
+        ExitAction::Stop { reason, notify }
+    }
+}
