@@ -40,6 +40,7 @@ pub mod exits;
 pub mod gmem;
 pub mod kernel;
 pub mod lock;
+pub mod manifest;
 pub mod memslot;
 pub mod protocol;
 pub mod registry;
