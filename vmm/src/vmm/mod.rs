@@ -15,6 +15,7 @@
 //!
 //! The operations live beside this file, one file per concern.
 
+mod boot;
 mod exits;
 mod guest_memfd;
 mod lifecycle;
@@ -22,6 +23,7 @@ mod locking;
 mod memory;
 mod vcpus;
 
+pub use boot::BootError;
 pub use exits::{ExitAction, StopReason};
 pub use memory::FaultOutcome;
 

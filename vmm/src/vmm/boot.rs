@@ -1,0 +1,107 @@
+//! Building a VM from the boot manifest.
+//!
+//! The VM is built through the same operations a client uses (create the
+//! VM, its vCPUs, its guest_memfd files, its memslots, its devices), so
+//! every rule the VMM enforces at run time applies to the static layout
+//! too: the host tool runs this on the model to refuse a bad description,
+//! and the VMM PD runs it at initialisation for its internal VM. A failure
+//! names the record that broke a rule and leaves nothing behind.
+
+use super::Vmm;
+use crate::devices::pl011::Pl011;
+use crate::devices::Device;
+use crate::error::Error;
+use crate::kernel::Kernel;
+use crate::manifest::{Manifest, SLOT_GMEM, SLOT_READONLY};
+use crate::memslot::{MemoryRegion, GUEST_MEMFD, READONLY};
+use crate::registry::{ArchHooks, Caller, VmId};
+
+/// Which part of the manifest a rule refused, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootError {
+    /// Creating the VM.
+    Vm(Error),
+    /// Creating vCPU `n`.
+    Vcpu(u32, Error),
+    /// Creating guest_memfd file record `n`.
+    File(usize, Error),
+    /// Setting memslot record `n`.
+    Slot(usize, Error),
+    /// Registering device record `n`.
+    Device(usize, Error),
+    /// Starting the boot vCPU.
+    Start(Error),
+}
+
+impl core::fmt::Display for BootError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BootError::Vm(e) => write!(f, "creating the VM: {e}"),
+            BootError::Vcpu(n, e) => write!(f, "vCPU {n}: {e}"),
+            BootError::File(n, e) => write!(f, "guest_memfd {n}: {e}"),
+            BootError::Slot(n, e) => write!(f, "memslot record {n}: {e}"),
+            BootError::Device(n, e) => write!(f, "device {n}: {e}"),
+            BootError::Start(e) => write!(f, "starting vCPU 0: {e}"),
+        }
+    }
+}
+
+impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
+    /// Builds the VM `m` describes, owned by `owner`; if `start`, runs
+    /// vCPU 0 at the manifest's entry with x0 = `arg`.
+    pub fn build_from_manifest(&mut self, m: &Manifest, owner: Caller, start: Option<u64>) -> Result<VmId, BootError> {
+        let id = self.create_vm(owner).map_err(BootError::Vm)?;
+        let r = self.populate(m, owner, id, start);
+        if r.is_err() {
+            // Take down what was built: files first would drop the VM after
+            // destroy; destroy first keeps it pinned until they close.
+            let _ = self.destroy_vm(owner, id);
+            let handles: heapless::Vec<u32, { crate::config::MAX_GMEM_FILES }> =
+                self.gmem.iter().filter(|f| f.vm == id).map(|f| f.handle).collect();
+            for h in handles {
+                let _ = self.close_guest_memfd(owner, h);
+            }
+        }
+        r.map(|()| id)
+    }
+
+    fn populate(&mut self, m: &Manifest, owner: Caller, id: VmId, start: Option<u64>) -> Result<(), BootError> {
+        for v in 0..m.vcpus {
+            self.create_vcpu(owner, id, v).map_err(|e| BootError::Vcpu(v, e))?;
+        }
+        let mut handles: heapless::Vec<u32, { crate::config::MAX_GMEM_FILES }> = heapless::Vec::new();
+        for (n, f) in m.files.iter().enumerate() {
+            let h = self.create_guest_memfd(owner, id, f.size.get(), 0).map_err(|e| BootError::File(n, e))?;
+            // Cannot fail: the manifest holds at most as many files.
+            let _ = handles.push(h);
+        }
+        for (n, s) in m.slots.iter().enumerate() {
+            let gmem = s.flags.get() & SLOT_GMEM != 0;
+            let mut region = MemoryRegion {
+                slot: s.id.get(),
+                guest_phys_addr: s.gpa.get(),
+                memory_size: s.size.get(),
+                ..MemoryRegion::default()
+            };
+            if gmem {
+                region.flags = GUEST_MEMFD;
+                region.guest_memfd = handles.get(s.file.get() as usize).copied().unwrap_or(0);
+                region.guest_memfd_offset = s.source.get();
+            } else {
+                region.userspace_addr = s.source.get();
+                if s.flags.get() & SLOT_READONLY != 0 {
+                    region.flags = READONLY;
+                }
+            }
+            self.set_memory_region(owner, id, &region).map_err(|e| BootError::Slot(n, e))?;
+        }
+        for (n, d) in m.devices.iter().enumerate() {
+            self.register_device(owner, id, d.base.get(), d.size.get(), Device::Pl011(Pl011::new()))
+                .map_err(|e| BootError::Device(n, e))?;
+        }
+        if let Some(arg) = start {
+            self.run_vcpu(owner, id, 0, m.entry, arg).map_err(BootError::Start)?;
+        }
+        Ok(())
+    }
+}

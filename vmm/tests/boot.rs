@@ -1,0 +1,82 @@
+//! Building a VM from the boot manifest applies every run-time rule, and a
+//! refused manifest leaves nothing behind.
+
+mod common;
+
+use common::*;
+use vmm::caps::PAGE_SIZE;
+use vmm::manifest::{Dev, File, Manifest, Ram, SlotEntry, DEV_PL011, SLOT_GMEM, SLOT_READONLY};
+use vmm::registry::Owner;
+use vmm::vmm::BootError;
+use vmm::Errno;
+use zerocopy::little_endian::{U32, U64};
+
+fn slot(id: u32, flags: u32, gpa: u64, pages: u64, source: u64, file: u32) -> SlotEntry {
+    SlotEntry {
+        id: U32::new(id),
+        flags: U32::new(flags),
+        gpa: U64::new(gpa),
+        size: U64::new(pages * PAGE_SIZE),
+        source: U64::new(source),
+        file: U32::new(file),
+        pad: U32::new(0),
+    }
+}
+
+fn manifest() -> Manifest {
+    let mut m = Manifest { vcpus: 2, entry: 0x4000_0000, ..Manifest::default() };
+    m.ram
+        .push(Ram { vmm_vaddr: U64::new(RAM_VADDR), size: U64::new(16 * PAGE_SIZE), gpa: U64::new(0x4000_0000) })
+        .unwrap();
+    m.files.push(File { size: U64::new(4 * PAGE_SIZE), gpa: U64::new(0x5000_0000) }).unwrap();
+    m.slots.push(slot(0, 0, 0x4000_0000, 8, RAM_VADDR, 0)).unwrap();
+    m.slots.push(slot(1, SLOT_READONLY, 0x4800_0000, 8, RAM_VADDR + 8 * PAGE_SIZE, 0)).unwrap();
+    m.slots.push(slot(2, SLOT_GMEM, 0x5000_0000, 4, 0, 0)).unwrap();
+    m.devices
+        .push(Dev { kind: U32::new(DEV_PL011), pad: U32::new(0), base: U64::new(0x900_0000), size: U64::new(0x1000) })
+        .unwrap();
+    m
+}
+
+#[test]
+fn an_internal_vm_is_built_and_started_from_its_manifest() {
+    let mut v = world();
+    let id = v.build_from_manifest(&manifest(), Owner::Internal, Some(7)).unwrap();
+    check_invariants(&v);
+    let e = v.registry().entry(id).unwrap();
+    assert_eq!(e.owner, Owner::Internal);
+    assert_eq!(e.vm.memslots.len(), 3);
+    assert!(e.vm.memslots.find_gpa(0x4800_0000).unwrap().readonly());
+    assert_eq!(e.file_refs, 1);
+    let (tcb, _) = e.vm.vcpu_caps(0).unwrap();
+    assert!(v.kernel().tcb_running(tcb.slot()));
+    assert_eq!(v.kernel().tcb_reg(tcb.slot(), vmm::regs::TcbReg::Pc), Some(0x4000_0000));
+    assert_eq!(v.kernel().tcb_reg(tcb.slot(), vmm::regs::TcbReg::X(0)), Some(7));
+    assert_eq!(e.vm.devices.iter().count(), 1);
+}
+
+#[test]
+fn a_manifest_breaking_a_memslot_rule_names_the_record_and_leaves_nothing() {
+    let fresh = world();
+    let mut v = world();
+    let mut m = manifest();
+    // Record 1 overlaps record 0 by one page: rule 3.7.
+    m.slots[1] = slot(1, 0, 0x4000_7000, 2, RAM_VADDR + 8 * PAGE_SIZE, 0);
+    let e = v.build_from_manifest(&m, Owner::Internal, Some(0)).unwrap_err();
+    assert!(matches!(e, BootError::Slot(1, err) if err.errno() == Errno::EEXIST), "{e}");
+    assert_eq!(v.usage_count(), 0);
+    assert!(v.registry().entries().next().is_none());
+    assert!(v.gmem().iter().next().is_none());
+    assert_eq!(v.kernel().state(), fresh.kernel().state());
+    assert_eq!(v.cspace(), fresh.cspace());
+}
+
+#[test]
+fn a_private_slot_past_its_file_is_refused() {
+    let mut v = world();
+    let mut m = manifest();
+    m.slots[2] = slot(2, SLOT_GMEM, 0x5000_0000, 4, PAGE_SIZE, 0);
+    let e = v.build_from_manifest(&m, Owner::Internal, None).unwrap_err();
+    assert!(matches!(e, BootError::Slot(2, err) if err.errno() == Errno::EINVAL), "{e}");
+    assert_eq!(v.usage_count(), 0);
+}
