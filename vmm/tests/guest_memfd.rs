@@ -9,8 +9,6 @@
 mod common;
 use common::*;
 
-use std::fmt::Debug;
-
 use vmm::caps::{Rights, PAGE_SIZE};
 use vmm::config::{MAX_BINDINGS, MAX_GMEM_FILES};
 use vmm::gmem::{Binding, GmemError, GmemFile};
@@ -25,22 +23,6 @@ const PG: u64 = PAGE_SIZE;
 const GPA: u64 = 0x8000_0000;
 
 // ---- Helpers ----
-
-fn new_vm() -> (Box<TestVmm>, VmId) {
-    let mut v = world();
-    let vm = v.create_vm(A).unwrap();
-    (v, vm)
-}
-
-/// `op` must fail with `errno`, with exactly the error `want`, and change
-/// nothing.
-fn refused<T: Debug>(v: &mut TestVmm, errno: Errno, want: Error, op: impl FnOnce(&mut TestVmm) -> Result<T, Error>) {
-    fails_unchanged(v, errno, |v| {
-        let r = op(v);
-        assert_eq!(r.as_ref().err(), Some(&want), "refused for the wrong reason");
-        r
-    });
-}
 
 fn create(v: &mut TestVmm, owner: Owner, vm: VmId, pages: u64) -> u32 {
     let h = v.create_guest_memfd(owner, vm, pages * PG, 0).unwrap();
@@ -91,7 +73,7 @@ fn slot_of(v: &TestVmm, vm: VmId, id: u16) -> Memslot {
 
 #[test]
 fn create_with_nonzero_flags_is_einval() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     for flags in [1, 2, 1 << 63, u64::MAX] {
         refused(&mut v, Errno::EINVAL, GmemError::BadFlags.into(), |v| v.create_guest_memfd(A, vm, PG, flags));
     }
@@ -101,13 +83,13 @@ fn create_with_nonzero_flags_is_einval() {
 /// The reviewed version accepted size 0.
 #[test]
 fn create_with_size_zero_is_einval() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     refused(&mut v, Errno::EINVAL, GmemError::BadSize.into(), |v| v.create_guest_memfd(A, vm, 0, 0));
 }
 
 #[test]
 fn create_with_unaligned_size_is_einval() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     for size in [1, PG - 1, PG + 1, 3 * PG + 8, u64::MAX] {
         refused(&mut v, Errno::EINVAL, GmemError::BadSize.into(), |v| v.create_guest_memfd(A, vm, size, 0));
     }
@@ -133,7 +115,7 @@ fn create_without_enough_untyped_memory_is_enomem_and_leaves_nothing() {
 /// All or nothing: make each kernel invocation of a create fail in turn.
 #[test]
 fn create_failing_at_any_invocation_leaves_nothing() {
-    let (base, vm) = new_vm();
+    let (base, vm) = world_with_vm(A);
     let mut failures = 0;
     for n in 0..100 {
         let mut w = base.clone();
@@ -177,7 +159,7 @@ fn too_many_files_is_enospc() {
 
 #[test]
 fn create_returns_a_new_handle_and_takes_a_reference_on_the_vm() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h1 = create(&mut v, A, vm, 3);
     let h2 = create(&mut v, A, vm, 5);
     assert!(h1 != 0 && h2 != 0 && h1 != h2);
@@ -198,7 +180,7 @@ fn create_returns_a_new_handle_and_takes_a_reference_on_the_vm() {
 
 #[test]
 fn frames_start_zeroed_even_after_another_file_used_the_memory() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h1 = create(&mut v, A, vm, 4);
     let f1 = file(&v, h1).frames;
     for i in 0..4 {
@@ -260,7 +242,7 @@ fn frames_are_mapped_only_into_their_vm_where_a_slot_binds_them() {
 
 #[test]
 fn bind_with_an_unknown_handle_is_ebadf() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = create(&mut v, A, vm, 4);
     for bad in [0, h + 1, 999, u32::MAX] {
         refused(&mut v, Errno::EBADF, GmemError::BadHandle.into(), |v| {
@@ -301,7 +283,7 @@ fn bind_to_another_clients_vms_file_is_einval() {
 /// with the same errno.
 #[test]
 fn bind_with_an_unaligned_offset_is_einval() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = create(&mut v, A, vm, 4);
     for offset in [1, PG / 2, PG + 8] {
         let req = MemoryRegion { guest_memfd_offset: offset, ..gmem_region(0, GPA, 1, h, 0) };
@@ -311,7 +293,7 @@ fn bind_with_an_unaligned_offset_is_einval() {
 
 #[test]
 fn bind_past_the_end_of_the_file_is_einval() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = create(&mut v, A, vm, 4);
     for (offset_pages, pages) in [(0, 5), (1, 4), (3, 2), (4, 1), (5, 1), (1 << 40, 1)] {
         refused(&mut v, Errno::EINVAL, GmemError::BadRange.into(), |v| {
@@ -324,7 +306,7 @@ fn bind_past_the_end_of_the_file_is_einval() {
 
 #[test]
 fn bind_overlapping_an_existing_binding_is_einval() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = create(&mut v, A, vm, 8);
     set(&mut v, A, vm, gmem_region(0, GPA, 2, h, 2)); // pages [2, 4)
     for (offset_pages, pages) in [(1, 2), (3, 2), (2, 2), (0, 8), (3, 1), (2, 1)] {
@@ -337,7 +319,7 @@ fn bind_overlapping_an_existing_binding_is_einval() {
 
 #[test]
 fn bind_ranges_are_half_open() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = create(&mut v, A, vm, 6);
     set(&mut v, A, vm, gmem_region(0, GPA, 2, h, 2)); // pages [2, 4)
     set(&mut v, A, vm, gmem_region(1, GPA + 8 * PG, 2, h, 0)); // ends exactly at its start
@@ -352,7 +334,7 @@ fn bind_ranges_are_half_open() {
 
 #[test]
 fn one_file_backs_two_slots_with_disjoint_ranges() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = create(&mut v, A, vm, 8);
     set(&mut v, A, vm, gmem_region(0, GPA, 3, h, 5));
     set(&mut v, A, vm, gmem_region(1, GPA + 0x10_0000, 4, h, 0));
@@ -397,7 +379,7 @@ fn a_failed_bind_leaves_bindings_and_file_references_unchanged() {
 /// Capacities: a file holds at most MAX_BINDINGS bindings.
 #[test]
 fn too_many_bindings_on_one_file_is_enospc() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let n = MAX_BINDINGS as u64;
     let h = create(&mut v, A, vm, n + 1);
     for i in 0..n {
@@ -412,7 +394,7 @@ fn too_many_bindings_on_one_file_is_enospc() {
 
 #[test]
 fn deleting_a_slot_clears_its_range_so_it_can_be_bound_again() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = create(&mut v, A, vm, 8);
     set(&mut v, A, vm, gmem_region(0, GPA, 4, h, 0));
     set(&mut v, A, vm, gmem_region(1, GPA + 8 * PG, 4, h, 4));
@@ -426,7 +408,7 @@ fn deleting_a_slot_clears_its_range_so_it_can_be_bound_again() {
 
 #[test]
 fn deleting_a_slot_whose_file_is_closed_has_nothing_to_unbind() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = create(&mut v, A, vm, 4);
     let h2 = create(&mut v, A, vm, 4);
     set(&mut v, A, vm, gmem_region(0, GPA, 4, h, 0));
@@ -440,7 +422,7 @@ fn deleting_a_slot_whose_file_is_closed_has_nothing_to_unbind() {
 
 #[test]
 fn close_with_an_unknown_handle_is_ebadf() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = create(&mut v, A, vm, 1);
     for bad in [0, h + 1, u32::MAX] {
         refused(&mut v, Errno::EBADF, GmemError::BadHandle.into(), |v| v.close_guest_memfd(A, bad));
@@ -451,7 +433,7 @@ fn close_with_an_unknown_handle_is_ebadf() {
 
 #[test]
 fn close_of_another_clients_file_is_eperm() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = create(&mut v, A, vm, 2);
     set(&mut v, A, vm, gmem_region(0, GPA, 2, h, 0));
     for caller in [B, P, STRANGER] {
@@ -462,7 +444,7 @@ fn close_of_another_clients_file_is_eperm() {
 
 #[test]
 fn close_takes_the_file_away_from_every_slot_bound_to_it() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = create(&mut v, A, vm, 8);
     let other = create(&mut v, A, vm, 2);
     set(&mut v, A, vm, gmem_region(0, GPA, 2, h, 0));
@@ -481,7 +463,7 @@ fn close_takes_the_file_away_from_every_slot_bound_to_it() {
 
 #[test]
 fn close_removes_every_guest_mapping_of_the_files_frames() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = create(&mut v, A, vm, 8);
     let other = create(&mut v, A, vm, 2);
     set(&mut v, A, vm, gmem_region(0, GPA, 4, h, 0));
@@ -513,7 +495,7 @@ fn close_removes_every_guest_mapping_of_the_files_frames() {
 
 #[test]
 fn a_fault_in_a_slot_whose_file_is_closed_reports_no_backing() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = create(&mut v, A, vm, 4);
     set(&mut v, A, vm, gmem_region(0, GPA, 4, h, 0));
     assert_eq!(fault(&mut v, vm, GPA), FaultOutcome::Mapped);
@@ -528,7 +510,7 @@ fn a_fault_in_a_slot_whose_file_is_closed_reports_no_backing() {
 
 #[test]
 fn close_returns_the_files_frames_and_slots() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let kernel_before = v.kernel().state().clone();
     let cspace_before = v.cspace().clone();
     let h = create(&mut v, A, vm, 16);
@@ -540,7 +522,7 @@ fn close_returns_the_files_frames_and_slots() {
 
 #[test]
 fn close_puts_the_files_reference_on_its_vm() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h1 = create(&mut v, A, vm, 1);
     let h2 = create(&mut v, A, vm, 1);
     assert_eq!(file_refs(&v, vm), 2);
@@ -558,7 +540,7 @@ fn close_puts_the_files_reference_on_its_vm() {
 #[test]
 fn a_destroyed_vm_is_dropped_when_its_last_file_closes() {
     let fresh = world();
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     v.create_vcpu(A, vm, 0).unwrap();
     let h1 = create(&mut v, A, vm, 4);
     let h2 = create(&mut v, A, vm, 2);

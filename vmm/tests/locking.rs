@@ -10,7 +10,6 @@ mod common;
 use common::*;
 
 use std::collections::BTreeMap;
-use std::fmt::Debug;
 
 use vmm::caps::{Rights, Slot, PAGE_SIZE};
 use vmm::kernel::KernelError;
@@ -19,29 +18,13 @@ use vmm::memslot::{MemoryRegion, Memslot, LOG_DIRTY_PAGES, READONLY};
 use vmm::registry::{Owner, VmId};
 use vmm::vm::{VmError, CAP_MEM_TAGGING};
 use vmm::vmm::FaultOutcome;
-use vmm::{Errno, Error};
+use vmm::Errno;
 
 const PG: u64 = PAGE_SIZE;
 const GPA: u64 = 0x8000_0000;
 const RW: u64 = LOCK_READ | LOCK_WRITE;
 
 // ---- Helpers ----
-
-fn new_vm(owner: Owner) -> (Box<TestVmm>, VmId) {
-    let mut v = world();
-    let vm = v.create_vm(owner).unwrap();
-    (v, vm)
-}
-
-/// `op` must fail with `errno`, with exactly the error `want`, and change
-/// nothing.
-fn refused<T: Debug>(v: &mut TestVmm, errno: Errno, want: Error, op: impl FnOnce(&mut TestVmm) -> Result<T, Error>) {
-    fails_unchanged(v, errno, |v| {
-        let r = op(v);
-        assert_eq!(r.as_ref().err(), Some(&want), "refused for the wrong reason");
-        r
-    });
-}
 
 fn set(v: &mut TestVmm, owner: Owner, vm: VmId, req: MemoryRegion) {
     v.set_memory_region(owner, vm, &req).unwrap_or_else(|e| panic!("{req:?} refused: {e}"));
@@ -94,7 +77,7 @@ fn unpinned(v: &TestVmm, ram_pages: std::ops::Range<u64>) -> bool {
 
 #[test]
 fn lock_without_read_is_einval() {
-    let (mut v, vm) = new_vm(A);
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, A, vm, ram_region(0, GPA, 2, 0));
     for flags in [0, LOCK_WRITE] {
         refused(&mut v, Errno::EINVAL, LockError::BadFlags.into(), |v| v.lock_memslot(A, vm, 0, flags));
@@ -104,7 +87,7 @@ fn lock_without_read_is_einval() {
 
 #[test]
 fn lock_with_unknown_bits_is_einval() {
-    let (mut v, vm) = new_vm(A);
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, A, vm, ram_region(0, GPA, 2, 0));
     for flags in [LOCK_READ | 4, RW | 1 << 63, 4, u64::MAX] {
         refused(&mut v, Errno::EINVAL, LockError::BadFlags.into(), |v| v.lock_memslot(A, vm, 0, flags));
@@ -114,7 +97,7 @@ fn lock_with_unknown_bits_is_einval() {
 
 #[test]
 fn lock_of_a_slot_that_does_not_exist_is_einval() {
-    let (mut v, vm) = new_vm(A);
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, A, vm, ram_region(0, GPA, 2, 0));
     // Slot 0 with address-space bits set is not slot 0.
     for slot in [1, 511, 512, 1 << 16, u32::MAX] {
@@ -128,7 +111,7 @@ fn lock_of_a_slot_that_does_not_exist_is_einval() {
 /// by the file and never move; there is nothing to pin.
 #[test]
 fn lock_of_a_guest_memfd_slot_is_einval() {
-    let (mut v, vm) = new_vm(A);
+    let (mut v, vm) = world_with_vm(A);
     let h = v.create_guest_memfd(A, vm, 4 * PG, 0).unwrap();
     set(&mut v, A, vm, gmem_region(0, GPA, 4, h, 0));
     for flags in [LOCK_READ, RW] {
@@ -140,7 +123,7 @@ fn lock_of_a_guest_memfd_slot_is_einval() {
 
 #[test]
 fn write_lock_of_a_readonly_slot_is_eperm() {
-    let (mut v, vm) = new_vm(A);
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, A, vm, MemoryRegion { flags: READONLY, ..ram_region(0, GPA, 2, 0) });
     refused(&mut v, Errno::EPERM, LockError::WriteNotAllowed.into(), |v| v.lock_memslot(A, vm, 0, RW));
     lock(&mut v, A, vm, 0, LOCK_READ);
@@ -149,7 +132,7 @@ fn write_lock_of_a_readonly_slot_is_eperm() {
 
 #[test]
 fn write_lock_of_a_dirty_logging_slot_is_eperm() {
-    let (mut v, vm) = new_vm(A);
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, A, vm, MemoryRegion { flags: LOG_DIRTY_PAGES, ..ram_region(0, GPA, 2, 0) });
     set(&mut v, A, vm, MemoryRegion { flags: LOG_DIRTY_PAGES | READONLY, ..ram_region(1, GPA + 4 * PG, 2, 4) });
     for slot in [0, 1] {
@@ -161,7 +144,7 @@ fn write_lock_of_a_dirty_logging_slot_is_eperm() {
 
 #[test]
 fn locking_a_locked_slot_is_ebusy() {
-    let (mut v, vm) = new_vm(A);
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, A, vm, ram_region(0, GPA, 2, 0));
     set(&mut v, A, vm, ram_region(1, GPA + 4 * PG, 2, 4));
     lock(&mut v, A, vm, 0, LOCK_READ);
@@ -176,7 +159,7 @@ fn locking_a_locked_slot_is_ebusy() {
 
 #[test]
 fn lock_over_the_client_budget_is_enomem_and_pins_nothing() {
-    let (mut v, vm) = new_vm(B); // budget 4 pages
+    let (mut v, vm) = world_with_vm(B); // budget 4 pages
     set(&mut v, B, vm, ram_region(0, GPA, 5, 0));
     set(&mut v, B, vm, ram_region(1, GPA + 8 * PG, 4, 8));
     for flags in [LOCK_READ, RW] {
@@ -192,7 +175,7 @@ fn lock_over_the_client_budget_is_enomem_and_pins_nothing() {
 
 #[test]
 fn budget_counts_pages_already_locked() {
-    let (mut v, vm) = new_vm(A); // budget 16 pages
+    let (mut v, vm) = world_with_vm(A); // budget 16 pages
     set(&mut v, A, vm, ram_region(0, GPA, 10, 0));
     set(&mut v, A, vm, ram_region(1, GPA + 16 * PG, 7, 16));
     set(&mut v, A, vm, ram_region(2, GPA + 32 * PG, 6, 32));
@@ -228,7 +211,7 @@ fn budget_is_per_client_across_its_vms() {
 
 #[test]
 fn privileged_client_has_no_limit() {
-    let (mut v, vm) = new_vm(P);
+    let (mut v, vm) = world_with_vm(P);
     set(&mut v, P, vm, ram_region(0, GPA, 64, 0));
     set(&mut v, P, vm, ram_region(1, GPA + 0x20_0000, 200, 64));
     lock(&mut v, P, vm, 0, RW);
@@ -241,7 +224,7 @@ fn privileged_client_has_no_limit() {
 
 #[test]
 fn lock_pins_every_page_with_a_capability_to_its_frame() {
-    let (mut v, vm) = new_vm(A);
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, A, vm, ram_region(0, GPA, 8, 100));
     lock(&mut v, A, vm, 0, LOCK_READ);
     let pins = slot_of(&v, vm, 0).lock.unwrap().pins;
@@ -260,7 +243,7 @@ fn lock_pins_every_page_with_a_capability_to_its_frame() {
 
 #[test]
 fn read_lock_maps_every_page_read_only_with_4k_pages() {
-    let (mut v, vm) = new_vm(A);
+    let (mut v, vm) = world_with_vm(A);
     // Across a 1 GiB and a 2 MiB boundary: tables are created as needed.
     let gpa = 0x4000_0000 - 3 * PG;
     set(&mut v, A, vm, ram_region(0, gpa, 8, 50));
@@ -270,7 +253,7 @@ fn read_lock_maps_every_page_read_only_with_4k_pages() {
 
 #[test]
 fn write_lock_maps_every_page_read_write_with_4k_pages() {
-    let (mut v, vm) = new_vm(A);
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, A, vm, ram_region(0, GPA, 8, 50));
     lock(&mut v, A, vm, 0, RW);
     assert_eq!(guest_pages(&v, vm), expect_pages(&v, GPA, 8, 50, Rights::READ_WRITE));
@@ -278,7 +261,7 @@ fn write_lock_maps_every_page_read_write_with_4k_pages() {
 
 #[test]
 fn pages_faulted_in_before_the_lock_keep_their_mapping_and_are_pinned() {
-    let (mut v, vm) = new_vm(A);
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, A, vm, ram_region(0, GPA, 6, 0));
     assert_eq!(fault(&mut v, vm, GPA + 2 * PG, true), FaultOutcome::Mapped);
     assert_eq!(fault(&mut v, vm, GPA + 5 * PG, false), FaultOutcome::Mapped);
@@ -298,7 +281,7 @@ fn pages_faulted_in_before_the_lock_keep_their_mapping_and_are_pinned() {
 #[test]
 fn lock_is_all_or_nothing_under_kernel_failures() {
     for flags in [LOCK_READ, RW] {
-        let (mut base, vm) = new_vm(A);
+        let (mut base, vm) = world_with_vm(A);
         // 8 pages across a 1 GiB boundary, one already faulted in: the lock
         // creates tables, maps through pins and keeps an existing mapping.
         let gpa = 0x4000_0000 - 4 * PG;
@@ -338,7 +321,7 @@ fn lock_is_all_or_nothing_under_kernel_failures() {
 /// permissions of a read-write slot.
 #[test]
 fn write_fault_after_a_read_lock_relaxes_the_mapping_to_read_write() {
-    let (mut v, vm) = new_vm(A);
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, A, vm, ram_region(0, GPA, 4, 0));
     lock(&mut v, A, vm, 0, LOCK_READ);
     assert_eq!(fault(&mut v, vm, GPA + PG, true), FaultOutcome::Mapped);
@@ -352,7 +335,7 @@ fn write_fault_after_a_read_lock_relaxes_the_mapping_to_read_write() {
 /// flags, not the old lock's, still decide what the guest may do.
 #[test]
 fn write_fault_after_unlocking_a_read_lock_relaxes_the_mapping_to_read_write() {
-    let (mut v, vm) = new_vm(A);
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, A, vm, ram_region(0, GPA, 4, 0));
     lock(&mut v, A, vm, 0, LOCK_READ);
     unlock(&mut v, A, vm, 0, 0);
@@ -362,7 +345,7 @@ fn write_fault_after_unlocking_a_read_lock_relaxes_the_mapping_to_read_write() {
 
 #[test]
 fn write_fault_on_a_write_locked_page_keeps_it_read_write() {
-    let (mut v, vm) = new_vm(A);
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, A, vm, ram_region(0, GPA, 4, 0));
     lock(&mut v, A, vm, 0, RW);
     assert_eq!(fault(&mut v, vm, GPA + 3 * PG, true), FaultOutcome::Mapped);
@@ -371,7 +354,7 @@ fn write_fault_on_a_write_locked_page_keeps_it_read_write() {
 
 #[test]
 fn a_locked_readonly_slot_still_refuses_guest_writes() {
-    let (mut v, vm) = new_vm(A);
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, A, vm, MemoryRegion { flags: READONLY, ..ram_region(0, GPA, 4, 0) });
     lock(&mut v, A, vm, 0, LOCK_READ);
     let before = v.clone();
@@ -408,7 +391,7 @@ fn mem_tagging_cannot_be_enabled_while_a_slot_is_locked() {
 
 #[test]
 fn unlock_unpins_and_uncharges_but_keeps_the_mappings() {
-    let (mut v, vm) = new_vm(A);
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, A, vm, ram_region(0, GPA, 6, 0));
     assert_eq!(fault(&mut v, vm, GPA, true), FaultOutcome::Mapped);
     let cspace_before = v.cspace().clone();
@@ -433,7 +416,7 @@ fn unlock_unpins_and_uncharges_but_keeps_the_mappings() {
 
 #[test]
 fn a_slot_can_be_locked_again_after_unlock() {
-    let (mut v, vm) = new_vm(A);
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, A, vm, ram_region(0, GPA, 4, 0));
     lock(&mut v, A, vm, 0, RW);
     unlock(&mut v, A, vm, 0, 0);
@@ -447,7 +430,7 @@ fn a_slot_can_be_locked_again_after_unlock() {
 
 #[test]
 fn unlocking_a_slot_that_is_not_locked_is_einval() {
-    let (mut v, vm) = new_vm(A);
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, A, vm, ram_region(0, GPA, 2, 0));
     refused(&mut v, Errno::EINVAL, LockError::NotLocked.into(), |v| v.unlock_memslot(A, vm, 0, 0));
     lock(&mut v, A, vm, 0, LOCK_READ);
@@ -457,7 +440,7 @@ fn unlocking_a_slot_that_is_not_locked_is_einval() {
 
 #[test]
 fn unlocking_a_slot_that_does_not_exist_is_einval() {
-    let (mut v, vm) = new_vm(A);
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, A, vm, ram_region(0, GPA, 2, 0));
     lock(&mut v, A, vm, 0, LOCK_READ);
     for slot in [1, 512, 1 << 16, u32::MAX] {
@@ -467,7 +450,7 @@ fn unlocking_a_slot_that_does_not_exist_is_einval() {
 
 #[test]
 fn unlock_with_unknown_flag_bits_is_einval() {
-    let (mut v, vm) = new_vm(A);
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, A, vm, ram_region(0, GPA, 2, 0));
     lock(&mut v, A, vm, 0, LOCK_READ);
     for flags in [2, 4, 1 << 63, UNLOCK_ALL | 2, u64::MAX] {
@@ -509,7 +492,7 @@ fn unlock_all_unlocks_every_locked_slot_of_the_vm() {
 
 #[test]
 fn unlock_all_with_nothing_locked_succeeds_and_changes_nothing() {
-    let (mut v, vm) = new_vm(A);
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, A, vm, ram_region(0, GPA, 2, 0));
     let before = v.clone();
     v.unlock_memslot(A, vm, 0, UNLOCK_ALL).unwrap();

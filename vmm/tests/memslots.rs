@@ -10,8 +10,6 @@
 mod common;
 use common::*;
 
-use std::fmt::Debug;
-
 use vmm::caps::{Rights, Slot, PAGE_SIZE};
 use vmm::config::{RamRegion, GUEST_PHYS_LIMIT, MAX_MEMSLOTS};
 use vmm::cspace::CSpaceError;
@@ -24,7 +22,7 @@ use vmm::model::Model;
 use vmm::registry::VmId;
 use vmm::vm::VM_FIXED_SLOTS;
 use vmm::vmm::FaultOutcome;
-use vmm::{Errno, Error, Vmm};
+use vmm::{Errno, Vmm};
 
 const PG: u64 = PAGE_SIZE;
 /// Where most test slots go in guest-physical space.
@@ -33,23 +31,6 @@ const GPA: u64 = 0x8000_0000;
 const RAM_END: u64 = RAM_VADDR + RAM_PAGES * PG;
 
 // ---- Helpers ----
-
-/// A world with one VM owned by client A.
-fn new_vm() -> (Box<TestVmm>, VmId) {
-    let mut v = world();
-    let vm = v.create_vm(A).unwrap();
-    (v, vm)
-}
-
-/// `op` must fail with `errno`, with exactly the error `want`, and change
-/// nothing.
-fn refused<T: Debug>(v: &mut TestVmm, errno: Errno, want: Error, op: impl FnOnce(&mut TestVmm) -> Result<T, Error>) {
-    fails_unchanged(v, errno, |v| {
-        let r = op(v);
-        assert_eq!(r.as_ref().err(), Some(&want), "refused for the wrong reason");
-        r
-    });
-}
 
 /// `req` on `vm` (owned by A) must be refused with `errno` for `want`.
 fn refused_region(v: &mut TestVmm, vm: VmId, req: MemoryRegion, errno: Errno, want: MemslotError) {
@@ -95,7 +76,7 @@ fn delete(id: u32) -> MemoryRegion {
 
 #[test]
 fn unknown_flag_bits_are_einval() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     for bit in 3..32 {
         let req = with_flags(ram_region(0, GPA, 1, 0), 1 << bit);
         refused_region(&mut v, vm, req, Errno::EINVAL, MemslotError::BadFlags);
@@ -108,7 +89,7 @@ fn unknown_flag_bits_are_einval() {
 
 #[test]
 fn guest_memfd_with_readonly_is_einval() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = v.create_guest_memfd(A, vm, 4 * PG, 0).unwrap();
     let req = gmem_region(0, GPA, 4, h, 0);
     refused_region(&mut v, vm, with_flags(req, GUEST_MEMFD | READONLY), Errno::EINVAL, MemslotError::BadFlags);
@@ -117,7 +98,7 @@ fn guest_memfd_with_readonly_is_einval() {
 
 #[test]
 fn guest_memfd_with_log_dirty_pages_is_einval() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = v.create_guest_memfd(A, vm, 4 * PG, 0).unwrap();
     let req = gmem_region(0, GPA, 4, h, 0);
     let bad = [GUEST_MEMFD | LOG_DIRTY_PAGES, GUEST_MEMFD | LOG_DIRTY_PAGES | READONLY];
@@ -147,7 +128,7 @@ fn log_dirty_pages_without_backend_support_is_einval() {
 
 #[test]
 fn every_known_flag_combination_is_accepted_and_recorded() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = v.create_guest_memfd(A, vm, PG, 0).unwrap();
     let ram_flags = [0, READONLY, LOG_DIRTY_PAGES, READONLY | LOG_DIRTY_PAGES];
     for (i, flags) in ram_flags.into_iter().enumerate() {
@@ -164,7 +145,7 @@ fn every_known_flag_combination_is_accepted_and_recorded() {
 
 #[test]
 fn unaligned_size_gpa_or_userspace_addr_is_einval() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let good = ram_region(0, GPA, 2, 0);
     for size in [1, PG - 1, PG + 1, 2 * PG - 8] {
         let req = MemoryRegion { memory_size: size, ..good };
@@ -188,7 +169,7 @@ fn unaligned_size_gpa_or_userspace_addr_is_einval() {
 
 #[test]
 fn backing_outside_guest_ram_is_einval() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let cases = [
         (0, 1),                             // a RAM slot must give an address
         (RAM_VADDR - PG, 1),                // just below
@@ -210,7 +191,7 @@ fn backing_outside_guest_ram_is_einval() {
 
 #[test]
 fn guest_memfd_slot_may_give_userspace_addr_zero() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = v.create_guest_memfd(A, vm, 4 * PG, 0).unwrap();
     set(&mut v, vm, gmem_region(0, GPA, 4, h, 0));
     let s = slot_of(&v, vm, 0);
@@ -220,7 +201,7 @@ fn guest_memfd_slot_may_give_userspace_addr_zero() {
 
 #[test]
 fn guest_memfd_slot_with_a_userspace_addr_must_give_guest_ram() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = v.create_guest_memfd(A, vm, 4 * PG, 0).unwrap();
     for uaddr in [RAM_END, RAM_END - PG, RAM_VADDR - 4 * PG] {
         let req = MemoryRegion { userspace_addr: uaddr, ..gmem_region(0, GPA, 4, h, 0) };
@@ -262,7 +243,7 @@ fn slot_in_a_second_ram_region_is_backed_by_that_region() {
 
 #[test]
 fn guest_memfd_offset_unaligned_is_einval() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = v.create_guest_memfd(A, vm, 8 * PG, 0).unwrap();
     for offset in [1, 8, PG - 1, PG + 0x800] {
         let req = MemoryRegion { guest_memfd_offset: offset, ..gmem_region(0, GPA, 4, h, 0) };
@@ -273,7 +254,7 @@ fn guest_memfd_offset_unaligned_is_einval() {
 
 #[test]
 fn guest_memfd_offset_plus_size_wrapping_is_einval() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = v.create_guest_memfd(A, vm, 8 * PG, 0).unwrap();
     let top = u64::MAX - (PG - 1);
     for (offset, pages) in [(top, 1), (top - PG, 2), (top - 3 * PG, 8)] {
@@ -288,7 +269,7 @@ fn guest_memfd_offset_plus_size_wrapping_is_einval() {
 
 #[test]
 fn guest_memfd_offset_is_not_checked_without_guest_memfd() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let req = MemoryRegion { guest_memfd_offset: u64::MAX, guest_memfd: 77, ..ram_region(0, GPA, 2, 0) };
     set(&mut v, vm, req);
     assert_eq!(slot_of(&v, vm, 0).backing, Backing::Ram { frames: RAM_FRAMES });
@@ -298,7 +279,7 @@ fn guest_memfd_offset_is_not_checked_without_guest_memfd() {
 
 #[test]
 fn nonzero_address_space_id_is_einval() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     for slot in [1 << 16, (1 << 16) | 3, 0xffff_0000, u32::MAX] {
         let req = MemoryRegion { slot, ..ram_region(0, GPA, 1, 0) };
         refused_region(&mut v, vm, req, Errno::EINVAL, MemslotError::BadAddressSpace);
@@ -311,7 +292,7 @@ fn nonzero_address_space_id_is_einval() {
 
 #[test]
 fn slot_id_at_or_above_the_limit_is_einval() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let limit = MAX_MEMSLOTS as u32;
     assert_eq!(limit, 512);
     for id in [limit, limit + 1, 0xffff] {
@@ -324,7 +305,7 @@ fn slot_id_at_or_above_the_limit_is_einval() {
 
 #[test]
 fn guest_physical_range_wrapping_or_beyond_40_bits_is_einval() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     assert_eq!(GUEST_PHYS_LIMIT, 1 << 40);
     let cases = [
         (u64::MAX - (PG - 1), 1),   // gpa + size wraps
@@ -353,7 +334,7 @@ fn guest_physical_range_wrapping_or_beyond_40_bits_is_einval() {
 
 #[test]
 fn deleting_a_slot_that_does_not_exist_is_einval() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     refused_region(&mut v, vm, delete(0), Errno::EINVAL, MemslotError::NoSuchSlot);
     set(&mut v, vm, ram_region(1, GPA, 1, 0));
     refused_region(&mut v, vm, delete(0), Errno::EINVAL, MemslotError::NoSuchSlot);
@@ -363,7 +344,7 @@ fn deleting_a_slot_that_does_not_exist_is_einval() {
 
 #[test]
 fn delete_removes_the_slot_and_its_mappings_and_frees_its_capability_slots() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, vm, ram_region(0, GPA - PG, 1, 10));
     let cspace_before = v.cspace().clone();
     set(&mut v, vm, ram_region(1, GPA, 4, 0));
@@ -390,7 +371,7 @@ fn delete_removes_the_slot_and_its_mappings_and_frees_its_capability_slots() {
 /// userspace_addr is guest RAM, as KVM's `access_ok(addr, 0)`.
 #[test]
 fn delete_ignores_the_userspace_addr() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, vm, ram_region(0, GPA, 1, 0));
     set(&mut v, vm, MemoryRegion { userspace_addr: RAM_END + 64 * PG, ..delete(0) });
     assert!(table(&v, vm).is_empty());
@@ -400,7 +381,7 @@ fn delete_ignores_the_userspace_addr() {
 
 #[test]
 fn guest_memfd_slot_can_only_be_deleted() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = v.create_guest_memfd(A, vm, 8 * PG, 0).unwrap();
     let req = gmem_region(0, GPA, 4, h, 2);
     set(&mut v, vm, req);
@@ -424,7 +405,7 @@ fn guest_memfd_slot_can_only_be_deleted() {
 
 #[test]
 fn changing_userspace_addr_size_readonly_or_guest_memfd_is_einval() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = v.create_guest_memfd(A, vm, 8 * PG, 0).unwrap();
     let rw = ram_region(0, GPA, 4, 0);
     let ro = with_flags(ram_region(1, GPA + 8 * PG, 4, 8), READONLY);
@@ -450,7 +431,7 @@ fn changing_userspace_addr_size_readonly_or_guest_memfd_is_einval() {
 
 #[test]
 fn new_guest_phys_addr_moves_the_slot_and_unmaps_its_old_mappings() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let old = ram_region(0, GPA, 4, 20);
     set(&mut v, vm, old);
     let before = slot_of(&v, vm, 0);
@@ -476,7 +457,7 @@ fn new_guest_phys_addr_moves_the_slot_and_unmaps_its_old_mappings() {
 /// than READONLY at the same time, as KVM_MR_MOVE does.
 #[test]
 fn a_move_may_change_log_dirty_pages_at_the_same_time() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, vm, ram_region(0, GPA, 2, 0));
     set(&mut v, vm, with_flags(ram_region(0, GPA + 8 * PG, 2, 0), LOG_DIRTY_PAGES));
     let s = slot_of(&v, vm, 0);
@@ -485,7 +466,7 @@ fn a_move_may_change_log_dirty_pages_at_the_same_time() {
 
 #[test]
 fn flags_only_change_toggles_log_dirty_pages() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let req = ram_region(0, GPA, 4, 0);
     set(&mut v, vm, req);
     let before = slot_of(&v, vm, 0);
@@ -510,7 +491,7 @@ fn flags_only_change_toggles_log_dirty_pages() {
 
 #[test]
 fn identical_request_succeeds_and_changes_nothing() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let reqs = [
         ram_region(0, GPA, 4, 0),
         with_flags(ram_region(1, GPA + 8 * PG, 2, 8), READONLY | LOG_DIRTY_PAGES),
@@ -532,7 +513,7 @@ fn identical_request_succeeds_and_changes_nothing() {
 
 #[test]
 fn creating_a_slot_overlapping_another_is_eexist() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, vm, ram_region(0, GPA, 4, 0));
     let overlapping = [
         (GPA - PG, 2),     // last page overlaps the first
@@ -552,7 +533,7 @@ fn creating_a_slot_overlapping_another_is_eexist() {
 
 #[test]
 fn creating_a_guest_memfd_slot_overlapping_another_is_eexist() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = v.create_guest_memfd(A, vm, 4 * PG, 0).unwrap();
     set(&mut v, vm, ram_region(0, GPA, 4, 0));
     let req = gmem_region(1, GPA + 3 * PG, 2, h, 0);
@@ -563,7 +544,7 @@ fn creating_a_guest_memfd_slot_overlapping_another_is_eexist() {
 
 #[test]
 fn a_range_covering_several_slots_is_eexist() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     for i in 0..8u64 {
         set(&mut v, vm, ram_region(i as u32, GPA + 4 * i * PG, 2, 2 * i));
     }
@@ -577,7 +558,7 @@ fn a_range_covering_several_slots_is_eexist() {
 
 #[test]
 fn moving_a_slot_onto_another_is_eexist() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let x = ram_region(0, GPA, 4, 0);
     let s = ram_region(1, GPA + 16 * PG, 4, 16);
     set(&mut v, vm, x);
@@ -596,7 +577,7 @@ fn moving_a_slot_onto_another_is_eexist() {
 /// before it must still be seen: X [0, 4) S [4, 8) moving S to [3, 7).
 #[test]
 fn moving_a_slot_into_its_lower_neighbour_is_eexist() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let x = ram_region(0, GPA, 4, 0);
     let s = ram_region(1, GPA + 4 * PG, 4, 4);
     let y = ram_region(2, GPA + 8 * PG, 4, 8);
@@ -622,7 +603,7 @@ fn moving_a_slot_into_its_lower_neighbour_is_eexist() {
 
 #[test]
 fn moving_a_slot_onto_part_of_its_own_range_is_allowed() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let s = ram_region(0, GPA, 4, 0);
     set(&mut v, vm, s);
     set(&mut v, vm, MemoryRegion { guest_phys_addr: GPA + PG, ..s });
@@ -636,7 +617,7 @@ fn moving_a_slot_onto_part_of_its_own_range_is_allowed() {
 
 #[test]
 fn a_locked_slot_cannot_be_deleted_moved_or_have_its_flags_changed() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let req = ram_region(0, GPA, 4, 0);
     set(&mut v, vm, req);
     v.lock_memslot(A, vm, 0, LOCK_READ).unwrap();
@@ -664,7 +645,7 @@ fn a_locked_slot_cannot_be_deleted_moved_or_have_its_flags_changed() {
 /// Where several rules apply, the first in section 3's order decides.
 #[test]
 fn checks_run_in_the_documented_order() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = v.create_guest_memfd(A, vm, 4 * PG, 0).unwrap();
     let locked = ram_region(0, GPA, 4, 0);
     let other = ram_region(1, GPA + 8 * PG, 4, 8);
@@ -784,7 +765,7 @@ fn checks_run_in_the_documented_order() {
 
 #[test]
 fn guest_memfd_slot_binds_its_file_range() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = v.create_guest_memfd(A, vm, 8 * PG, 0).unwrap();
     set(&mut v, vm, gmem_region(5, GPA, 3, h, 2));
     assert_eq!(v.gmem().get(h).unwrap().bindings.as_slice(), [Binding { first: 2, pages: 3, slot: 5 }]);
@@ -793,7 +774,7 @@ fn guest_memfd_slot_binds_its_file_range() {
 
 #[test]
 fn a_failed_bind_commits_no_slot() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     let h = v.create_guest_memfd(A, vm, 4 * PG, 0).unwrap();
     set(&mut v, vm, gmem_region(0, GPA, 2, h, 0));
     let req = gmem_region(1, GPA + 8 * PG, 2, h, 1);
@@ -830,7 +811,7 @@ fn a_failed_commit_undoes_the_binding() {
 
 #[test]
 fn find_gpa_finds_the_slot_for_first_and_last_byte_and_misses_gaps() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     const N: u64 = 100;
     // Slots of 1 to 3 pages with a gap of 1 to 2 pages before each, created
     // in an order unrelated to their addresses.
@@ -866,14 +847,14 @@ fn find_gpa_finds_the_slot_for_first_and_last_byte_and_misses_gaps() {
 
 #[test]
 fn a_new_slot_maps_nothing_until_the_guest_faults() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, vm, ram_region(0, GPA, 8, 0));
     assert!(guest_pages(&v, vm).is_empty());
 }
 
 #[test]
 fn fault_in_a_normal_slot_maps_its_frame_read_write() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, vm, ram_region(0, GPA, 8, 40));
     assert_eq!(fault(&mut v, vm, GPA + 2 * PG + 0x10, false), FaultOutcome::Mapped);
     assert_eq!(fault(&mut v, vm, GPA + 5 * PG + 0xff8, true), FaultOutcome::Mapped);
@@ -884,7 +865,7 @@ fn fault_in_a_normal_slot_maps_its_frame_read_write() {
 
 #[test]
 fn fault_in_a_readonly_slot_maps_read_only() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, vm, with_flags(ram_region(0, GPA, 4, 0), READONLY));
     assert_eq!(fault(&mut v, vm, GPA + PG, false), FaultOutcome::Mapped);
     let want = [(GPA + PG, (ram_obj(&v, 1), Rights::READ))];
@@ -893,7 +874,7 @@ fn fault_in_a_readonly_slot_maps_read_only() {
 
 #[test]
 fn write_to_a_readonly_slot_is_reported_and_maps_nothing() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, vm, with_flags(ram_region(0, GPA, 4, 0), READONLY));
     let before = v.clone();
     assert_eq!(v.stage2_fault(vm, GPA + 2 * PG, true).unwrap(), FaultOutcome::ReadOnlyWrite);
@@ -908,7 +889,7 @@ fn write_to_a_readonly_slot_is_reported_and_maps_nothing() {
 
 #[test]
 fn fault_outside_every_slot_is_unmapped_and_maps_nothing() {
-    let (mut v, vm) = new_vm();
+    let (mut v, vm) = world_with_vm(A);
     set(&mut v, vm, ram_region(0, GPA, 2, 0));
     set(&mut v, vm, ram_region(1, GPA + 4 * PG, 2, 2));
     for gpa in [0, GPA - 1, GPA + 2 * PG, GPA + 4 * PG - 1, GPA + 6 * PG, GUEST_PHYS_LIMIT, u64::MAX] {

@@ -153,6 +153,28 @@ pub fn fails_unchanged<T: std::fmt::Debug>(
     check_invariants(v);
 }
 
+/// `op` must fail with `errno`, with exactly the error `want` (several rules
+/// share an errno; this names which one refused), and change nothing.
+pub fn refused<T: std::fmt::Debug>(
+    v: &mut TestVmm,
+    errno: Errno,
+    want: Error,
+    op: impl FnOnce(&mut TestVmm) -> Result<T, Error>,
+) {
+    fails_unchanged(v, errno, |v| {
+        let r = op(v);
+        assert_eq!(r.as_ref().err(), Some(&want), "refused for the wrong reason");
+        r
+    });
+}
+
+/// A fresh world with one VM owned by `owner`.
+pub fn world_with_vm(owner: Owner) -> (Box<TestVmm>, VmId) {
+    let mut v = world();
+    let vm = v.create_vm(owner).unwrap();
+    (v, vm)
+}
+
 /// The VSpace object of VM `id`.
 pub fn vm_vspace(v: &TestVmm, id: VmId) -> Option<u64> {
     let e = v.registry().entry(id)?;
