@@ -1,0 +1,161 @@
+# Builds the seL4 Microkit system (two VMM PDs, a client PD, a guest) into
+# loader.img and boots it on QEMU.
+#
+#   make              build build/<board>-<config>/loader.img
+#   make run          boot it in QEMU (Ctrl-a x quits)
+#   make test-qemu    boot it headless with a time limit and check the output
+#   make system.xml   regenerate the default system.xml from its template
+#
+# Variables, as in the SDK's own examples:
+#   MICROKIT_SDK     a Microkit 2.3.0 SDK (default /opt/seL4/microkit-sdk-2.3.0)
+#   MICROKIT_BOARD   qemu_virt_aarch64 (default) or imx8mp_evk
+#   MICROKIT_CONFIG  debug (default) or release (release PDs print nothing)
+#
+# Without an SDK every target says it was skipped, and why, and succeeds.
+# Board-specific numbers come from boards/$(MICROKIT_BOARD).mk only.
+
+MICROKIT_SDK ?= /opt/seL4/microkit-sdk-2.3.0
+MICROKIT_BOARD ?= qemu_virt_aarch64
+MICROKIT_CONFIG ?= debug
+
+# rustup's cargo (Debian's cannot fetch git dependencies) with Debian's
+# rustc, whose sysroot has the library source -Zbuild-std needs.
+CARGO ?= cargo
+TARGET_RUSTC ?= /usr/bin/rustc
+QEMU ?= qemu-system-aarch64
+PYTHON ?= python3
+# Seconds `make test-qemu` waits for the expected output.
+TEST_TIMEOUT ?= 60
+# The linker for both targets: rust-lld if present, else Debian's ld.lld.
+LLD ?= $(firstword $(foreach l,rust-lld ld.lld ld.lld-22 ld.lld-19,$(shell command -v $(l) 2>/dev/null)))
+
+.PHONY: all loader run test-qemu kernel-config-check guest pds clean system.xml check-system-xml
+.DEFAULT_GOAL := all
+
+BOARD_TABLE := boards/$(MICROKIT_BOARD).mk
+SYSTEM_TEMPLATE := boards/system.xml.in
+# The values of the board table, in the order board.rs lists them.
+BOARD_VARS := GUEST_RAM_BASE GUEST_RAM_SIZE GUEST_PRIVATE_BASE GUEST_PRIVATE_SIZE GUEST_UART_BASE \
+	GUEST_UNMAPPED_ADDR LOADER_ADDR
+
+ifeq ($(wildcard $(BOARD_TABLE)),)
+$(error no board table for MICROKIT_BOARD=$(MICROKIT_BOARD): expected $(BOARD_TABLE))
+endif
+include $(BOARD_TABLE)
+
+B := build/$(MICROKIT_BOARD)-$(MICROKIT_CONFIG)
+BOARD_RS := $(B)/board.rs
+SYSTEM_XML := $(B)/system.xml
+TARGET_SPEC := $(B)/aarch64-sel4-microkit.json
+GUEST_TARGET_DIR := $(B)/guest-target
+GUEST_ELF := $(GUEST_TARGET_DIR)/aarch64-unknown-none/release/guest
+PDS_TARGET_DIR := $(B)/pds-target
+PDS_OUT := $(PDS_TARGET_DIR)/aarch64-sel4-microkit/release
+LOADER_IMG := $(B)/loader.img
+REPORT := $(B)/report.txt
+
+# system.xml from the template and the board table. The file at the root
+# is this output for qemu_virt_aarch64, kept in the repository for readers
+# and checked against the template on every build.
+define render-system-xml
+	sed -e 's|@GENERATED@|Generated from boards/system.xml.in and boards/$(MICROKIT_BOARD).mk by `make system.xml`: edit those, not this file.|' \
+	    $(foreach v,$(BOARD_VARS),-e 's|@$(v)@|$($(v))|g') $(SYSTEM_TEMPLATE)
+endef
+
+# Files that need no SDK.
+
+$(BOARD_RS): $(BOARD_TABLE) Makefile
+	@mkdir -p $(@D)
+	@{ echo '// Generated from $(BOARD_TABLE) by the Makefile; edit the table, not this file.'; \
+	   echo '/// The board this was generated for.'; \
+	   echo 'pub const BOARD: &str = "$(MICROKIT_BOARD)";'; \
+	   $(foreach v,$(BOARD_VARS),echo '/// `$(v)` of the board table.'; echo 'pub const $(v): u64 = $($(v));';) \
+	 } >$@.tmp
+	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; fi
+
+$(SYSTEM_XML): $(SYSTEM_TEMPLATE) $(BOARD_TABLE) Makefile
+	@mkdir -p $(@D)
+	@$(render-system-xml) >$@
+
+ifeq ($(MICROKIT_BOARD),qemu_virt_aarch64)
+system.xml: $(SYSTEM_XML)
+	cp $(SYSTEM_XML) system.xml
+
+check-system-xml: $(SYSTEM_XML)
+	@cmp -s system.xml $(SYSTEM_XML) || { \
+	    echo "system.xml differs from boards/system.xml.in + $(BOARD_TABLE): edit those and run 'make system.xml'"; \
+	    exit 1; }
+else
+system.xml:
+	@echo "system.xml is the qemu_virt_aarch64 system; $(MICROKIT_BOARD)'s is generated at $(SYSTEM_XML)"
+
+check-system-xml: $(SYSTEM_XML)
+	@true
+endif
+
+clean:
+	rm -rf build
+
+SDK_TOOL := $(wildcard $(MICROKIT_SDK)/bin/microkit)
+SDK_BOARD := $(MICROKIT_SDK)/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
+
+ifeq ($(SDK_TOOL),)
+
+all loader run test-qemu kernel-config-check guest pds:
+	@echo "make $@ skipped: no Microkit SDK at $(MICROKIT_SDK) (set MICROKIT_SDK to a Microkit 2.3.0 SDK to build and boot on seL4)"
+
+else ifeq ($(wildcard $(SDK_BOARD)/elf/sel4.elf),)
+
+all loader run test-qemu kernel-config-check guest pds:
+	@echo "make $@ skipped: the SDK at $(MICROKIT_SDK) has no board $(MICROKIT_BOARD) in config $(MICROKIT_CONFIG)"
+
+else
+
+export SEL4_INCLUDE_DIRS := $(abspath $(SDK_BOARD)/include)
+export VMM_BOARD_RS := $(abspath $(BOARD_RS))
+export RUSTC_BOOTSTRAP := 1
+
+ifeq ($(LLD),)
+$(error no lld linker found (rust-lld or ld.lld): install Debian's lld)
+endif
+
+all: loader
+
+kernel-config-check:
+	@$(PYTHON) kernel-config/check $(MICROKIT_BOARD) $(SDK_BOARD)/include/kernel/gen_config.json
+
+$(TARGET_SPEC): pds/support/target-spec
+	@mkdir -p $(@D)
+	RUSTC=$(TARGET_RUSTC) pds/support/target-spec $@
+
+# The guest: bare metal, linked at guest RAM's base.
+guest: $(BOARD_RS)
+	cd pds && RUSTC=$(TARGET_RUSTC) \
+	RUSTFLAGS="-Clinker=$(LLD) -Clink-arg=-T$(abspath pds/guest/guest.ld) -Clink-arg=--defsym=GUEST_RAM_BASE=$(GUEST_RAM_BASE) -Cstrip=debuginfo" \
+	$(CARGO) build -p guest --release --target aarch64-unknown-none -Zbuild-std=core \
+	    --target-dir $(abspath $(GUEST_TARGET_DIR))
+
+# The PDs, for the seL4 target; the VMM embeds the guest.
+pds: guest $(TARGET_SPEC) kernel-config-check
+	cd pds && RUSTC=$(TARGET_RUSTC) VMM_GUEST_ELF=$(abspath $(GUEST_ELF)) \
+	RUSTFLAGS="-Clinker=$(LLD)" \
+	$(CARGO) build -p vmm-pd -p vmctl --release --target $(abspath $(TARGET_SPEC)) -Zjson-target-spec \
+	    -Zbuild-std=core,alloc,compiler_builtins -Zbuild-std-features=compiler-builtins-mem \
+	    --target-dir $(abspath $(PDS_TARGET_DIR))
+
+loader: pds $(SYSTEM_XML) check-system-xml
+	$(MICROKIT_SDK)/bin/microkit $(SYSTEM_XML) --search-path $(PDS_OUT) \
+	    --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) -o $(LOADER_IMG) -r $(REPORT)
+	@echo "built $(LOADER_IMG)"
+
+QEMU_CMD = $(QEMU) $(QEMU_MACHINE) -nographic $(QEMU_SERIAL) \
+	-device loader,file=$(LOADER_IMG),addr=$(LOADER_ADDR),cpu-num=0
+
+run: loader
+	$(QEMU_CMD)
+
+test-qemu: loader
+	@command -v $(QEMU) >/dev/null || { echo "test-qemu: $(QEMU) not found: install qemu-system-arm"; exit 1; }
+	pds/support/test-qemu pds/support/expected-lines $(B)/serial.log $(TEST_TIMEOUT) $(QEMU_CMD)
+
+endif
