@@ -1,0 +1,202 @@
+//! The VMM protection domain: one instance per VM (a Microkit PD manages at
+//! most one virtual machine).
+//!
+//! - `init` loads the embedded guest image into the VM's shared RAM; an
+//!   instance without a client channel (`client_channel` left unpatched)
+//!   manages an *internal* VM and starts it at once.
+//! - `protected` hands a client's request to the core's one entry point,
+//!   `Vmm::handle`: label = the request label, payload = the message
+//!   registers as little-endian bytes; the answer is a `ResponseWire` in MR0-1.
+//! - `fault` handles the VM's exits.
+//!
+//! The core's `Kernel` is [`backend::MicrokitKernel`]: TCB and vCPU calls are
+//! real seL4 invocations on the capabilities Microkit gives this PD.
+
+#![no_std]
+#![no_main]
+
+mod backend;
+mod exit;
+mod loader;
+mod vcpu_caps;
+
+use core::fmt::Write;
+
+use sel4_microkit::{
+    debug_println, pd_name, protection_domain, var, with_msg_bytes, with_msg_bytes_mut, Channel, ChannelSet, Child,
+    Handler, Infallible, MessageInfo,
+};
+use zerocopy::IntoBytes;
+
+use vmm::caps::{Slot, SlotRange, PAGE_SIZE};
+use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig};
+use vmm::registry::{NoHooks, Owner, VmId};
+use vmm::Vmm;
+
+use backend::MicrokitKernel;
+use vcpu_caps::VmVcpu;
+
+/// The guest, built for aarch64-unknown-none and linked at guest RAM's base.
+static GUEST_IMAGE: &[u8] = include_bytes!(env!("VMM_GUEST_ELF", "VMM_GUEST_ELF must name the guest ELF"));
+
+/// Microkit vCPUs of the VM (`<vcpu id="0"/>` in system.xml).
+const VM_VCPUS: u64 = 1;
+
+/// `client_channel` when system.xml gives this instance no client.
+const NO_CLIENT: usize = usize::MAX;
+
+/// Pages a client may lock.
+const CLIENT_MEMLOCK_PAGES: u64 = 256;
+
+/// The core's slots are names the backend binds to Microkit's objects, so
+/// any range that cannot clash with a real slot number will do.
+const CORE_SLOTS: SlotRange = SlotRange { base: Slot(1 << 32), len: 1 << 20 };
+/// Names for the frames of guest RAM (the backend holds none: memslot
+/// mappings fail with Unsupported).
+const RAM_FRAME_SLOTS: Slot = Slot(1 << 33);
+
+type Core = Vmm<MicrokitKernel, NoHooks>;
+
+struct VmmPd {
+    pd: &'static str,
+    vm: heapless::String<16>,
+    vmm: Core,
+    console: exit::Console,
+}
+
+#[protection_domain(stack_size = 0x10_0000)]
+fn init() -> VmmPd {
+    let pd = pd_name().unwrap_or("vmm");
+    let mut vm = heapless::String::new();
+    let _ = write!(vm, "vm{}", pd.strip_prefix("vmm").unwrap_or(pd));
+    let ram_vaddr = *var!(guest_ram_vaddr: usize = 0);
+    let ram_size = *var!(guest_ram_size: usize = 0);
+    let client = *var!(client_channel: usize = NO_CLIENT);
+
+    let mut config = VmmConfig {
+        cspace: CORE_SLOTS,
+        ram: heapless::Vec::new(),
+        clients: heapless::Vec::new(),
+        vcpu_limit: VM_VCPUS as u32,
+        dirty_log: false,
+    };
+    let _ = config.ram.push(RamRegion {
+        vmm_vaddr: ram_vaddr as u64,
+        pages: ram_size as u64 / PAGE_SIZE,
+        frames: RAM_FRAME_SLOTS,
+    });
+    if client != NO_CLIENT {
+        let _ = config.clients.push(ClientConfig {
+            id: ClientId(client as u32),
+            memlock_pages: CLIENT_MEMLOCK_PAGES,
+            privileged: false,
+        });
+    }
+    let vmm = match Vmm::new(MicrokitKernel::new(VM_VCPUS), NoHooks, config) {
+        Ok(v) => v,
+        Err(e) => panic!("{pd}: configuration refused: {e}"),
+    };
+    let mut this = VmmPd { pd, vm, vmm, console: exit::Console::new() };
+    match client {
+        NO_CLIENT => debug_println!("{pd}: VMM of {}, an internal VM (no client)", this.vm),
+        c => debug_println!("{pd}: VMM of {}, controlled by the client on channel {c}", this.vm),
+    }
+    match this.load_guest(ram_vaddr, ram_size) {
+        Some(entry) if client == NO_CLIENT => this.start_internal(entry),
+        _ => {}
+    }
+    this
+}
+
+impl VmmPd {
+    /// Copies the guest image into the VM's shared RAM; returns its entry.
+    fn load_guest(&mut self, ram_vaddr: usize, ram_size: usize) -> Option<u64> {
+        if ram_vaddr == 0 || ram_size == 0 {
+            debug_println!("{}: no guest RAM mapped (guest_ram_vaddr/guest_ram_size unset)", self.pd);
+            return None;
+        }
+        // SAFETY: system.xml maps the VM's shared RAM here, read-write, for
+        // this PD alone among PDs; the VM is not running yet.
+        let ram = unsafe { core::slice::from_raw_parts_mut(ram_vaddr as *mut u8, ram_size) };
+        let mut ram = loader::GuestRam { base: board::GUEST_RAM_BASE, ram };
+        match loader::load(GUEST_IMAGE, &mut ram) {
+            Ok(entry) => {
+                debug_println!("{}: guest image loaded ({} bytes), entry {entry:#x}", self.pd, GUEST_IMAGE.len());
+                Some(entry)
+            }
+            Err(e) => {
+                debug_println!("{}: guest image refused: {e}", self.pd);
+                None
+            }
+        }
+    }
+
+    /// Creates the internal VM, its vCPU 0, and runs it at `entry`.
+    fn start_internal(&mut self, entry: u64) {
+        let r = self.vmm.create_vm(Owner::Internal).and_then(|id| {
+            self.vmm.create_vcpu(Owner::Internal, id, 0)?;
+            self.vmm.run_vcpu(Owner::Internal, id, 0, entry, board::guest_mode::NORMAL)?;
+            Ok(id)
+        });
+        match r {
+            Ok(id) => debug_println!("{}: started {} (VM id {}) at {entry:#x}", self.pd, self.vm, id.0),
+            Err(e) => debug_println!("{}: cannot start {}: {e}", self.pd, self.vm),
+        }
+    }
+
+    /// The core's VM and vCPU behind Microkit vCPU `v`.
+    fn core_vcpu(&self, v: VmVcpu) -> Option<(VmId, u32)> {
+        let slot = self.vmm.kernel().tcb_slot_of(v)?;
+        self.vmm.registry().entries().find_map(|e| {
+            (0..vmm::config::MAX_VCPUS as u32)
+                .find(|i| e.vm.vcpu_caps(*i).is_some_and(|(tcb, _)| tcb.slot() == slot))
+                .map(|i| (e.id, i))
+        })
+    }
+}
+
+/// seL4's largest message, in bytes (`seL4_MsgMaxLength` words).
+const MSG_MAX_BYTES: usize = 120 * 8;
+
+impl Handler for VmmPd {
+    type Error = Infallible;
+
+    fn protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
+        // Copy the payload out first: the core's invocations reuse the IPC
+        // buffer.
+        let mut payload = [0u8; MSG_MAX_BYTES];
+        let n = (msg_info.count() * 8).min(MSG_MAX_BYTES);
+        with_msg_bytes(|b| {
+            if let (Some(dst), Some(src)) = (payload.get_mut(..n), b.get(..n)) {
+                dst.copy_from_slice(src);
+            }
+        });
+        let client = ClientId(channel.index() as u32);
+        let response = self.vmm.handle(client, msg_info.label(), &payload[..n]);
+        let wire = response.to_wire();
+        let bytes = wire.as_bytes();
+        with_msg_bytes_mut(|b| b[..bytes.len()].copy_from_slice(bytes));
+        Ok(MessageInfo::new(0, bytes.len() / 8))
+    }
+
+    fn fault(&mut self, child: Child, msg_info: MessageInfo) -> Result<Option<MessageInfo>, Self::Error> {
+        let Some(v) = VmVcpu::new(child.index() as u64) else {
+            debug_println!("{}: fault from unknown child {}", self.pd, child.index());
+            return Ok(None);
+        };
+        match exit::handle(&self.vm, v, msg_info.label(), &mut self.console) {
+            exit::Action::Resume => Ok(Some(MessageInfo::new(0, 0))),
+            exit::Action::Stop => {
+                if let Some((id, vcpu)) = self.core_vcpu(v) {
+                    self.vmm.vcpu_stopped(id, vcpu);
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    fn notified(&mut self, channels: ChannelSet) -> Result<(), Self::Error> {
+        debug_println!("{}: unexpected notification on {}", self.pd, channels.display());
+        Ok(())
+    }
+}
