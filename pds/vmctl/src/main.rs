@@ -10,7 +10,8 @@
 #![no_main]
 
 use sel4_microkit::{
-    debug_println, protection_domain, with_msg_bytes, with_msg_bytes_mut, Channel, Handler, Infallible, MessageInfo,
+    debug_println, protection_domain, with_msg_bytes, with_msg_bytes_mut, Channel, ChannelSet, Handler, Infallible,
+    MessageInfo,
 };
 use zerocopy::FromBytes;
 
@@ -99,4 +100,12 @@ struct VmCtl;
 
 impl Handler for VmCtl {
     type Error = Infallible;
+
+    /// The VMM notifies its client when one of the client's VMs stops.
+    fn notified(&mut self, channels: ChannelSet) -> Result<(), Self::Error> {
+        if channels.contains(VMM) {
+            debug_println!("vmctl: the VMM reports that a VM stopped");
+        }
+        Ok(())
+    }
 }

@@ -7,7 +7,9 @@
 //! - `protected` hands a client's request to the core's one entry point,
 //!   `Vmm::handle`: label = the request label, payload = the message
 //!   registers as little-endian bytes; the answer is a `ResponseWire` in MR0-1.
-//! - `fault` handles the VM's exits.
+//! - `fault` hands the VM's exits to the core (`Vmm::handle_exit`) and
+//!   answers the kernel as it says: resume, resume with registers, or leave
+//!   the vCPU stopped (and tell the owner, if the VM has one, on its channel).
 //!
 //! The core's `Kernel` is [`backend::MicrokitKernel`]: TCB and vCPU calls are
 //! real seL4 invocations on the capabilities Microkit gives this PD.
@@ -16,21 +18,26 @@
 #![no_main]
 
 mod backend;
-mod exit;
+mod console;
 mod loader;
 mod vcpu_caps;
 
 use core::fmt::Write;
 
 use sel4_microkit::{
-    debug_println, pd_name, protection_domain, var, with_msg_bytes, with_msg_bytes_mut, Channel, ChannelSet, Child,
-    Handler, Infallible, MessageInfo,
+    debug_println, get_mr, pd_name, protection_domain, set_mr, var, with_msg_bytes, with_msg_bytes_mut, Channel,
+    ChannelSet, Child, Handler, Infallible, MessageInfo,
 };
 use zerocopy::IntoBytes;
 
 use vmm::caps::{Slot, SlotRange, PAGE_SIZE};
 use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig};
-use vmm::registry::{NoHooks, Owner, VmId};
+use vmm::devices::pl011::{self, Pl011};
+use vmm::devices::Device;
+use vmm::exits::MAX_FAULT_MRS;
+use vmm::protocol::label;
+use vmm::registry::{Caller, NoHooks, Owner, VmId};
+use vmm::vmm::{ExitAction, StopReason};
 use vmm::Vmm;
 
 use backend::MicrokitKernel;
@@ -61,7 +68,7 @@ struct VmmPd {
     pd: &'static str,
     vm: heapless::String<16>,
     vmm: Core,
-    console: exit::Console,
+    console: console::Console,
 }
 
 #[protection_domain(stack_size = 0x10_0000)]
@@ -96,7 +103,7 @@ fn init() -> VmmPd {
         Ok(v) => v,
         Err(e) => panic!("{pd}: configuration refused: {e}"),
     };
-    let mut this = VmmPd { pd, vm, vmm, console: exit::Console::new() };
+    let mut this = VmmPd { pd, vm: vm.clone(), vmm, console: console::Console::new(vm) };
     match client {
         NO_CLIENT => debug_println!("{pd}: VMM of {}, an internal VM (no client)", this.vm),
         c => debug_println!("{pd}: VMM of {}, controlled by the client on channel {c}", this.vm),
@@ -131,10 +138,20 @@ impl VmmPd {
         }
     }
 
-    /// Creates the internal VM, its vCPU 0, and runs it at `entry`.
+    /// Gives VM `id` the devices of the static layout: a PL011 where the
+    /// board table puts the guest's UART (system.xml leaves it unmapped, so
+    /// every access traps).
+    fn add_devices(&mut self, owner: Caller, id: VmId) -> Result<(), vmm::Error> {
+        let uart = Device::Pl011(Pl011::new());
+        self.vmm.register_device(owner, id, board::GUEST_UART_BASE, pl011::SIZE, uart)
+    }
+
+    /// Creates the internal VM, its vCPU 0 and devices, and runs it at
+    /// `entry`.
     fn start_internal(&mut self, entry: u64) {
         let r = self.vmm.create_vm(Owner::Internal).and_then(|id| {
             self.vmm.create_vcpu(Owner::Internal, id, 0)?;
+            self.add_devices(Owner::Internal, id)?;
             self.vmm.run_vcpu(Owner::Internal, id, 0, entry, board::guest_mode::NORMAL)?;
             Ok(id)
         });
@@ -173,6 +190,12 @@ impl Handler for VmmPd {
         });
         let client = ClientId(channel.index() as u32);
         let response = self.vmm.handle(client, msg_info.label(), &payload[..n]);
+        if let (label::CREATE_VM, Ok(id)) = (msg_info.label(), response.result) {
+            let id = VmId(id as u32);
+            if let Err(e) = self.add_devices(Owner::Client(client), id) {
+                debug_println!("{}: VM {} has no UART: {e}", self.pd, id.0);
+            }
+        }
         let wire = response.to_wire();
         let bytes = wire.as_bytes();
         with_msg_bytes_mut(|b| b[..bytes.len()].copy_from_slice(bytes));
@@ -180,15 +203,35 @@ impl Handler for VmmPd {
     }
 
     fn fault(&mut self, child: Child, msg_info: MessageInfo) -> Result<Option<MessageInfo>, Self::Error> {
-        let Some(v) = VmVcpu::new(child.index() as u64) else {
-            debug_println!("{}: fault from unknown child {}", self.pd, child.index());
+        // The fault message first: the core's invocations reuse the IPC
+        // buffer.
+        let mut mrs = [0u64; MAX_FAULT_MRS];
+        let n = msg_info.count().min(MAX_FAULT_MRS);
+        for (i, mr) in mrs.iter_mut().take(n).enumerate() {
+            *mr = get_mr(i);
+        }
+        let microkit_vcpu = VmVcpu::new(child.index() as u64);
+        let Some((id, vcpu)) = microkit_vcpu.and_then(|v| self.core_vcpu(v)) else {
+            debug_println!("{}: fault from vCPU {}, which no VM has: left stopped", self.pd, child.index());
+            if let Some(v) = microkit_vcpu {
+                let _ = v.tcb().tcb_suspend();
+            }
             return Ok(None);
         };
-        match exit::handle(&self.vm, v, msg_info.label(), &mut self.console) {
-            exit::Action::Resume => Ok(Some(MessageInfo::new(0, 0))),
-            exit::Action::Stop => {
-                if let Some((id, vcpu)) = self.core_vcpu(v) {
-                    self.vmm.vcpu_stopped(id, vcpu);
+        match self.vmm.handle_exit(id, vcpu, msg_info.label(), &mrs[..n], &mut self.console) {
+            ExitAction::Resume => Ok(Some(MessageInfo::new(0, 0))),
+            ExitAction::ResumeWith(regs) => {
+                for (i, r) in regs.iter().enumerate() {
+                    set_mr(i, *r);
+                }
+                Ok(Some(MessageInfo::new(0, regs.len())))
+            }
+            ExitAction::Park => Ok(None),
+            ExitAction::Stop { reason, notify } => {
+                self.console.flush();
+                debug_println!("{}: stopped: {}", self.vm, Why(reason));
+                if let Some(client) = notify {
+                    Channel::new(client.0 as usize).notify();
                 }
                 Ok(None)
             }
@@ -198,5 +241,26 @@ impl Handler for VmmPd {
     fn notified(&mut self, channels: ChannelSet) -> Result<(), Self::Error> {
         debug_println!("{}: unexpected notification on {}", self.pd, channels.display());
         Ok(())
+    }
+}
+
+/// A stop reason as the log says it.
+struct Why(StopReason);
+
+impl core::fmt::Display for Why {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            StopReason::SystemOff => write!(f, "PSCI SYSTEM_OFF"),
+            StopReason::Unmapped { gpa } => write!(f, "access outside every memslot at {gpa:#x}"),
+            StopReason::ReadOnlyWrite { gpa } => write!(f, "write to a read-only memslot at {gpa:#x}"),
+            StopReason::NoBacking { gpa } => write!(f, "access to a closed guest_memfd at {gpa:#x}"),
+            StopReason::Mmio { gpa, error } => write!(f, "device access at {gpa:#x} not emulated: {error}"),
+            StopReason::BadMessage(e) => write!(f, "fault message not understood: {e}"),
+            StopReason::UnhandledTrap { ec } => write!(f, "trapped instruction not emulated (EC {ec:#x})"),
+            StopReason::GuestException { pc } => write!(f, "guest exception at {pc:#x}"),
+            StopReason::NoSuchVcpu => write!(f, "fault from a vCPU the VM does not have"),
+            StopReason::Kernel(e) => write!(f, "kernel refused: {e}"),
+            StopReason::Map(e) => write!(f, "mapping failed: {e}"),
+        }
     }
 }
