@@ -67,9 +67,17 @@ impl GuestRam<'_> {
     }
 }
 
-/// Loads `image` into `ram` and returns its entry point (guest-physical).
-/// Checks every segment before it writes any.
-pub fn load(image: &[u8], ram: &mut GuestRam<'_>) -> Result<u64, LoadError> {
+/// A loaded image.
+pub struct Loaded {
+    /// The entry point (guest-physical).
+    pub entry: u64,
+    /// One past the last byte written, as an offset into the RAM: the range
+    /// whose data cache must be cleaned before the guest runs.
+    pub written: usize,
+}
+
+/// Loads `image` into `ram`. Checks every segment before it writes any.
+pub fn load(image: &[u8], ram: &mut GuestRam<'_>) -> Result<Loaded, LoadError> {
     let ident = image.get(..16).ok_or(LoadError::Truncated)?;
     // Magic, 64-bit, little-endian, executable, AArch64.
     if ident[..4] != *b"\x7fELF" || ident[4] != 2 || ident[5] != 1 {
@@ -84,6 +92,7 @@ pub fn load(image: &[u8], ram: &mut GuestRam<'_>) -> Result<u64, LoadError> {
     let phnum = usize::from(u16_at(image, 56)?);
     ram.range(entry, 4)?;
 
+    let mut written = 0;
     for pass in 0..2 {
         for i in 0..phnum {
             let ph = phoff.checked_add(i * phentsize).ok_or(LoadError::Truncated)?;
@@ -101,11 +110,12 @@ pub fn load(image: &[u8], ram: &mut GuestRam<'_>) -> Result<u64, LoadError> {
             let src = image.get(offset..end).ok_or(LoadError::Truncated)?;
             let dst = ram.range(vaddr, memsz)?;
             if pass == 1 {
+                written = written.max(dst.end);
                 let (data, bss) = ram.ram[dst].split_at_mut(filesz as usize);
                 data.copy_from_slice(src);
                 bss.fill(0);
             }
         }
     }
-    Ok(entry)
+    Ok(Loaded { entry, written })
 }

@@ -18,6 +18,7 @@
 #![no_main]
 
 mod backend;
+mod cache;
 mod console;
 mod loader;
 mod vcpu_caps;
@@ -127,8 +128,22 @@ impl VmmPd {
         let ram = unsafe { core::slice::from_raw_parts_mut(ram_vaddr as *mut u8, ram_size) };
         let mut ram = loader::GuestRam { base: board::GUEST_RAM_BASE, ram };
         match loader::load(GUEST_IMAGE, &mut ram) {
-            Ok(entry) => {
-                debug_println!("{}: guest image loaded ({} bytes), entry {entry:#x}", self.pd, GUEST_IMAGE.len());
+            Ok(loaded) => {
+                let entry = loaded.entry;
+                // The guest starts with its MMU (so its caches) off and reads
+                // memory, not the VMM's dirty cache lines.
+                let written = ram_vaddr..ram_vaddr + loaded.written;
+                if let Err(e) = cache::clean_data(written.start, written.end) {
+                    debug_println!("{}: cannot clean the data cache over the guest image: {e}", self.pd);
+                    return None;
+                }
+                debug_println!(
+                    "{}: guest image loaded ({} bytes), entry {entry:#x}; data cache cleaned over {:#x}..{:#x}",
+                    self.pd,
+                    GUEST_IMAGE.len(),
+                    written.start,
+                    written.end
+                );
                 Some(entry)
             }
             Err(e) => {
