@@ -46,6 +46,8 @@ pub mod guest_mode {
 /// PSCI function ids (SMC32 calling convention, as the guest issues them
 /// with `hvc #0`).
 pub mod psci {
+    /// PSCI_VERSION.
+    pub const VERSION: u64 = 0x8400_0000;
     /// SYSTEM_OFF.
     pub const SYSTEM_OFF: u64 = 0x8400_0008;
 }

@@ -113,8 +113,19 @@ fn report(what: &str, base: u64, size: u64) -> bool {
     }
 }
 
-/// PSCI SYSTEM_OFF through `hvc #0`. x7 stays 0 so that seL4 does not take
-/// the call for one of its own system calls (it reads the number from x7).
+/// A PSCI call through `hvc #0` that returns: x0 in and out. x7 stays 0 so
+/// that seL4 does not take the call for one of its own system calls (it
+/// reads the number from x7).
+fn psci_call(function: u64) -> u64 {
+    let mut x0 = function;
+    // SAFETY: a hypervisor call; the VMM answers in x0 and resumes after it.
+    unsafe {
+        asm!("hvc #0", inout("x0") x0, in("x7") 0u64, options(nomem, nostack));
+    }
+    x0
+}
+
+/// PSCI SYSTEM_OFF through `hvc #0` (x7 = 0, as above).
 fn system_off() -> ! {
     // SAFETY: a hypervisor call; the VMM does not resume this vCPU.
     unsafe {
@@ -129,6 +140,8 @@ fn system_off() -> ! {
 
 extern "C" fn guest_main(mode: u64) -> ! {
     println!("guest: hello from EL1, mode {mode}");
+    let v = psci_call(psci::VERSION);
+    println!("guest: PSCI version {}.{}", v >> 16, v & 0xffff);
     let private = report("private", board::GUEST_PRIVATE_BASE, board::GUEST_PRIVATE_SIZE);
     let shared = report("shared", board::GUEST_SHARED_TEST_BASE, board::GUEST_SHARED_TEST_SIZE);
     println!("guest: memory checks {}", if private && shared { "passed" } else { "FAILED" });
