@@ -168,16 +168,22 @@ pub enum Change {
 }
 
 /// The memslots of one VM, sorted by guest-physical address.
+///
+/// `starts` repeats each slot's base address, in the same order, so that
+/// the binary search of a lookup walks 8-byte keys (4 KiB for 509 slots,
+/// inside the L1 cache) rather than whole slot records. Only `insert` and
+/// `remove` change the order, and they keep the two in step.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct MemslotTable {
     slots: Vec<Memslot, MAX_MEMSLOTS>,
+    starts: Vec<u64, MAX_MEMSLOTS>,
 }
 
 impl MemslotTable {
     /// The slot containing `gpa`, by binary search.
     pub fn find_gpa(&self, gpa: u64) -> Option<&Memslot> {
         // The last slot starting at or below gpa is the only candidate.
-        let i = self.slots.partition_point(|s| s.gpa <= gpa);
+        let i = self.starts.partition_point(|s| *s <= gpa);
         let s = self.slots.get(i.checked_sub(1)?)?;
         s.contains(gpa).then_some(s)
     }
@@ -224,20 +230,26 @@ impl MemslotTable {
         // Slots are sorted and disjoint: only the last one starting before
         // `end` can reach into the range, but it may be `except`, so look at
         // the one before it too.
-        let i = self.slots.partition_point(|s| s.gpa < end);
+        let i = self.starts.partition_point(|s| *s < end);
         let lo = i.saturating_sub(2);
         self.slots.get(lo..i).unwrap_or(&[]).iter().any(|s| Some(s.id) != except && s.gpa < end && gpa < s.end())
     }
 
     /// Inserts a slot that overlaps none (checked by the caller).
     pub fn insert(&mut self, slot: Memslot) -> Result<(), Memslot> {
-        let i = self.slots.partition_point(|s| s.gpa < slot.gpa);
-        self.slots.insert(i, slot)
+        let i = self.starts.partition_point(|s| *s < slot.gpa);
+        self.starts.insert(i, slot.gpa).map_err(|_| slot)?;
+        self.slots.insert(i, slot).inspect_err(|_| {
+            self.starts.remove(i);
+        })
     }
 
     /// Removes the slot at table index `i`.
     pub fn remove(&mut self, i: usize) -> Option<Memslot> {
-        (i < self.slots.len()).then(|| self.slots.remove(i))
+        (i < self.slots.len() && i < self.starts.len()).then(|| {
+            self.starts.remove(i);
+            self.slots.remove(i)
+        })
     }
 
     /// Moves the slot at index `i` to `gpa` (free, checked by the caller),
