@@ -44,10 +44,10 @@ impl Model {
         }
     }
 
-    /// Unmaps every page of `vspace` for which `under` holds.
-    fn unmap_where(&mut self, vspace: ObjId, under: impl Fn(u64) -> bool) {
+    /// Unmaps every page of `vspace` in `[lo, hi)`.
+    fn unmap_range(&mut self, vspace: ObjId, lo: u64, hi: u64) {
         let slots: Vec<u64> = match self.state.objects.get(&vspace) {
-            Some(Object::VSpace { pages, .. }) => pages.iter().filter(|(va, _)| under(**va)).map(|(_, s)| *s).collect(),
+            Some(Object::VSpace { pages, .. }) => pages.range(lo..hi).map(|(_, s)| *s).collect(),
             _ => Vec::new(),
         };
         for s in slots {
@@ -57,9 +57,10 @@ impl Model {
 
     /// Destroys `obj` once no capability names it.
     fn reap(&mut self, obj: ObjId) {
-        if self.state.caps.values().any(|c| c.obj == obj) {
+        if self.index.refs.get(&obj).is_some_and(|n| *n > 0) {
             return;
         }
+        self.index.refs.remove(&obj);
         let Some(o) = self.state.objects.remove(&obj) else {
             return;
         };
@@ -67,7 +68,7 @@ impl Model {
         match o {
             Object::PageTable { installed: Some((vs, level, index)) } => {
                 let shift = if level == 2 { L2_SHIFT } else { L3_SHIFT };
-                self.unmap_where(vs, |va| va >> shift == index);
+                self.unmap_range(vs, index << shift, (index + 1) << shift);
                 // A level-2 table takes the level-3 tables below it along.
                 let below = |l: u8, i: u64| {
                     (l == level && i == index) || (level == 2 && l == 3 && i >> (L2_SHIFT - L3_SHIFT) == index)
@@ -106,28 +107,43 @@ impl Model {
 
     fn delete_slot(&mut self, slot: u64) {
         self.unmap_slot(slot);
-        let Some(c) = self.state.caps.remove(&slot) else {
-            return;
-        };
+        let Some(c) = self.state.caps.remove(&slot) else { return };
+        if let Some(n) = self.index.refs.get_mut(&c.obj) {
+            *n -= 1;
+        }
+        self.index.slot_of.remove(&c.id);
+        if let Some(p) = c.parent {
+            if let Some(k) = self.index.kids.get_mut(&p) {
+                k.remove(&c.id);
+                if k.is_empty() {
+                    self.index.kids.remove(&p);
+                }
+            }
+        }
         // Children of a deleted capability hang from its parent, as in seL4's
         // derivation tree.
-        for other in self.state.caps.values_mut() {
-            if other.parent == Some(c.id) {
-                other.parent = c.parent;
+        for kid in self.index.kids.remove(&c.id).unwrap_or_default() {
+            let Some(s) = self.index.slot_of.get(&kid) else { continue };
+            if let Some(k) = self.state.caps.get_mut(s) {
+                k.parent = c.parent;
+            }
+            if let Some(p) = c.parent {
+                self.index.kids.entry(p).or_default().insert(kid);
             }
         }
         self.reap(c.obj);
     }
 
+    /// The slots of every capability derived, directly or not, from `id`.
     fn descendants(&self, id: u64) -> Vec<u64> {
         let mut found = Vec::new();
         let mut frontier = std::vec![id];
         while let Some(p) = frontier.pop() {
-            for (slot, c) in &self.state.caps {
-                if c.parent == Some(p) {
-                    found.push(*slot);
-                    frontier.push(c.id);
+            for kid in self.index.kids.get(&p).into_iter().flatten() {
+                if let Some(s) = self.index.slot_of.get(kid) {
+                    found.push(*s);
                 }
+                frontier.push(*kid);
             }
         }
         found
@@ -181,6 +197,7 @@ impl Kernel for Model {
         let Some(c) = self.state.caps.remove(&src.0) else {
             return Err(KernelError::InvalidCapability);
         };
+        self.index.slot_of.insert(c.id, dest.0);
         if let Some(m) = c.mapping {
             if let Some(Object::VSpace { pages, .. }) = self.state.objects.get_mut(&m.vspace) {
                 pages.insert(m.vaddr, dest.0);

@@ -20,7 +20,7 @@
 mod invocations;
 mod objects;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::vec::Vec;
 
 pub use objects::{Cap, Mapping, ObjId, Object};
@@ -30,6 +30,9 @@ use crate::kernel::KernelError;
 use crate::regs::TcbReg;
 
 /// The comparable state of the model: everything a test may snapshot.
+///
+/// Ordered maps keyed by slot: the VMM allocates slots in runs, so a run of
+/// pages touches neighbouring entries.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct State {
     /// Occupied slots.
@@ -40,10 +43,24 @@ pub struct State {
     pub untyped_free: u64,
 }
 
+/// Indexes derived from the capabilities, so that delete, revoke and
+/// freeing an object do not scan every capability. Not part of the
+/// observable state.
+#[derive(Clone, Debug, Default)]
+struct Index {
+    /// Capabilities naming each object.
+    refs: BTreeMap<ObjId, u32>,
+    /// Children of each capability in the derivation tree, by id.
+    kids: BTreeMap<u64, BTreeSet<u64>>,
+    /// The slot of each capability, by id.
+    slot_of: BTreeMap<u64, u64>,
+}
+
 /// The model kernel.
 #[derive(Clone, Debug, Default)]
 pub struct Model {
     state: State,
+    index: Index,
     next_obj: ObjId,
     next_cap: u64,
     fail: Option<(u64, KernelError)>,
@@ -130,6 +147,11 @@ impl Model {
         let id = self.next_cap;
         self.next_cap += 1;
         self.state.caps.insert(slot, Cap { id, parent, obj, rights, mapping: None });
+        *self.index.refs.entry(obj).or_default() += 1;
+        self.index.slot_of.insert(id, slot);
+        if let Some(p) = parent {
+            self.index.kids.entry(p).or_default().insert(id);
+        }
     }
 
     // ---- Set-up, as the system description would have done it. ----
@@ -186,7 +208,9 @@ impl Model {
 
     /// Every mapping of frame object `obj`.
     pub fn mappings_of(&self, obj: ObjId) -> Vec<Mapping> {
-        self.state.caps.values().filter(|c| c.obj == obj).filter_map(|c| c.mapping).collect()
+        let mut v: Vec<Mapping> = self.state.caps.values().filter(|c| c.obj == obj).filter_map(|c| c.mapping).collect();
+        v.sort();
+        v
     }
 
     /// Every mapping in the VSpace object `vspace`: address to frame object
@@ -201,12 +225,16 @@ impl Model {
 
     /// Every slot holding a capability to `obj`.
     pub fn caps_to(&self, obj: ObjId) -> Vec<Slot> {
-        self.state.caps.iter().filter(|(_, c)| c.obj == obj).map(|(s, _)| Slot(*s)).collect()
+        let mut v: Vec<Slot> = self.state.caps.iter().filter(|(_, c)| c.obj == obj).map(|(s, _)| Slot(*s)).collect();
+        v.sort();
+        v
     }
 
     /// Every occupied slot.
     pub fn slots(&self) -> Vec<Slot> {
-        self.state.caps.keys().map(|s| Slot(*s)).collect()
+        let mut v: Vec<Slot> = self.state.caps.keys().map(|s| Slot(*s)).collect();
+        v.sort();
+        v
     }
 
     /// Contents of the frame named in `slot`.
@@ -284,6 +312,21 @@ impl Model {
                     _ => return Err(std::format!("slot {slot}'s mapping is not in its VSpace")),
                 }
             }
+        }
+        let mut refs: BTreeMap<ObjId, u32> = BTreeMap::new();
+        for c in self.state.caps.values() {
+            *refs.entry(c.obj).or_default() += 1;
+            if self.index.slot_of.get(&c.id).and_then(|s| self.state.caps.get(s)).map(|x| x.id) != Some(c.id) {
+                return Err(std::format!("index has the wrong slot for capability {}", c.id));
+            }
+            if let Some(p) = c.parent {
+                if !self.index.kids.get(&p).is_some_and(|k| k.contains(&c.id)) {
+                    return Err(std::format!("index misses capability {} under its parent", c.id));
+                }
+            }
+        }
+        if refs != self.index.refs {
+            return Err("index counts of capabilities per object disagree".into());
         }
         for (id, o) in &self.state.objects {
             if let Object::VSpace { pages, .. } = o {
