@@ -1,0 +1,19 @@
+//! `vmsys`: the host tool around the VMM core.
+//!
+//! One description of the VMs (`system.toml`, module [`description`]) is
+//! cross-checked against the Microkit system description (`system.xml`,
+//! [`sdf`]) and against the core's own rules ([`check`]); it gives each VMM
+//! its boot manifest ([`boot_manifest`]); scenarios of client requests and
+//! guest exits run against the core on the seL4 model ([`sim`]); and the
+//! system can be drawn ([`graph`]).
+
+pub mod boot_manifest;
+pub mod check;
+pub mod description;
+pub mod diag;
+pub mod graph;
+pub mod inputs;
+pub mod num;
+pub mod sdf;
+pub mod sim;
+pub mod world;

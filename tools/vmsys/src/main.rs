@@ -1,0 +1,137 @@
+//! `vmsys`: checks a Microkit system against its VM description, writes
+//! the VMMs' boot manifests, runs scenarios on the model, draws the system.
+//!
+//! Exit status: 0 when everything passed, 1 when a check, a step or an
+//! input file failed (each with a `file:line: message`), 2 for a bad
+//! command line.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use vmsys::diag::Diag;
+use vmsys::inputs::{self, Inputs};
+use vmsys::{boot_manifest, check, graph, sim};
+
+#[derive(Parser)]
+#[command(
+    name = "vmsys",
+    version,
+    about = "One description of the VMs of a seL4 Microkit system: check, manifest, sim, graph"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct System {
+    /// The VM description.
+    #[arg(long, default_value = "system.toml")]
+    system: PathBuf,
+    /// The Microkit system description (default: the one the VM description names).
+    #[arg(long)]
+    xml: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check system.xml against the VM description and the core's rules; one message per violation.
+    Check(System),
+    /// Write each VMM's boot manifest, `<out>/<vmm>.manifest`, after checking the system.
+    Manifest {
+        #[command(flatten)]
+        system: System,
+        /// Where to write the manifests.
+        #[arg(long, default_value = "build/manifests")]
+        out: PathBuf,
+    },
+    /// Run scenario files against the core on the seL4 model, after checking the system.
+    Sim {
+        #[command(flatten)]
+        system: System,
+        /// Scenario files, each run on a freshly booted system.
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+    },
+    /// Draw the system (PDs, VMs, memory regions, channels) as SVG.
+    Graph {
+        #[command(flatten)]
+        system: System,
+        /// The SVG file to write.
+        #[arg(short, long, default_value = "system.svg")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(diags) => {
+            for d in diags {
+                eprintln!("{d}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Loads the inputs and refuses a system that does not check.
+fn checked(s: &System) -> Result<Inputs, Vec<Diag>> {
+    let inputs = inputs::load(&s.system, s.xml.as_deref())?;
+    let diags = check::check(&inputs.desc, &inputs.sdf);
+    if diags.is_empty() {
+        Ok(inputs)
+    } else {
+        Err(diags)
+    }
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), Vec<Diag>> {
+    let fail = |e: std::io::Error| vec![Diag::file(&path.display().to_string(), format!("cannot write: {e}"))];
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    std::fs::write(path, bytes).map_err(fail)
+}
+
+fn run(command: Command) -> Result<(), Vec<Diag>> {
+    match command {
+        Command::Check(s) => {
+            let i = checked(&s)?;
+            println!("{} and {}: {} VMs, no violations", i.desc.file, i.sdf.file, i.desc.vms.len());
+        }
+        Command::Manifest { system, out } => {
+            let i = checked(&system)?;
+            for vm in &i.desc.vms {
+                let at = |e: String| vec![Diag::at(&i.desc.file, vm.line, format!("{}: {e}", vm.name))];
+                let bytes = boot_manifest::manifest(vm).and_then(|m| boot_manifest::encode(&m)).map_err(at)?;
+                let path = out.join(format!("{}.manifest", vm.vmm));
+                write(&path, &bytes)?;
+                println!("{}: {} bytes, the boot manifest of {} for {}", path.display(), bytes.len(), vm.name, vm.vmm);
+            }
+        }
+        Command::Sim { system, scenarios } => {
+            let i = checked(&system)?;
+            let mut files = Vec::new();
+            for p in &scenarios {
+                files.push((p.display().to_string(), inputs::read(p)?));
+            }
+            let mut stdout = std::io::stdout().lock();
+            let tally = sim::run(&i, &files, &mut stdout)?;
+            let _ = stdout.flush();
+            if tally.failed > 0 {
+                return Err(Vec::new());
+            }
+        }
+        Command::Graph { system, out } => {
+            let i = inputs::load(&system.system, system.xml.as_deref())?;
+            write(&out, graph::svg(&i).as_bytes())?;
+            println!("{}: the system of {} and {}", out.display(), i.desc.file, i.sdf.file);
+        }
+    }
+    Ok(())
+}

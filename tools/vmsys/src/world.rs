@@ -1,0 +1,56 @@
+//! One VMM instance on the seL4 model, set up the way Microkit sets up a
+//! VMM PD from system.xml: its own VSpace, the VM's shared RAM mapped into
+//! it at the manifest's addresses, and the configuration the manifest gives.
+//! `check` builds each VM in such a world to apply the core's rules; `sim`
+//! runs scenarios in them.
+
+use vmm::caps::{Slot, SlotRange, PAGE_SIZE};
+use vmm::manifest::Manifest;
+use vmm::model::Model;
+use vmm::registry::NoHooks;
+use vmm::Vmm;
+
+/// The core on the model, with no arch hooks (Microkit has none).
+pub type ModelVmm = Vmm<Model, NoHooks>;
+
+/// The VMM's own VSpace.
+pub const VMM_VSPACE: Slot = Slot(1);
+/// The slots the core allocates from, clear of the RAM frames below.
+pub const CSPACE: SlotRange = SlotRange { base: Slot(1 << 20), len: 1 << 22 };
+/// The frame capability of the first page of guest RAM; later pages and
+/// later RAM records follow (the order `Manifest::config` assumes).
+pub const RAM_FRAMES: Slot = Slot(1 << 40);
+/// Untyped memory for what the core creates besides RAM: TCBs, vCPUs, the
+/// stage-2 tables, capability pins.
+const UNTYPED_SPARE: u64 = 64 << 20;
+/// The model keeps an object per 4 KiB page; past this many pages of RAM
+/// and private memory a VM is refused as too large to model rather than
+/// left to exhaust the host.
+pub const MAX_MODEL_PAGES: u64 = 1 << 18;
+
+/// A VMM instance set up from manifest `m`, or why the core (or the model)
+/// refuses it.
+pub fn vmm_for(m: &Manifest) -> Result<Box<ModelVmm>, String> {
+    let config = m.config(CSPACE, RAM_FRAMES).map_err(|e| format!("the VMM would refuse its boot manifest: {e}"))?;
+    // Before the model maps anything: overlapping RAM would alias pages.
+    config.validate().map_err(|e| format!("the VMM would refuse its configuration: {e}"))?;
+    let ram_bytes = m.ram.iter().fold(0u64, |a, r| a.saturating_add(r.size.get()));
+    let file_bytes = m.files.iter().fold(0u64, |a, f| a.saturating_add(f.size.get()));
+    let pages = ram_bytes.saturating_add(file_bytes) / PAGE_SIZE;
+    if pages > MAX_MODEL_PAGES {
+        return Err(format!(
+            "{pages} pages of RAM and private memory are more than the model holds ({MAX_MODEL_PAGES}): \
+             the core's rules were not applied"
+        ));
+    }
+    let untyped = ram_bytes.saturating_add(file_bytes).saturating_mul(2).saturating_add(UNTYPED_SPARE);
+    let mut model = Model::new(untyped);
+    model.setup_vspace(VMM_VSPACE).map_err(|e| format!("the model refused the VMM's VSpace: {e:?}"))?;
+    for r in &config.ram {
+        model
+            .setup_ram(r.frames, r.pages, VMM_VSPACE, r.vmm_vaddr)
+            .map_err(|e| format!("the model refused guest RAM at {:#x}: {e:?}", r.vmm_vaddr))?;
+    }
+    let vmm = Vmm::new(model, NoHooks, config).map_err(|e| format!("the VMM would refuse its configuration: {e}"))?;
+    Ok(Box::new(vmm))
+}
