@@ -120,7 +120,7 @@ fn run(command: Command) -> Result<(), Vec<Diag>> {
             for p in &scenarios {
                 files.push((p.display().to_string(), inputs::read(p)?));
             }
-            let mut stdout = std::io::stdout().lock();
+            let mut stdout = std::io::stdout();
             let tally = sim::run(&i, &files, &mut stdout)?;
             let _ = stdout.flush();
             if tally.failed > 0 {

@@ -54,3 +54,24 @@ pub fn vmm_for(m: &Manifest) -> Result<Box<ModelVmm>, String> {
     let vmm = Vmm::new(model, NoHooks, config).map_err(|e| format!("the VMM would refuse its configuration: {e}"))?;
     Ok(Box::new(vmm))
 }
+
+/// Stack for work on VMM instances: one is about 280 KB of fixed-capacity
+/// tables, and an unoptimised build copies it several times on its way to
+/// the heap, more than a test thread's 2 MiB allows.
+const STACK_BYTES: usize = 64 << 20;
+
+/// Runs `f` on a thread with a stack of [`STACK_BYTES`]; a panic in it is
+/// passed on as it was.
+pub fn on_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, String> {
+    std::thread::scope(|s| {
+        let handle = std::thread::Builder::new()
+            .name("vmsys-model".into())
+            .stack_size(STACK_BYTES)
+            .spawn_scoped(s, f)
+            .map_err(|e| format!("cannot start a thread for the model: {e}"))?;
+        match handle.join() {
+            Ok(t) => Ok(t),
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    })
+}

@@ -13,7 +13,7 @@
 //!   covers one of its emulated devices (whose accesses must trap).
 
 use super::{overlap, Ctx};
-use crate::description::{Memslot, Vm};
+use crate::description::{Backing, Memslot, Vm};
 use crate::num::hex;
 use crate::sdf::{Map, Perms, SMALL_PAGE};
 
@@ -78,6 +78,9 @@ pub fn check(ctx: &mut Ctx) {
                 let what = format!("shared RAM {} of {}", m.mr, vm.name);
                 match holder {
                     Holder::Pd(pd) if *pd == vm.vmm => vmm_map(ctx, &mut vmm_maps, vm, m, vmm_vaddr),
+                    // With its VMM absent from system.xml, `presence`
+                    // has said so; every map into a PD would repeat it.
+                    Holder::Pd(_) if sdf.pd(&vm.vmm).is_none() => {}
                     Holder::Pd(pd) => ctx.xml_at(
                         m.line,
                         format!("{what} is mapped into PD {pd}: guest RAM may be shared with its VMM {} only", vm.vmm),
@@ -183,9 +186,12 @@ fn absent(ctx: &mut Ctx, vm: &Vm, vm_maps: &[(&str, &Map)], vmm_maps: &[(&str, &
 
 /// A memslot's rights and page size, from its region's map into the VM.
 fn memslot(ctx: &mut Ctx, vm: &Vm, s: &Memslot, vm_maps: &[(&str, &Map)]) {
-    if vm.backing(s).is_none() {
-        return;
-    }
+    // A slot without a region, or a private slot marked read-only, is
+    // the layout's to report.
+    let private = match vm.backing(s) {
+        None => return,
+        Some(b) => matches!(b, Backing::Private(_)),
+    };
     let name = format!("memslot {} of {}", s.id, vm.name);
     if let Some((_, m)) = vm_maps.iter().find(|(h, m)| *h == vm.name && m.mr == s.region) {
         let need = Perms { read: true, write: !s.readonly, execute: false };
@@ -196,7 +202,7 @@ fn memslot(ctx: &mut Ctx, vm: &Vm, s: &Memslot, vm_maps: &[(&str, &Map)]) {
                 format!("{name} needs {} mapped `{need}` into {}; {at} maps it `{}`", s.region, vm.name, m.perms),
             );
         }
-        if s.readonly && m.perms.write {
+        if s.readonly && m.perms.write && !private {
             let at = ctx.xml_ref(m.line);
             ctx.desc_at(
                 s.line,
@@ -260,7 +266,9 @@ fn others_in_vm(ctx: &mut Ctx, vm: &Vm, m: &Map) {
     }
     for d in &vm.devices {
         let Some(d_end) = d.base.checked_add(d.size) else { continue };
-        if overlap(m.vaddr, end, d.base, d_end) {
+        // A device inside a memslot is the layout's to report.
+        let in_slot = vm.memslots.iter().any(|s| s.end().is_some_and(|e| overlap(d.base, d_end, s.gpa, e)));
+        if !in_slot && overlap(m.vaddr, end, d.base, d_end) {
             let at = ctx.desc_ref(d.line);
             ctx.xml_at(
                 m.line,

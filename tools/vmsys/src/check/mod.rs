@@ -27,6 +27,7 @@ pub mod vcpus;
 use crate::description::Description;
 use crate::diag::{sorted, Diag};
 use crate::sdf::Sdf;
+use crate::world;
 
 /// What the checks share: the two inputs and the messages so far.
 pub struct Ctx<'a> {
@@ -68,12 +69,19 @@ pub fn check(desc: &Description, sdf: &Sdf) -> Vec<Diag> {
     mapping::check(&mut ctx);
     control::check(&mut ctx);
     vcpus::check(&mut ctx);
-    for (vm, clean) in desc.vms.iter().zip(clean) {
-        if clean {
-            core_rules::check(&mut ctx, vm);
+    let run_core = |mut ctx: Ctx| {
+        for (vm, clean) in desc.vms.iter().zip(clean) {
+            if clean {
+                core_rules::check(&mut ctx, vm);
+            }
         }
-    }
-    sorted(ctx.out)
+        ctx.out
+    };
+    let out = match world::on_big_stack(|| run_core(ctx)) {
+        Ok(out) => out,
+        Err(e) => vec![Diag::file(&desc.file, e)],
+    };
+    sorted(out)
 }
 
 /// `[a, b)` and `[c, d)` share an address.

@@ -33,7 +33,11 @@ pub struct Tally {
 
 /// Parses every scenario first (a file that does not parse runs nothing),
 /// then runs each on a fresh system, writing one line per step to `out`.
-pub fn run(inputs: &Inputs, files: &[(String, String)], out: &mut dyn Write) -> Result<Tally, Vec<Diag>> {
+pub fn run(inputs: &Inputs, files: &[(String, String)], out: &mut (dyn Write + Send)) -> Result<Tally, Vec<Diag>> {
+    crate::world::on_big_stack(|| run_here(inputs, files, out)).map_err(|e| vec![Diag::file(&inputs.desc.file, e)])?
+}
+
+fn run_here(inputs: &Inputs, files: &[(String, String)], out: &mut (dyn Write + Send)) -> Result<Tally, Vec<Diag>> {
     let mut parsed = Vec::new();
     let mut errors = Vec::new();
     for (name, text) in files {
