@@ -106,9 +106,9 @@ pub trait Kernel {
     /// `seL4_ARM_VCPU_WriteRegs`.
     fn vcpu_write_reg(&mut self, vcpu: VCpuCap, reg: VcpuReg, value: u64) -> Result<(), KernelError>;
 
-    /// `seL4_ARM_VCPU_InjectIRQ` (group 0, priority 0, first free list
-    /// register).
-    fn vcpu_inject_irq(&mut self, vcpu: VCpuCap, irq: u16) -> Result<(), KernelError>;
+    /// `seL4_ARM_VCPU_InjectIRQ` into list register `index` (group 0,
+    /// priority 0). The core tracks which list registers are in use.
+    fn vcpu_inject_irq(&mut self, vcpu: VCpuCap, irq: u16, index: u8) -> Result<(), KernelError>;
 
     /// `seL4_ARM_VCPU_AckVPPI`: unmasks a virtual PPI the kernel masked
     /// when it delivered it.

@@ -17,6 +17,10 @@ pub const VM_FIXED_SLOTS: u64 = 1 + 2 * MAX_VCPUS as u64 + MAX_PAGE_TABLES;
 const VCPU_BASE: u64 = 1;
 const TABLE_BASE: u64 = 1 + 2 * MAX_VCPUS as u64;
 
+/// List registers of the virtual GIC interface the VMM fills (GICv2 and the
+/// GICv3 of the boards here have at least four).
+pub const LIST_REGISTERS: u8 = 4;
+
 /// The VM-wide capability that changes how memory must be prepared (the
 /// memory tagging of seed 004): cannot be enabled while a slot is locked.
 pub const CAP_MEM_TAGGING: u32 = 1;
@@ -36,6 +40,9 @@ crate::errors! {
         BadRegister => EINVAL, "unknown register",
         /// Interrupt line out of range or bad level.
         BadIrq => EINVAL, "interrupt line out of range or level not 0 or 1",
+        /// Every list register of the target vCPU holds an interrupt the
+        /// guest has not taken yet.
+        ListRegistersFull => EAGAIN, "every list register is in use; try again",
         /// Unknown VM-wide capability or argument.
         BadCapability => EINVAL, "unknown VM capability or non-zero argument",
     }
@@ -69,15 +76,20 @@ pub struct Vm {
     pub irq_levels: [u64; (MAX_IRQ as usize).div_ceil(64)],
     /// Emulated devices.
     pub devices: DeviceMap,
-    /// Where the VM starts: the first vCPU run, its entry and x0. SYSTEM_RESET
-    /// restarts it there.
+    /// Where the VM starts: the first vCPU run and the entry and x0 of its
+    /// latest RUN. SYSTEM_RESET restarts it there.
     pub boot: Option<Boot>,
     /// Virtual PPIs (bit `ppi - 16`) delivered to each vCPU and not yet
     /// acknowledged.
     pub ppis_pending: [u16; MAX_VCPUS],
+    /// Virtual PPIs that arrived while every list register was full; they
+    /// are injected when one frees.
+    pub ppis_waiting: [u16; MAX_VCPUS],
+    /// List registers in use, a bit each, per vCPU.
+    pub list_regs: [u8; MAX_VCPUS],
 }
 
-/// The VM's entry, recorded at its first RUN.
+/// The VM's entry: its boot vCPU (the first run) and that vCPU's latest RUN.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Boot {
     /// The vCPU that ran first.
@@ -105,6 +117,8 @@ impl Vm {
             devices: DeviceMap::default(),
             boot: None,
             ppis_pending: [0; MAX_VCPUS],
+            ppis_waiting: [0; MAX_VCPUS],
+            list_regs: [0; MAX_VCPUS],
         }
     }
 
@@ -130,6 +144,26 @@ impl Vm {
     pub fn set_vcpu_state(&mut self, id: u32, state: VcpuState) {
         if let Some(s) = usize::try_from(id).ok().and_then(|i| self.vcpus.get_mut(i)) {
             *s = state;
+        }
+    }
+
+    /// Takes the lowest free list register of vCPU `vcpu`.
+    pub fn take_list_register(&mut self, vcpu: u32) -> Option<u8> {
+        let used = self.list_regs.get_mut(vcpu as usize)?;
+        let free = (0..LIST_REGISTERS).find(|i| *used >> i & 1 == 0)?;
+        *used |= 1 << free;
+        Some(free)
+    }
+
+    /// Gives back list register `index` of vCPU `vcpu` (all of them when
+    /// the kernel could not say which).
+    pub fn free_list_register(&mut self, vcpu: u32, index: Option<u8>) {
+        if let Some(used) = self.list_regs.get_mut(vcpu as usize) {
+            match index {
+                Some(i) if i < LIST_REGISTERS => *used &= !(1 << i),
+                Some(_) => {}
+                None => *used = 0,
+            }
         }
     }
 

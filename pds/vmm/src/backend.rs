@@ -69,6 +69,7 @@ fn vcpu_reg(r: VcpuReg) -> Result<sel4::VCpuReg, KernelError> {
         VcpuReg::SpsrEl1 => sel4::VCpuReg::SPSR_EL1,
         VcpuReg::CntvCtl => sel4::VCpuReg::CNTV_CTL,
         VcpuReg::CntvCval => sel4::VCpuReg::CNTV_CVAL,
+        VcpuReg::SpEl1 => sel4::VCpuReg::SP_EL1,
         // seL4 keeps VMPIDR_EL2 in the vCPU object only on multi-core
         // kernels; Microkit's are single-core.
         VcpuReg::Vmpidr => return Err(KernelError::Unsupported),
@@ -246,10 +247,10 @@ impl Kernel for MicrokitKernel {
         v.vcpu().vcpu_write_regs(vcpu_reg(reg)?, value).map_err(kerr)
     }
 
-    fn vcpu_inject_irq(&mut self, vcpu: VCpuCap, irq: u16) -> Result<(), KernelError> {
+    fn vcpu_inject_irq(&mut self, vcpu: VCpuCap, irq: u16, index: u8) -> Result<(), KernelError> {
         let v = self.vcpu(vcpu)?;
-        // Priority 0, group 0, list register 0 (the trait's contract).
-        v.vcpu().vcpu_inject_irq(irq, 0, 0, 0).map_err(kerr)
+        // Priority 0, group 0, the list register the core chose.
+        v.vcpu().vcpu_inject_irq(irq, 0, 0, index).map_err(kerr)
     }
 
     fn vcpu_ack_vppi(&mut self, vcpu: VCpuCap, irq: u16) -> Result<(), KernelError> {

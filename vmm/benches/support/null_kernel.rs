@@ -101,7 +101,7 @@ impl Kernel for NullKernel {
         self.calls += 1;
         Ok(())
     }
-    fn vcpu_inject_irq(&mut self, _: VCpuCap, _: u16) -> Result<(), KernelError> {
+    fn vcpu_inject_irq(&mut self, _: VCpuCap, _: u16, _: u8) -> Result<(), KernelError> {
         self.calls += 1;
         Ok(())
     }

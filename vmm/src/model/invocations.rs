@@ -359,8 +359,11 @@ impl Kernel for Model {
         Ok(())
     }
 
-    fn vcpu_inject_irq(&mut self, vcpu: VCpuCap, irq: u16) -> Result<(), KernelError> {
+    fn vcpu_inject_irq(&mut self, vcpu: VCpuCap, irq: u16, index: u8) -> Result<(), KernelError> {
         self.enter()?;
+        if index >= crate::vm::LIST_REGISTERS {
+            return Err(KernelError::InvalidArgument);
+        }
         if let Object::VCpu { injected, .. } = self.vcpu_mut(vcpu)? {
             injected.push(irq);
         }

@@ -147,7 +147,11 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
             }
             let (_, vc) = vm.vcpu_caps(0).ok_or(VmError::NoSuchVcpu)?;
             let line = u16::try_from(irq).map_err(|_| VmError::BadIrq)?;
-            self.kernel.vcpu_inject_irq(vc, line)?;
+            let lr = vm.take_list_register(0).ok_or(VmError::ListRegistersFull)?;
+            if let Err(e) = self.kernel.vcpu_inject_irq(vc, line, lr) {
+                vm.free_list_register(0, Some(lr));
+                return Err(e.into());
+            }
         }
         vm.set_irq_level(irq, high);
         Ok(())
