@@ -10,7 +10,8 @@
 pub enum TcbReg {
     /// x0 to x30.
     X(u8),
-    /// The EL1 stack pointer as the guest sees it on entry.
+    /// SP_EL0, the stack pointer seL4 keeps in the TCB. A guest kernel
+    /// running at EL1h uses SP_EL1, a vCPU register ([`VcpuReg::SpEl1`]).
     Sp,
     /// The program counter.
     Pc,
@@ -42,13 +43,16 @@ pub enum VcpuReg {
     CntvCtl = 8,
     /// Virtual timer compare value.
     CntvCval = 9,
-    /// Virtual multiprocessor affinity.
+    /// Virtual multiprocessor affinity. seL4 keeps it only on multicore
+    /// kernels; elsewhere the backend answers `Unsupported`.
     Vmpidr = 10,
+    /// SP_EL1, the stack pointer of a guest kernel at EL1h.
+    SpEl1 = 11,
 }
 
 impl VcpuReg {
     /// Every vCPU register, in wire order.
-    pub const ALL: [VcpuReg; 11] = [
+    pub const ALL: [VcpuReg; 12] = [
         VcpuReg::Sctlr,
         VcpuReg::Ttbr0,
         VcpuReg::Ttbr1,
@@ -60,6 +64,7 @@ impl VcpuReg {
         VcpuReg::CntvCtl,
         VcpuReg::CntvCval,
         VcpuReg::Vmpidr,
+        VcpuReg::SpEl1,
     ];
 }
 
@@ -74,6 +79,10 @@ pub enum Reg {
 
 /// Wire number of the first vCPU system register.
 pub const VCPU_REG_BASE: u32 = 0x100;
+
+/// SCTLR_EL1 with its reserved-one bits (ARMv8.0) and nothing else: MMU,
+/// alignment checks and caches off, as a CPU leaves reset.
+pub const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
 
 /// SPSR for a guest entered at EL1h with DAIF masked. seL4's default for a
 /// new TCB is EL0, which a guest kernel cannot boot in.

@@ -37,7 +37,8 @@ pub mod reg {
 pub const FR_RXFE: u64 = 1 << 4;
 /// FR: transmit FIFO empty.
 pub const FR_TXFE: u64 = 1 << 7;
-/// PeriphID0-3 and PCellID0-3 of an ARM PL011 r1p5.
+/// PeriphID0-3 and PCellID0-3: part 0x011, designer ARM (0x41), revision
+/// 1, and the PrimeCell id 0xb105f00d, as QEMU's PL011 reports them.
 pub const ID: [u8; 8] = [0x11, 0x10, 0x14, 0x00, 0x0d, 0xf0, 0x05, 0xb1];
 /// The size of the register window.
 pub const SIZE: u64 = 0x1000;

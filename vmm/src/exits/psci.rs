@@ -5,6 +5,14 @@
 pub mod fid {
     /// PSCI_VERSION.
     pub const VERSION: u32 = 0x8400_0000;
+    /// CPU_SUSPEND, 32-bit.
+    pub const CPU_SUSPEND_32: u32 = 0x8400_0001;
+    /// CPU_SUSPEND, 64-bit.
+    pub const CPU_SUSPEND_64: u32 = 0xc400_0001;
+    /// AFFINITY_INFO, 32-bit.
+    pub const AFFINITY_INFO_32: u32 = 0x8400_0004;
+    /// AFFINITY_INFO, 64-bit.
+    pub const AFFINITY_INFO_64: u32 = 0xc400_0004;
     /// CPU_OFF.
     pub const CPU_OFF: u32 = 0x8400_0002;
     /// CPU_ON, 32-bit.
@@ -38,9 +46,26 @@ pub mod ret {
 /// The version this VMM implements: 1.1.
 pub const VERSION_1_1: u64 = 0x0001_0001;
 
-/// Every function this VMM implements (PSCI_FEATURES answers 0 for these).
-pub const IMPLEMENTED: [u32; 7] =
-    [fid::VERSION, fid::CPU_OFF, fid::CPU_ON_32, fid::CPU_ON_64, fid::SYSTEM_OFF, fid::SYSTEM_RESET, fid::FEATURES];
+/// Every function this VMM implements (PSCI_FEATURES answers 0 for these):
+/// those PSCI 1.1 makes mandatory.
+pub const IMPLEMENTED: [u32; 11] = [
+    fid::VERSION,
+    fid::CPU_SUSPEND_32,
+    fid::CPU_SUSPEND_64,
+    fid::CPU_OFF,
+    fid::CPU_ON_32,
+    fid::CPU_ON_64,
+    fid::AFFINITY_INFO_32,
+    fid::AFFINITY_INFO_64,
+    fid::SYSTEM_OFF,
+    fid::SYSTEM_RESET,
+    fid::FEATURES,
+];
+
+/// AFFINITY_INFO: the target is on.
+pub const AFFINITY_ON: u64 = 0;
+/// AFFINITY_INFO: the target is off.
+pub const AFFINITY_OFF: u64 = 1;
 
 /// A PSCI call, from x0-x3.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +85,16 @@ pub enum Call {
     },
     /// CPU_OFF.
     CpuOff,
+    /// CPU_SUSPEND: returns at once, as a wake-up before the state was
+    /// entered may (the vCPU does not sleep; the VMM has nothing to save).
+    CpuSuspend,
+    /// AFFINITY_INFO(target MPIDR, lowest affinity level).
+    AffinityInfo {
+        /// The target's MPIDR affinity.
+        target: u64,
+        /// Only level 0 (one vCPU) is answered.
+        level: u64,
+    },
     /// SYSTEM_OFF.
     SystemOff,
     /// SYSTEM_RESET.
@@ -81,6 +116,9 @@ impl Call {
             0x8400_0003 => Call::CpuOn { target: narrow(x1), entry: narrow(x2), context: narrow(x3) },
             0xc400_0003 => Call::CpuOn { target: x1, entry: x2, context: x3 },
             0x8400_0002 => Call::CpuOff,
+            0x8400_0001 | 0xc400_0001 => Call::CpuSuspend,
+            0x8400_0004 => Call::AffinityInfo { target: narrow(x1), level: narrow(x2) },
+            0xc400_0004 => Call::AffinityInfo { target: x1, level: x2 },
             0x8400_0008 => Call::SystemOff,
             0x8400_0009 => Call::SystemReset,
             _ => Call::Unsupported,

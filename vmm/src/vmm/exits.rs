@@ -14,6 +14,7 @@
 //! other VM, go on. The owner (not an internal VM's) is told why.
 
 use super::Vmm;
+use crate::caps::{TcbCap, VCpuCap};
 use crate::config::ClientId;
 use crate::devices::pl011::Console;
 use crate::devices::Device;
@@ -24,7 +25,7 @@ use crate::exits::psci::{self, ret, Call};
 use crate::exits::{self, Exit, ExitError, HvcCall};
 use crate::kernel::{Kernel, KernelError};
 use crate::registry::{ArchHooks, Caller, Owner, Presence, VmId};
-use crate::regs::{TcbReg, SPSR_EL1H_MASKED};
+use crate::regs::{TcbReg, VcpuReg, SCTLR_EL1_RESET, SPSR_EL1H_MASKED};
 use crate::vm::VcpuState;
 use crate::vmm::FaultOutcome;
 
@@ -87,12 +88,31 @@ pub enum StopReason {
         /// Where.
         pc: u64,
     },
-    /// The exit named a VM or vCPU that does not exist.
+    /// The exit named a VM or vCPU the VMM does not run. Nothing was
+    /// changed and nobody is told; the fault stays unanswered.
     NoSuchVcpu,
     /// The kernel refused what the exit needed.
     Kernel(KernelError),
     /// Mapping the page failed.
     Map(Error),
+}
+
+impl core::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            StopReason::SystemOff => write!(f, "PSCI SYSTEM_OFF"),
+            StopReason::ReadOnlyWrite { gpa } => write!(f, "write to read-only memory at {gpa:#x}"),
+            StopReason::Unmapped { gpa } => write!(f, "access outside every memslot at {gpa:#x}"),
+            StopReason::NoBacking { gpa } => write!(f, "access to closed guest_memfd memory at {gpa:#x}"),
+            StopReason::Mmio { gpa, error } => write!(f, "device access at {gpa:#x} cannot be emulated: {error}"),
+            StopReason::BadMessage(e) => write!(f, "fault message: {e}"),
+            StopReason::UnhandledTrap { ec } => write!(f, "trapped instruction of class {ec:#x} not emulated"),
+            StopReason::GuestException { pc } => write!(f, "guest exception at {pc:#x}"),
+            StopReason::NoSuchVcpu => write!(f, "exit from a VM or vCPU that does not exist"),
+            StopReason::Kernel(e) => write!(f, "kernel: {e}"),
+            StopReason::Map(e) => write!(f, "mapping: {e}"),
+        }
+    }
 }
 
 /// What a PSCI call comes to.
@@ -122,6 +142,17 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
         Ok(vm.devices.register(base, size, device)?)
     }
 
+    /// The listed VM and vCPU whose TCB is in `tcb` (a Microkit VMM learns
+    /// of a fault by the faulting vCPU's id, which names its TCB slot).
+    pub fn vcpu_by_tcb(&self, tcb: crate::caps::Slot) -> Option<(VmId, u32)> {
+        self.registry.entries().filter(|e| e.presence == Presence::Listed).find_map(|e| {
+            (0..crate::config::MAX_VCPUS as u32)
+                .filter(|v| e.vm.vcpu_state(*v) != VcpuState::Absent)
+                .find(|v| e.vm.vcpu_caps(*v).is_some_and(|(t, _)| t.slot() == tcb))
+                .map(|v| (e.id, v))
+        })
+    }
+
     /// Handles one fault of vCPU `vcpu` of VM `id`: `label` and `mrs` are
     /// the fault message as the kernel delivered it. Never panics, whatever
     /// the message.
@@ -138,7 +169,8 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
             .entry(id)
             .is_some_and(|e| e.presence == Presence::Listed && e.vm.vcpu_state(vcpu) != VcpuState::Absent);
         if !listed {
-            return self.stop_vm(id, StopReason::NoSuchVcpu);
+            // Not a vCPU the VMM runs: leave it unanswered and touch nothing.
+            return ExitAction::Stop { reason: StopReason::NoSuchVcpu, notify: None };
         }
         let exit = match exits::decode(label, mrs) {
             Ok(exit) => exit,
@@ -161,7 +193,7 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
             },
             Exit::Trap { esr } => self.stop_vm(id, StopReason::UnhandledTrap { ec: esr.ec() }),
             Exit::Vppi { irq } => self.vppi(id, vcpu, irq),
-            Exit::VgicMaintenance { .. } => self.maintenance(id, vcpu),
+            Exit::VgicMaintenance { index } => self.maintenance(id, vcpu, index),
             Exit::UserException { pc, .. } => self.stop_vm(id, StopReason::GuestException { pc }),
         }
     }
@@ -228,7 +260,16 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
             Psci::Off => ExitAction::Park,
             Psci::SystemOff => self.stop_vm(id, StopReason::SystemOff),
             Psci::Reset { vcpu: boot, entry, arg } if boot == vcpu => {
-                ExitAction::ResumeWith([arg, 0, 0, 0, 0, 0, 0, 0, entry, 0, 0, SPSR_EL1H_MASKED])
+                let reset = self
+                    .registry
+                    .entry(id)
+                    .and_then(|e| e.vm.vcpu_caps(vcpu))
+                    .ok_or(KernelError::InvalidCapability)
+                    .and_then(|(_, vc)| self.kernel.vcpu_write_reg(vc, VcpuReg::Sctlr, SCTLR_EL1_RESET));
+                match reset {
+                    Ok(()) => ExitAction::ResumeWith([arg, 0, 0, 0, 0, 0, 0, 0, entry, 0, 0, SPSR_EL1H_MASKED]),
+                    Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
+                }
             }
             Psci::Reset { vcpu: boot, entry, arg } => self.restart_other(id, vcpu, boot, entry, arg),
         }
@@ -236,7 +277,7 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
 
     /// An `smc`: the registers are read from and written to the TCB.
     fn smc(&mut self, id: VmId, vcpu: u32, esr: Esr) -> ExitAction {
-        let Some((tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(vcpu)) else {
+        let Some(caps @ (tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(vcpu)) else {
             return self.stop_vm(id, StopReason::NoSuchVcpu);
         };
         let k = &mut self.kernel;
@@ -260,7 +301,7 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
             }
             Psci::Off => ExitAction::Park,
             Psci::SystemOff => self.stop_vm(id, StopReason::SystemOff),
-            Psci::Reset { vcpu: boot, entry, arg } if boot == vcpu => match self.start_at(tcb, entry, arg, false) {
+            Psci::Reset { vcpu: boot, entry, arg } if boot == vcpu => match self.start_at(caps, entry, arg, false) {
                 Ok(()) => ExitAction::Resume,
                 Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
             },
@@ -279,9 +320,18 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
         self.kernel.tcb_write_register(tcb, TcbReg::Pc, pc.wrapping_add(esr.instruction_len()))
     }
 
-    /// Sets a vCPU to enter at EL1h at `entry` with `arg` in x0.
-    fn start_at(&mut self, tcb: crate::caps::TcbCap, entry: u64, arg: u64, resume: bool) -> Result<(), KernelError> {
+    /// Sets a vCPU to enter at EL1h at `entry` with `arg` in x0, with its
+    /// MMU and caches off (SCTLR_EL1 at its reset value), as PSCI CPU_ON
+    /// and a reset promise the entry code.
+    fn start_at(
+        &mut self,
+        (tcb, vcpu): (TcbCap, VCpuCap),
+        entry: u64,
+        arg: u64,
+        resume: bool,
+    ) -> Result<(), KernelError> {
         let k = &mut self.kernel;
+        k.vcpu_write_reg(vcpu, VcpuReg::Sctlr, SCTLR_EL1_RESET)?;
         k.tcb_write_register(tcb, TcbReg::Spsr, SPSR_EL1H_MASKED)?;
         k.tcb_write_register(tcb, TcbReg::X(0), arg)?;
         k.tcb_write_register(tcb, TcbReg::Pc, entry)?;
@@ -294,11 +344,14 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
     /// SYSTEM_RESET from a vCPU other than the boot one: it parks, the boot
     /// vCPU restarts.
     fn restart_other(&mut self, id: VmId, caller: u32, boot: u32, entry: u64, arg: u64) -> ExitAction {
-        let Some((tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(boot)) else {
+        let Some(caps) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(boot)) else {
             return self.stop_vm(id, StopReason::NoSuchVcpu);
         };
+        if let Some((tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(caller)) {
+            let _ = self.kernel.tcb_suspend(tcb);
+        }
         self.vcpu_stopped(id, caller);
-        match self.start_at(tcb, entry, arg, true) {
+        match self.start_at(caps, entry, arg, true) {
             Ok(()) => {
                 if let Some(e) = self.registry.entry_mut(id) {
                     e.vm.set_vcpu_state(boot, VcpuState::Running);
@@ -322,6 +375,8 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
                 self.vcpu_stopped(id, vcpu);
                 Psci::Off
             }
+            Call::CpuSuspend => Psci::Return(ret::SUCCESS),
+            Call::AffinityInfo { target, level } => Psci::Return(self.affinity_info(id, target, level)),
             Call::SystemOff => Psci::SystemOff,
             Call::SystemReset => {
                 let Some(boot) = self.registry.entry(id).and_then(|e| e.vm.boot) else {
@@ -344,6 +399,18 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
         }
     }
 
+    /// PSCI AFFINITY_INFO at level 0: is the vCPU whose id is the MPIDR's
+    /// Aff0 on?
+    fn affinity_info(&self, id: VmId, target: u64, level: u64) -> u64 {
+        let Some(e) = self.registry.entry(id) else { return ret::INVALID_PARAMETERS };
+        let valid = level == 0 && target >> 8 == 0 && target < u64::from(self.config.vcpu_limit);
+        match (valid, e.vm.vcpu_state(target as u32)) {
+            (false, _) | (true, VcpuState::Absent) => ret::INVALID_PARAMETERS,
+            (true, VcpuState::Running) => psci::AFFINITY_ON,
+            (true, VcpuState::Stopped) => psci::AFFINITY_OFF,
+        }
+    }
+
     /// PSCI CPU_ON: the target is the vCPU whose id is the MPIDR's Aff0.
     fn cpu_on(&mut self, id: VmId, target: u64, entry: u64, context: u64) -> u64 {
         let Some(e) = self.registry.entry(id) else { return ret::INVALID_PARAMETERS };
@@ -359,8 +426,8 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
         if e.vm.memslots.find_gpa(entry).is_none() {
             return ret::INVALID_ADDRESS;
         }
-        let Some((tcb, _)) = e.vm.vcpu_caps(t) else { return ret::INVALID_PARAMETERS };
-        match self.start_at(tcb, entry, context, true) {
+        let Some(caps) = e.vm.vcpu_caps(t) else { return ret::INVALID_PARAMETERS };
+        match self.start_at(caps, entry, context, true) {
             Ok(()) => {
                 if let Some(e) = self.registry.entry_mut(id) {
                     e.vm.set_vcpu_state(t, VcpuState::Running);
@@ -371,26 +438,38 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
         }
     }
 
-    /// A virtual PPI: inject it; the kernel keeps it masked until the guest
-    /// has taken it (the maintenance exit) and the VMM acknowledges it.
+    /// A virtual PPI: inject it into a free list register; the kernel keeps
+    /// it masked until the guest has taken it (the maintenance exit) and the
+    /// VMM acknowledges it. With every list register in use it waits.
     fn vppi(&mut self, id: VmId, vcpu: u32, irq: u16) -> ExitAction {
+        let Some(bit) = irq.checked_sub(16).filter(|b| *b < 16) else {
+            return self.stop_vm(id, StopReason::BadMessage(ExitError::BadPpi));
+        };
         let Some(e) = self.registry.entry_mut(id) else { return self.stop_vm(id, StopReason::NoSuchVcpu) };
         let Some((_, vc)) = e.vm.vcpu_caps(vcpu) else { return self.stop_vm(id, StopReason::NoSuchVcpu) };
-        if let Err(err) = self.kernel.vcpu_inject_irq(vc, irq) {
+        let Some(lr) = e.vm.take_list_register(vcpu) else {
+            if let Some(w) = e.vm.ppis_waiting.get_mut(vcpu as usize) {
+                *w |= 1 << bit;
+            }
+            return ExitAction::Resume;
+        };
+        if let Err(err) = self.kernel.vcpu_inject_irq(vc, irq, lr) {
+            e.vm.free_list_register(vcpu, Some(lr));
             return self.stop_vm(id, StopReason::Kernel(err));
         }
-        let bit = irq.checked_sub(16).filter(|b| *b < 16);
-        if let (Some(p), Some(bit)) = (e.vm.ppis_pending.get_mut(vcpu as usize), bit) {
+        if let Some(p) = e.vm.ppis_pending.get_mut(vcpu as usize) {
             *p |= 1 << bit;
         }
         ExitAction::Resume
     }
 
-    /// A list register was consumed: acknowledge the PPIs delivered to this
-    /// vCPU so the kernel unmasks them.
-    fn maintenance(&mut self, id: VmId, vcpu: u32) -> ExitAction {
+    /// A list register was consumed: free it, acknowledge the PPIs delivered
+    /// to this vCPU so the kernel unmasks them, and inject any that waited
+    /// for a list register.
+    fn maintenance(&mut self, id: VmId, vcpu: u32, index: Option<u8>) -> ExitAction {
         let Some(e) = self.registry.entry_mut(id) else { return self.stop_vm(id, StopReason::NoSuchVcpu) };
         let Some((_, vc)) = e.vm.vcpu_caps(vcpu) else { return self.stop_vm(id, StopReason::NoSuchVcpu) };
+        e.vm.free_list_register(vcpu, index);
         let pending = e.vm.ppis_pending.get(vcpu as usize).copied().unwrap_or(0);
         for bit in 0..16u16 {
             if pending >> bit & 1 == 1 {
@@ -399,6 +478,17 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
                 }
                 if let Some(p) = e.vm.ppis_pending.get_mut(vcpu as usize) {
                     *p &= !(1 << bit);
+                }
+            }
+        }
+        let waiting = e.vm.ppis_waiting.get(vcpu as usize).copied().unwrap_or(0);
+        if let Some(w) = e.vm.ppis_waiting.get_mut(vcpu as usize) {
+            *w = 0;
+        }
+        for bit in 0..16u16 {
+            if waiting >> bit & 1 == 1 {
+                if let ExitAction::Stop { reason, notify } = self.vppi(id, vcpu, 16 + bit) {
+                    return ExitAction::Stop { reason, notify };
                 }
             }
         }
