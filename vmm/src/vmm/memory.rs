@@ -47,11 +47,7 @@ pub(super) fn unmap_slot<K: Kernel>(k: &mut K, slot: &Memslot) -> Result<(), Ker
 impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
     /// KVM_SET_USER_MEMORY_REGION2 on VM `id`.
     pub fn set_memory_region(&mut self, caller: Caller, id: VmId, req: &MemoryRegion) -> Result<(), Error> {
-        self.registry.get_mut(caller, id)?;
-        let Some(entry) = self.registry.entry_mut(id) else {
-            return Err(MemslotError::NoSuchSlot.into());
-        };
-        let vm = &mut entry.vm;
+        let vm = &mut self.registry.get_mut(caller, id)?.vm;
         let change = memslot::classify(&vm.memslots, req, &Env { config: &self.config })?;
         let k = &mut self.kernel;
         match change {
