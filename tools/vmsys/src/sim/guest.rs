@@ -141,15 +141,19 @@ impl Guest<'_> {
             GuestOp::Store { gpa, size, reg, value } => self.access(*gpa, *size, *reg, Some(*value)),
             GuestOp::Print(bytes) => {
                 let base = self.inst.uart.ok_or("the description gives this VM no pl011 to print on")?;
+                let (fr, dr) = match (base.checked_add(pl011::FR), base.checked_add(pl011::DR)) {
+                    (Some(fr), Some(dr)) => (fr, dr),
+                    _ => return Err(format!("the pl011 at {} has registers past 2^64", hex(base))),
+                };
                 for b in bytes {
-                    let a = self.access(base + pl011::FR, 4, 1, None)?;
+                    let a = self.access(fr, 4, 1, None)?;
                     if a != ExitAction::Resume {
                         return Ok(a);
                     }
                     if self.get(TcbReg::X(1)) & FR_TXFF != 0 {
                         return Err("the PL011 says its transmit FIFO is full: the guest would wait forever".into());
                     }
-                    let a = self.access(base + pl011::DR, 4, 0, Some(u64::from(*b)))?;
+                    let a = self.access(dr, 4, 0, Some(u64::from(*b)))?;
                     if a != ExitAction::Resume {
                         return Ok(a);
                     }

@@ -40,3 +40,23 @@ pub fn parse_errors(toml: &str, xml: &str) -> Vec<String> {
     }
     out
 }
+
+/// A scenario touching every kind of step, for the robustness test to
+/// mangle.
+pub const SETUP_FOR_FUZZ: &str = "\
+vmctl -> vmm1: create_vm => vm 1
+vmctl -> vmm1: create_vcpu vm=1 vcpu=0 => ok
+vmctl -> vmm1: set_region vm=1 slot=0 gpa=0x4000_0000 size=0x10_0000 uaddr=0x2000_0000 => ok
+vmctl -> vmm1: create_guest_memfd vm=1 size=0x1_0000 => fd 1
+vmctl -> vmm1: set_region vm=1 slot=1 flags=guest_memfd gpa=0x5000_0000 size=0x1_0000 fd=1 => ok
+vmctl -> vmm1: lock vm=1 slot=0 flags=read|write => ok
+vmctl -> vmm1: run_vcpu vm=1 vcpu=0 entry=0x4000_0000 => ok
+vm1: print vcpu=0 \"hi\" => resume
+vm1: console => \"hi\"
+vm1: store vcpu=0 gpa=0x5000_0000 size=8 reg=x1 value=7 => resume
+vm1: load vcpu=0 gpa=0xffff_ffff_ffff_fff8 size=8 reg=x1 => stop unmapped gpa=0xffff_ffff_ffff_fff8 notify=vmctl
+vm0: smc vcpu=0 x0=0x8400_0000 => resume x0=0x10001
+vm0: fetch vcpu=0 gpa=0x7000_0000 => stop unmapped gpa=0x7000_0000
+vmctl -> vmm1: raw label=9 payload=00 => EINVAL
+vmctl -> vmm1: destroy_vm vm=1 => ok
+";
