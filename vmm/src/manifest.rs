@@ -270,6 +270,9 @@ impl Manifest {
             || self.slots.iter().any(|s| {
                 let gmem = s.flags.get() & SLOT_GMEM != 0;
                 s.flags.get() & !(SLOT_GMEM | SLOT_LOCKABLE | SLOT_READONLY) != 0
+                    // guest_memfd slots are neither read-only (rule 3.1)
+                    // nor lockable (their frames are never pinned).
+                    || (gmem && s.flags.get() & (SLOT_LOCKABLE | SLOT_READONLY) != 0)
                     || s.pad.get() != 0
                     || (gmem && s.file.get() as usize >= self.files.len())
                     || (!gmem && s.file.get() != 0)
@@ -444,6 +447,8 @@ mod tests {
             |m: &mut Manifest| m.slots[0].pad = U32::new(1),
             |m: &mut Manifest| m.devices[0].kind = U32::new(9),
             |m: &mut Manifest| m.files[0].size = U64::new(100),
+            |m: &mut Manifest| m.slots[1].flags = U32::new(SLOT_GMEM | SLOT_READONLY),
+            |m: &mut Manifest| m.slots[1].flags = U32::new(SLOT_GMEM | SLOT_LOCKABLE),
         ] {
             let mut m = sample();
             broken(&mut m);
