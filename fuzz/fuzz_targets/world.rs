@@ -1,0 +1,60 @@
+// The live state the core's targets start from: a VMM on the seL4 model
+// with guest RAM, one client VM with a running vCPU, a RAM slot, a bound
+// guest_memfd slot and a PL011. Built once; each input runs on a clone.
+
+use vmm::caps::{Slot, SlotRange, PAGE_SIZE};
+use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig};
+use vmm::devices::pl011::{Console, Pl011};
+use vmm::devices::Device;
+use vmm::memslot::{MemoryRegion, GUEST_MEMFD};
+use vmm::model::Model;
+use vmm::registry::{NoHooks, Owner, VmId};
+use vmm::Vmm;
+
+pub type World = Vmm<Model, NoHooks>;
+pub const CLIENT: ClientId = ClientId(1);
+pub const RAM_VADDR: u64 = 0x4000_0000;
+pub const UART: u64 = 0x900_0000;
+
+pub struct Sink;
+
+impl Console for Sink {
+    fn put(&mut self, _: u8) {}
+}
+
+pub fn world() -> (Box<World>, VmId) {
+    let mut m = Model::new(64 << 20);
+    m.setup_vspace(Slot(1)).expect("vspace");
+    m.setup_ram(Slot(0x1000), 64, Slot(1), RAM_VADDR).expect("ram");
+    let mut ram = heapless::Vec::new();
+    let _ = ram.push(RamRegion { vmm_vaddr: RAM_VADDR, pages: 64, frames: Slot(0x1000) });
+    let mut clients = heapless::Vec::new();
+    let _ = clients.push(ClientConfig { id: CLIENT, memlock_pages: 16, privileged: false });
+    let _ = clients.push(ClientConfig { id: ClientId(2), memlock_pages: 0, privileged: true });
+    let config = VmmConfig { cspace: SlotRange { base: Slot(1 << 20), len: 1 << 20 }, ram, clients, vcpu_limit: 2, dirty_log: true };
+    let mut v = Box::new(Vmm::new(m, NoHooks, config).expect("config"));
+    let a = Owner::Client(CLIENT);
+    let vm = v.create_vm(a).expect("vm");
+    v.create_vcpu(a, vm, 0).expect("vcpu");
+    let ram_slot = MemoryRegion {
+        slot: 0,
+        guest_phys_addr: 0x8000_0000,
+        memory_size: 16 * PAGE_SIZE,
+        userspace_addr: RAM_VADDR,
+        ..MemoryRegion::default()
+    };
+    v.set_memory_region(a, vm, &ram_slot).expect("ram slot");
+    let fd = v.create_guest_memfd(a, vm, 4 * PAGE_SIZE, 0).expect("gmem");
+    let private = MemoryRegion {
+        slot: 1,
+        flags: GUEST_MEMFD,
+        guest_phys_addr: 0x9000_0000,
+        memory_size: 4 * PAGE_SIZE,
+        guest_memfd: fd,
+        ..MemoryRegion::default()
+    };
+    v.set_memory_region(a, vm, &private).expect("private slot");
+    v.register_device(a, vm, UART, 0x1000, Device::Pl011(Pl011::new())).expect("uart");
+    v.run_vcpu(a, vm, 0, 0x8000_0000, 0).expect("run");
+    (v, vm)
+}
