@@ -5,6 +5,46 @@
 //! 33 SPSR; `0x100 + n` is the `n`th [`VcpuReg`]. Anything else is unknown
 //! (EINVAL).
 
+/// The registers seL4 saves in a TCB that a VMM reads and writes around an
+/// exit (seL4's user context without the thread-pointer registers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct UserRegs {
+    /// The program counter.
+    pub pc: u64,
+    /// SP_EL0.
+    pub sp: u64,
+    /// The saved program status.
+    pub spsr: u64,
+    /// x0 to x30.
+    pub x: [u64; 31],
+}
+
+impl UserRegs {
+    /// The register `r`.
+    pub fn get(&self, r: TcbReg) -> u64 {
+        match r {
+            TcbReg::X(n) => self.x.get(usize::from(n)).copied().unwrap_or(0),
+            TcbReg::Sp => self.sp,
+            TcbReg::Pc => self.pc,
+            TcbReg::Spsr => self.spsr,
+        }
+    }
+
+    /// Sets the register `r` (writes to x31 and above are ignored).
+    pub fn set(&mut self, r: TcbReg, value: u64) {
+        match r {
+            TcbReg::X(n) => {
+                if let Some(x) = self.x.get_mut(usize::from(n)) {
+                    *x = value;
+                }
+            }
+            TcbReg::Sp => self.sp = value,
+            TcbReg::Pc => self.pc = value,
+            TcbReg::Spsr => self.spsr = value,
+        }
+    }
+}
+
 /// A register saved in the TCB.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TcbReg {

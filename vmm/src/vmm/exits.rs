@@ -25,7 +25,7 @@ use crate::exits::psci::{self, ret, Call};
 use crate::exits::{self, Exit, ExitError, HvcCall};
 use crate::kernel::{Kernel, KernelError};
 use crate::registry::{ArchHooks, Caller, Owner, Presence, VmId};
-use crate::regs::{TcbReg, VcpuReg, SCTLR_EL1_RESET, SPSR_EL1H_MASKED};
+use crate::regs::{TcbReg, UserRegs, VcpuReg, SCTLR_EL1_RESET, SPSR_EL1H_MASKED};
 use crate::vm::VcpuState;
 use crate::vmm::FaultOutcome;
 
@@ -227,21 +227,26 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
             Ok(a) => a,
             Err(error) => return self.stop_vm(id, StopReason::Mmio { gpa, error }),
         };
+        // One read of the context and one write back: what an exit costs on
+        // seL4 is mostly invocations.
         let k = &mut self.kernel;
-        let r = if access.write {
-            let value = match access.reg {
-                Some(r) => k.tcb_read_register(tcb, TcbReg::X(r)),
-                None => Ok(0),
-            };
-            value.map(|v| device.write(offset, access.store_value(v), console))
+        let mut regs = UserRegs::default();
+        if let Err(e) = k.tcb_read_registers(tcb, &mut regs) {
+            return self.stop_vm(id, StopReason::Kernel(e));
+        }
+        let mut changed = 0u32;
+        if access.write {
+            let value = access.reg.map_or(0, |r| regs.get(TcbReg::X(r)));
+            device.write(offset, access.store_value(value), console);
+        } else if let Some(r) = access.reg {
+            regs.set(TcbReg::X(r), access.load_result(device.read(offset)));
+            changed = 1 << r;
         } else {
-            let value = access.load_result(device.read(offset));
-            match access.reg {
-                Some(r) => k.tcb_write_register(tcb, TcbReg::X(r), value),
-                None => Ok(()),
-            }
-        };
-        match r.and_then(|()| k.tcb_write_register(tcb, TcbReg::Pc, pc.wrapping_add(esr.instruction_len()))) {
+            // A load into xzr still reads the device (reads can have effects).
+            let _ = device.read(offset);
+        }
+        regs.pc = pc.wrapping_add(esr.instruction_len());
+        match k.tcb_write_registers(tcb, &regs, changed) {
             Ok(()) => ExitAction::Resume,
             Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
         }
