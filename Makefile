@@ -4,7 +4,8 @@
 #   make              build build/<board>-<config>/loader.img
 #   make run          boot it in QEMU (Ctrl-a x quits)
 #   make test-qemu    boot it headless with a time limit and check the output
-#   make system.xml   regenerate the default system.xml from its template
+#   make system.xml   regenerate the default system.xml and system.toml from
+#                     their templates
 #
 # Variables, as in the SDK's own examples:
 #   MICROKIT_SDK     a Microkit 2.3.0 SDK (default /opt/seL4/microkit-sdk-2.3.0)
@@ -29,11 +30,12 @@ TEST_TIMEOUT ?= 60
 # The linker for both targets: rust-lld if present, else Debian's ld.lld.
 LLD ?= $(firstword $(foreach l,rust-lld ld.lld ld.lld-22 ld.lld-19,$(shell command -v $(l) 2>/dev/null)))
 
-.PHONY: all loader run test-qemu kernel-config-check guest pds clean system.xml check-system-xml
+.PHONY: all loader run test-qemu kernel-config-check guest pds clean system.xml check-system-xml manifests
 .DEFAULT_GOAL := all
 
 BOARD_TABLE := boards/$(MICROKIT_BOARD).mk
 SYSTEM_TEMPLATE := boards/system.xml.in
+DESCRIPTION_TEMPLATE := boards/system.toml.in
 # The values of the board table, in the order board.rs lists them.
 BOARD_VARS := GUEST_RAM_BASE GUEST_RAM_SIZE GUEST_PRIVATE_BASE GUEST_PRIVATE_SIZE GUEST_UART_BASE \
 	GUEST_UNMAPPED_ADDR LOADER_ADDR
@@ -43,9 +45,25 @@ $(error no board table for MICROKIT_BOARD=$(MICROKIT_BOARD): expected $(BOARD_TA
 endif
 include $(BOARD_TABLE)
 
+# Numbers of the system's layout that are the same on every board or follow
+# from the board table; the templates use them beside the table's values.
+# Where each VMM maps its VM's shared RAM.
+VMM_RAM_VADDR := 0x20000000
+# vm1's RAM is two memslots of half its size each; vmctl may lock one.
+GUEST_RAM_HALF := $(shell printf '0x%x' $$(( $(GUEST_RAM_SIZE) / 2 )))
+GUEST_RAM_UPPER := $(shell printf '0x%x' $$(( $(GUEST_RAM_BASE) + $(GUEST_RAM_SIZE) / 2 )))
+CLIENT_MEMLOCK_PAGES := $(shell printf '%d' $$(( $(GUEST_RAM_SIZE) / 2 / 4096 )))
+LAYOUT_VARS := VMM_RAM_VADDR GUEST_RAM_HALF GUEST_RAM_UPPER CLIENT_MEMLOCK_PAGES
+
 B := build/$(MICROKIT_BOARD)-$(MICROKIT_CONFIG)
 BOARD_RS := $(B)/board.rs
 SYSTEM_XML := $(B)/system.xml
+# The VM description of this board's system.xml, and the boot manifests
+# `vmsys manifest` writes from the two (one per VMM PD), with the Rust table
+# that embeds them in the PDs.
+DESCRIPTION := $(B)/system.toml
+MANIFEST_DIR := $(B)/manifests
+MANIFESTS_RS := $(B)/manifests.rs
 TARGET_SPEC := $(B)/aarch64-sel4-microkit.json
 GUEST_TARGET_DIR := $(B)/guest-target
 GUEST_ELF := $(GUEST_TARGET_DIR)/aarch64-unknown-none/release/guest
@@ -54,12 +72,13 @@ PDS_OUT := $(PDS_TARGET_DIR)/aarch64-sel4-microkit/release
 LOADER_IMG := $(B)/loader.img
 REPORT := $(B)/report.txt
 
-# system.xml from the template and the board table. The file at the root
-# is this output for qemu_virt_aarch64, kept in the repository for readers
-# and checked against the template on every build.
-define render-system-xml
-	sed -e 's|@GENERATED@|Generated from boards/system.xml.in and boards/$(MICROKIT_BOARD).mk by `make system.xml`: edit those, not this file.|' \
-	    $(foreach v,$(BOARD_VARS),-e 's|@$(v)@|$($(v))|g') $(SYSTEM_TEMPLATE)
+# system.xml and its VM description, system.toml, from their templates and
+# the board table: render TEMPLATE. The files at the root are this output
+# for qemu_virt_aarch64, kept in the repository for readers (and for the
+# host tool's tests) and checked against the templates on every build.
+define render
+	sed -e 's|@GENERATED@|Generated from $(1) and boards/$(MICROKIT_BOARD).mk by `make system.xml`: edit those, not this file.|' \
+	    $(foreach v,$(BOARD_VARS) $(LAYOUT_VARS),-e 's|@$(v)@|$($(v))|g') $(1)
 endef
 
 # Files that need no SDK.
@@ -75,23 +94,59 @@ $(BOARD_RS): $(BOARD_TABLE) Makefile
 
 $(SYSTEM_XML): $(SYSTEM_TEMPLATE) $(BOARD_TABLE) Makefile
 	@mkdir -p $(@D)
-	@$(render-system-xml) >$@
+	@$(call render,$(SYSTEM_TEMPLATE)) >$@
+
+$(DESCRIPTION): $(DESCRIPTION_TEMPLATE) $(BOARD_TABLE) Makefile
+	@mkdir -p $(@D)
+	@$(call render,$(DESCRIPTION_TEMPLATE)) >$@
 
 ifeq ($(MICROKIT_BOARD),qemu_virt_aarch64)
-system.xml: $(SYSTEM_XML)
+system.xml: $(SYSTEM_XML) $(DESCRIPTION)
 	cp $(SYSTEM_XML) system.xml
+	cp $(DESCRIPTION) system.toml
 
-check-system-xml: $(SYSTEM_XML)
+check-system-xml: $(SYSTEM_XML) $(DESCRIPTION)
 	@cmp -s system.xml $(SYSTEM_XML) || { \
 	    echo "system.xml differs from boards/system.xml.in + $(BOARD_TABLE): edit those and run 'make system.xml'"; \
 	    exit 1; }
+	@cmp -s system.toml $(DESCRIPTION) || { \
+	    echo "system.toml differs from boards/system.toml.in + $(BOARD_TABLE): edit those and run 'make system.xml'"; \
+	    exit 1; }
 else
 system.xml:
-	@echo "system.xml is the qemu_virt_aarch64 system; $(MICROKIT_BOARD)'s is generated at $(SYSTEM_XML)"
+	@echo "system.xml and system.toml are the qemu_virt_aarch64 system; $(MICROKIT_BOARD)'s are generated at $(SYSTEM_XML) and $(DESCRIPTION)"
 
-check-system-xml: $(SYSTEM_XML)
+check-system-xml: $(SYSTEM_XML) $(DESCRIPTION)
 	@true
 endif
+
+# The host tool, built for the host by the root workspace (none of the
+# target's environment applies to it).
+VMSYS = env -u RUSTC_BOOTSTRAP -u RUSTFLAGS -u RUSTC $(CARGO) run -q -p vmsys --
+
+# The boot manifests: `vmsys manifest` checks this board's system.xml
+# against its description (and the core's rules) and writes one manifest
+# per VMM PD; manifests.rs names each by its PD for `include_bytes!`. Files
+# are replaced only when their content changes, so the PDs rebuild only
+# then.
+manifests: $(SYSTEM_XML) $(DESCRIPTION)
+	@rm -rf $(MANIFEST_DIR).new && mkdir -p $(MANIFEST_DIR)
+	$(VMSYS) manifest --system $(DESCRIPTION) --xml $(SYSTEM_XML) --out $(MANIFEST_DIR).new
+	@set -e; dir=$(abspath $(MANIFEST_DIR)); \
+	for f in $(MANIFEST_DIR).new/*.manifest; do \
+	    n=$${f##*/}; cmp -s $$f $(MANIFEST_DIR)/$$n || cp $$f $(MANIFEST_DIR)/$$n; \
+	done; \
+	for f in $(MANIFEST_DIR)/*.manifest; do \
+	    [ -e $(MANIFEST_DIR).new/$${f##*/} ] || rm -f $$f; \
+	done; \
+	rm -rf $(MANIFEST_DIR).new; \
+	{ echo '// Generated by the Makefile from `vmsys manifest` ($(DESCRIPTION), $(SYSTEM_XML)); do not edit.'; \
+	  echo '/// The boot manifest of each VMM protection domain, by PD name.'; \
+	  echo 'pub static MANIFESTS: &[(&str, &[u8])] = &['; \
+	  for f in $$dir/*.manifest; do n=$${f##*/}; echo "    (\"$${n%.manifest}\", include_bytes!(\"$$f\")),"; done; \
+	  echo '];'; \
+	} >$(MANIFESTS_RS).tmp; \
+	if cmp -s $(MANIFESTS_RS).tmp $(MANIFESTS_RS); then rm $(MANIFESTS_RS).tmp; else mv $(MANIFESTS_RS).tmp $(MANIFESTS_RS); fi
 
 clean:
 	rm -rf build
@@ -113,6 +168,7 @@ else
 
 export SEL4_INCLUDE_DIRS := $(abspath $(SDK_BOARD)/include)
 export VMM_BOARD_RS := $(abspath $(BOARD_RS))
+export VMM_MANIFESTS_RS := $(abspath $(MANIFESTS_RS))
 export RUSTC_BOOTSTRAP := 1
 
 ifeq ($(LLD),)
@@ -136,7 +192,7 @@ guest: $(BOARD_RS)
 	    --target-dir $(abspath $(GUEST_TARGET_DIR))
 
 # The PDs, for the seL4 target; the VMM embeds the guest.
-pds: guest $(TARGET_SPEC) kernel-config-check
+pds: guest manifests $(TARGET_SPEC) kernel-config-check
 	cd pds && RUSTC=$(TARGET_RUSTC) VMM_GUEST_ELF=$(abspath $(GUEST_ELF)) \
 	RUSTFLAGS="-Clinker=$(LLD)" \
 	$(CARGO) build -p vmm-pd -p vmctl --release --target $(abspath $(TARGET_SPEC)) -Zjson-target-spec \

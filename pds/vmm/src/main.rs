@@ -1,29 +1,39 @@
 //! The VMM protection domain: one instance per VM (a Microkit PD manages at
 //! most one virtual machine).
 //!
-//! - `init` loads the embedded guest image into the VM's shared RAM; an
-//!   instance without a client channel (`client_channel` left unpatched)
-//!   manages an *internal* VM and starts it at once.
+//! - `init` finds this PD's boot manifest among those the build embedded,
+//!   verifies it (`Manifest::parse`) and checks it against what Microkit
+//!   mapped, configures the core from it (`Manifest::config`), loads the
+//!   guest image into the VM's shared RAM, and for an internal VM builds
+//!   the VM from the manifest and starts it (`Vmm::build_from_manifest`).
+//!   A VMM whose manifest or image is refused says why and starts nothing:
+//!   it answers every request with EIO.
 //! - `protected` hands a client's request to the core's one entry point,
 //!   `Vmm::handle`: label = the request label, payload = the message
-//!   registers as little-endian bytes; the answer is a `ResponseWire` in MR0-1.
+//!   registers as little-endian bytes; the answer is a `ResponseWire` in
+//!   MR0-1. A client's VM gets the manifest's devices when it is created
+//!   and a freshly loaded guest image before its first run.
 //! - `fault` hands the VM's exits to the core (`Vmm::handle_exit`) and
 //!   answers the kernel as it says: resume, resume with registers, or leave
 //!   the vCPU stopped (and tell the owner, if the VM has one, on its channel).
 //!
 //! The core's `Kernel` is [`backend::MicrokitKernel`]: TCB and vCPU calls are
-//! real seL4 invocations on the capabilities Microkit gives this PD.
+//! real seL4 invocations, memory operations are checked against the boot
+//! manifest (its module documentation says exactly how).
 
 #![no_std]
 #![no_main]
 
 mod backend;
+mod boot_manifest;
 mod cache;
 mod console;
+mod guest_image;
+mod instance;
 mod loader;
+mod refusal;
+mod stop_reason;
 mod vcpu_caps;
-
-use core::fmt::Write;
 
 use sel4_microkit::{
     debug_println, get_mr, pd_name, protection_domain, set_mr, var, with_msg_bytes, with_msg_bytes_mut, Channel,
@@ -31,164 +41,43 @@ use sel4_microkit::{
 };
 use zerocopy::IntoBytes;
 
-use vmm::caps::{Slot, SlotRange, PAGE_SIZE};
-use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig};
-use vmm::devices::pl011::{self, Pl011};
-use vmm::devices::Device;
 use vmm::exits::MAX_FAULT_MRS;
-use vmm::protocol::label;
-use vmm::registry::{Caller, NoHooks, Owner, VmId};
-use vmm::vmm::{ExitAction, StopReason};
-use vmm::Vmm;
+use vmm::protocol::Response;
+use vmm::Errno;
 
-use backend::MicrokitKernel;
-use vcpu_caps::VmVcpu;
-
-/// The guest, built for aarch64-unknown-none and linked at guest RAM's base.
-static GUEST_IMAGE: &[u8] = include_bytes!(env!("VMM_GUEST_ELF", "VMM_GUEST_ELF must name the guest ELF"));
-
-/// Microkit vCPUs of the VM (`<vcpu id="0"/>` in system.xml).
-const VM_VCPUS: u64 = 1;
+use boot_manifest::Mapped;
+use instance::{Instance, Reply};
 
 /// `client_channel` when system.xml gives this instance no client.
 const NO_CLIENT: usize = usize::MAX;
 
-/// Pages a client may lock.
-const CLIENT_MEMLOCK_PAGES: u64 = 256;
-
-/// The core's slots are names the backend binds to Microkit's objects, so
-/// any range that cannot clash with a real slot number will do.
-const CORE_SLOTS: SlotRange = SlotRange { base: Slot(1 << 32), len: 1 << 20 };
-/// Names for the frames of guest RAM (the backend holds none: memslot
-/// mappings fail with Unsupported).
-const RAM_FRAME_SLOTS: Slot = Slot(1 << 33);
-
-type Core = Vmm<MicrokitKernel, NoHooks>;
-
-struct VmmPd {
-    pd: &'static str,
-    vm: heapless::String<16>,
-    vmm: Core,
-    console: console::Console,
-}
-
-#[protection_domain(stack_size = 0x10_0000)]
-fn init() -> VmmPd {
-    let pd = pd_name().unwrap_or("vmm");
-    let mut vm = heapless::String::new();
-    let _ = write!(vm, "vm{}", pd.strip_prefix("vmm").unwrap_or(pd));
-    let ram_vaddr = *var!(guest_ram_vaddr: usize = 0);
-    let ram_size = *var!(guest_ram_size: usize = 0);
-    let client = *var!(client_channel: usize = NO_CLIENT);
-
-    let mut config = VmmConfig {
-        cspace: CORE_SLOTS,
-        ram: heapless::Vec::new(),
-        clients: heapless::Vec::new(),
-        vcpu_limit: VM_VCPUS as u32,
-        dirty_log: false,
-    };
-    let _ = config.ram.push(RamRegion {
-        vmm_vaddr: ram_vaddr as u64,
-        pages: ram_size as u64 / PAGE_SIZE,
-        frames: RAM_FRAME_SLOTS,
-    });
-    if client != NO_CLIENT {
-        let _ = config.clients.push(ClientConfig {
-            id: ClientId(client as u32),
-            memlock_pages: CLIENT_MEMLOCK_PAGES,
-            privileged: false,
-        });
-    }
-    let vmm = match Vmm::new(MicrokitKernel::new(VM_VCPUS), NoHooks, config) {
-        Ok(v) => v,
-        Err(e) => panic!("{pd}: configuration refused: {e}"),
-    };
-    let mut this = VmmPd { pd, vm: vm.clone(), vmm, console: console::Console::new(vm) };
-    match client {
-        NO_CLIENT => debug_println!("{pd}: VMM of {}, an internal VM (no client)", this.vm),
-        c => debug_println!("{pd}: VMM of {}, controlled by the client on channel {c}", this.vm),
-    }
-    match this.load_guest(ram_vaddr, ram_size) {
-        Some(entry) if client == NO_CLIENT => this.start_internal(entry),
-        _ => {}
-    }
-    this
-}
-
-impl VmmPd {
-    /// Copies the guest image into the VM's shared RAM; returns its entry.
-    fn load_guest(&mut self, ram_vaddr: usize, ram_size: usize) -> Option<u64> {
-        if ram_vaddr == 0 || ram_size == 0 {
-            debug_println!("{}: no guest RAM mapped (guest_ram_vaddr/guest_ram_size unset)", self.pd);
-            return None;
-        }
-        // SAFETY: system.xml maps the VM's shared RAM here, read-write, for
-        // this PD alone among PDs; the VM is not running yet.
-        let ram = unsafe { core::slice::from_raw_parts_mut(ram_vaddr as *mut u8, ram_size) };
-        let mut ram = loader::GuestRam { base: board::GUEST_RAM_BASE, ram };
-        match loader::load(GUEST_IMAGE, &mut ram) {
-            Ok(loaded) => {
-                let entry = loaded.entry;
-                // The guest starts with its MMU (so its caches) off and reads
-                // memory, not the VMM's dirty cache lines.
-                let written = ram_vaddr..ram_vaddr + loaded.written;
-                if let Err(e) = cache::clean_data(written.start, written.end) {
-                    debug_println!("{}: cannot clean the data cache over the guest image: {e}", self.pd);
-                    return None;
-                }
-                debug_println!(
-                    "{}: guest image loaded ({} bytes), entry {entry:#x}; data cache cleaned over {:#x}..{:#x}",
-                    self.pd,
-                    GUEST_IMAGE.len(),
-                    written.start,
-                    written.end
-                );
-                Some(entry)
-            }
-            Err(e) => {
-                debug_println!("{}: guest image refused: {e}", self.pd);
-                None
-            }
-        }
-    }
-
-    /// Gives VM `id` the devices of the static layout: a PL011 where the
-    /// board table puts the guest's UART (system.xml leaves it unmapped, so
-    /// every access traps).
-    fn add_devices(&mut self, owner: Caller, id: VmId) -> Result<(), vmm::Error> {
-        let uart = Device::Pl011(Pl011::new());
-        self.vmm.register_device(owner, id, board::GUEST_UART_BASE, pl011::SIZE, uart)
-    }
-
-    /// Creates the internal VM, its vCPU 0 and devices, and runs it at
-    /// `entry`.
-    fn start_internal(&mut self, entry: u64) {
-        let r = self.vmm.create_vm(Owner::Internal).and_then(|id| {
-            self.vmm.create_vcpu(Owner::Internal, id, 0)?;
-            self.add_devices(Owner::Internal, id)?;
-            self.vmm.run_vcpu(Owner::Internal, id, 0, entry, board::guest_mode::NORMAL)?;
-            Ok(id)
-        });
-        match r {
-            Ok(id) => debug_println!("{}: started {} (VM id {}) at {entry:#x}", self.pd, self.vm, id.0),
-            Err(e) => debug_println!("{}: cannot start {}: {e}", self.pd, self.vm),
-        }
-    }
-
-    /// The core's VM and vCPU behind Microkit vCPU `v`.
-    fn core_vcpu(&self, v: VmVcpu) -> Option<(VmId, u32)> {
-        let slot = self.vmm.kernel().tcb_slot_of(v)?;
-        self.vmm.registry().entries().find_map(|e| {
-            (0..vmm::config::MAX_VCPUS as u32)
-                .find(|i| e.vm.vcpu_caps(*i).is_some_and(|(tcb, _)| tcb.slot() == slot))
-                .map(|i| (e.id, i))
-        })
-    }
-}
-
 /// seL4's largest message, in bytes (`seL4_MsgMaxLength` words).
 const MSG_MAX_BYTES: usize = 120 * 8;
+
+/// The VMM PD: started, or refusing to.
+#[allow(clippy::large_enum_variant)] // one value for the PD's lifetime
+enum VmmPd {
+    Running(Instance),
+    Refused { pd: &'static str },
+}
+
+#[protection_domain(stack_size = 0x40_0000)]
+fn init() -> VmmPd {
+    let pd = pd_name().unwrap_or("vmm");
+    let client = *var!(client_channel: usize = NO_CLIENT);
+    let mapped = Mapped {
+        ram_vaddr: *var!(guest_ram_vaddr: usize = 0) as u64,
+        ram_size: *var!(guest_ram_size: usize = 0) as u64,
+        client: (client != NO_CLIENT).then(|| u32::try_from(client).ok()).flatten(),
+    };
+    match Instance::start(pd, &mapped) {
+        Ok(instance) => VmmPd::Running(instance),
+        Err(why) => {
+            debug_println!("{pd}: refusing to start: {why}");
+            VmmPd::Refused { pd }
+        }
+    }
+}
 
 impl Handler for VmmPd {
     type Error = Infallible;
@@ -203,17 +92,17 @@ impl Handler for VmmPd {
                 dst.copy_from_slice(src);
             }
         });
-        let client = ClientId(channel.index() as u32);
-        let response = self.vmm.handle(client, msg_info.label(), &payload[..n]);
-        if let (label::CREATE_VM, Ok(id)) = (msg_info.label(), response.result) {
-            let id = VmId(id as u32);
-            if let Err(e) = self.add_devices(Owner::Client(client), id) {
-                debug_println!("{}: VM {} has no UART: {e}", self.pd, id.0);
-            }
-        }
+        let response = match self {
+            VmmPd::Running(vmm) => vmm.request(channel, msg_info.label(), payload.get(..n).unwrap_or(&[])),
+            VmmPd::Refused { .. } => Response { result: Err(Errno::EIO) },
+        };
         let wire = response.to_wire();
         let bytes = wire.as_bytes();
-        with_msg_bytes_mut(|b| b[..bytes.len()].copy_from_slice(bytes));
+        with_msg_bytes_mut(|b| {
+            if let Some(dst) = b.get_mut(..bytes.len()) {
+                dst.copy_from_slice(bytes);
+            }
+        });
         Ok(MessageInfo::new(0, bytes.len() / 8))
     }
 
@@ -225,57 +114,31 @@ impl Handler for VmmPd {
         for (i, mr) in mrs.iter_mut().take(n).enumerate() {
             *mr = get_mr(i);
         }
-        let microkit_vcpu = VmVcpu::new(child.index() as u64);
-        let Some((id, vcpu)) = microkit_vcpu.and_then(|v| self.core_vcpu(v)) else {
-            debug_println!("{}: fault from vCPU {}, which no VM has: left stopped", self.pd, child.index());
-            if let Some(v) = microkit_vcpu {
-                let _ = v.tcb().tcb_suspend();
+        let reply = match self {
+            VmmPd::Running(vmm) => vmm.fault(child.index() as u64, msg_info.label(), mrs.get(..n).unwrap_or(&[])),
+            VmmPd::Refused { pd } => {
+                debug_println!("{pd}: fault from vCPU {} of a VMM that did not start: left stopped", child.index());
+                Reply::Stopped
             }
-            return Ok(None);
         };
-        match self.vmm.handle_exit(id, vcpu, msg_info.label(), &mrs[..n], &mut self.console) {
-            ExitAction::Resume => Ok(Some(MessageInfo::new(0, 0))),
-            ExitAction::ResumeWith(regs) => {
+        Ok(match reply {
+            Reply::Resume => Some(MessageInfo::new(0, 0)),
+            Reply::ResumeWith(regs) => {
                 for (i, r) in regs.iter().enumerate() {
                     set_mr(i, *r);
                 }
-                Ok(Some(MessageInfo::new(0, regs.len())))
+                Some(MessageInfo::new(0, regs.len()))
             }
-            ExitAction::Park => Ok(None),
-            ExitAction::Stop { reason, notify } => {
-                self.console.flush();
-                debug_println!("{}: stopped: {}", self.vm, Why(reason));
-                if let Some(client) = notify {
-                    Channel::new(client.0 as usize).notify();
-                }
-                Ok(None)
-            }
-        }
+            Reply::Stopped => None,
+        })
     }
 
     fn notified(&mut self, channels: ChannelSet) -> Result<(), Self::Error> {
-        debug_println!("{}: unexpected notification on {}", self.pd, channels.display());
+        let pd = match self {
+            VmmPd::Running(_) => pd_name().unwrap_or("vmm"),
+            VmmPd::Refused { pd } => pd,
+        };
+        debug_println!("{pd}: unexpected notification on {}", channels.display());
         Ok(())
-    }
-}
-
-/// A stop reason as the log says it.
-struct Why(StopReason);
-
-impl core::fmt::Display for Why {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self.0 {
-            StopReason::SystemOff => write!(f, "PSCI SYSTEM_OFF"),
-            StopReason::Unmapped { gpa } => write!(f, "access outside every memslot at {gpa:#x}"),
-            StopReason::ReadOnlyWrite { gpa } => write!(f, "write to a read-only memslot at {gpa:#x}"),
-            StopReason::NoBacking { gpa } => write!(f, "access to a closed guest_memfd at {gpa:#x}"),
-            StopReason::Mmio { gpa, error } => write!(f, "device access at {gpa:#x} not emulated: {error}"),
-            StopReason::BadMessage(e) => write!(f, "fault message not understood: {e}"),
-            StopReason::UnhandledTrap { ec } => write!(f, "trapped instruction not emulated (EC {ec:#x})"),
-            StopReason::GuestException { pc } => write!(f, "guest exception at {pc:#x}"),
-            StopReason::NoSuchVcpu => write!(f, "fault from a vCPU the VM does not have"),
-            StopReason::Kernel(e) => write!(f, "kernel refused: {e}"),
-            StopReason::Map(e) => write!(f, "mapping failed: {e}"),
-        }
     }
 }

@@ -1,0 +1,199 @@
+//! A started VMM: the core over the Microkit backend, its boot manifest,
+//! the guest image and the VM's console.
+
+use core::fmt::Write;
+
+use sel4_microkit::{debug_println, Channel};
+
+use vmm::config::ClientId;
+use vmm::devices::pl011::Pl011;
+use vmm::devices::Device;
+use vmm::manifest::Manifest;
+use vmm::protocol::{Request, Response};
+use vmm::registry::{NoHooks, Owner, Presence, VmId};
+use vmm::vmm::ExitAction;
+use vmm::{Errno, Vmm};
+
+use crate::backend::{MicrokitKernel, StaticMap, CORE_SLOTS, RAM_FRAME_SLOTS};
+use crate::boot_manifest::{self, Mapped};
+use crate::console::Console;
+use crate::guest_image::GuestImage;
+use crate::refusal::Refusal;
+use crate::stop_reason::Why;
+use crate::vcpu_caps::VmVcpu;
+
+type Core = Vmm<MicrokitKernel, NoHooks>;
+
+/// What a fault asks of the Microkit event loop.
+pub enum Reply {
+    /// Resume the vCPU as it is.
+    Resume,
+    /// Resume it with these registers (the reply's message registers, in
+    /// the order of seL4's UnknownSyscall reply).
+    ResumeWith([u64; 12]),
+    /// Leave it stopped: no reply.
+    Stopped,
+}
+
+/// A started VMM.
+pub struct Instance {
+    pd: &'static str,
+    vm: heapless::String<16>,
+    vmm: Core,
+    manifest: Manifest,
+    image: GuestImage,
+    console: Console,
+}
+
+impl Instance {
+    /// Starts the VMM of the PD named `pd`: verifies its boot manifest
+    /// against what Microkit mapped, configures the core from it, loads the
+    /// guest image, and builds and starts an internal VM.
+    pub fn start(pd: &'static str, mapped: &Mapped) -> Result<Instance, Refusal> {
+        let manifest = boot_manifest::load(pd, mapped).map_err(Refusal::Manifest)?;
+        let config = manifest.config(CORE_SLOTS, RAM_FRAME_SLOTS).map_err(Refusal::Config)?;
+        let layout = StaticMap::new(&manifest, RAM_FRAME_SLOTS).map_err(Refusal::Layout)?;
+        let kernel = MicrokitKernel::new(u64::from(manifest.vcpus), layout);
+        let vmm = Vmm::new(kernel, NoHooks, config).map_err(Refusal::Core)?;
+        // Cannot be absent: boot_manifest::load insists on one RAM record.
+        let gpa = manifest.ram.first().map_or(0, |r| r.gpa.get());
+        let mut image = GuestImage::new(mapped.ram_vaddr, mapped.ram_size, gpa);
+        let loaded = image.load().map_err(Refusal::Image)?;
+        if loaded.entry != manifest.entry {
+            return Err(Refusal::Entry { image: loaded.entry, manifest: manifest.entry });
+        }
+        let mut vm = heapless::String::new();
+        let _ = write!(vm, "vm{}", pd.strip_prefix("vmm").unwrap_or(pd));
+        let console = Console::new(vm.clone());
+        let mut this = Instance { pd, vm, vmm, manifest, image, console };
+        match this.manifest.internal() {
+            true => debug_println!("{pd}: VMM of {}, an internal VM; boot manifest verified", this.vm),
+            false => debug_println!(
+                "{pd}: VMM of {}, controlled by the client on channel {}; boot manifest verified",
+                this.vm,
+                this.manifest.client_channel
+            ),
+        }
+        debug_println!(
+            "{pd}: guest image loaded ({} bytes), entry {:#x}; data cache cleaned over {:#x}..{:#x}",
+            loaded.image_bytes,
+            loaded.entry,
+            loaded.cleaned.0,
+            loaded.cleaned.1
+        );
+        if this.manifest.internal() {
+            this.start_internal();
+        }
+        Ok(this)
+    }
+
+    /// Builds the internal VM from the manifest and starts vCPU 0 in the
+    /// guest's normal mode.
+    fn start_internal(&mut self) {
+        let (pd, vm) = (self.pd, &self.vm);
+        match self.vmm.build_from_manifest(&self.manifest, Owner::Internal, Some(board::guest_mode::NORMAL)) {
+            Ok(id) => {
+                self.image.started(id);
+                debug_println!(
+                    "{pd}: built {vm} (VM id {}) from its boot manifest and started it at {:#x}",
+                    id.0,
+                    self.manifest.entry
+                );
+            }
+            Err(e) => debug_println!("{pd}: cannot build {vm} from its boot manifest: {e}"),
+        }
+    }
+
+    /// One protected call from the client on `channel`.
+    pub fn request(&mut self, channel: Channel, label: u64, payload: &[u8]) -> Response {
+        let client = ClientId(channel.index() as u32);
+        let request = Request::decode(label, payload).ok();
+        if let Some(Request::RunVcpu { vm, .. }) = request {
+            if let Err(e) = self.refresh_image(client, vm) {
+                return Response { result: Err(e) };
+            }
+        }
+        let response = self.vmm.handle(client, label, payload);
+        match (request, response.result) {
+            (Some(Request::CreateVm), Ok(id)) => {
+                let id = VmId(id as u32);
+                if let Err(e) = self.add_devices(Owner::Client(client), id) {
+                    debug_println!("{}: VM {} cannot have its devices ({e}): destroyed", self.pd, id.0);
+                    let _ = self.vmm.destroy_vm(Owner::Client(client), id);
+                    return Response { result: Err(e.errno()) };
+                }
+            }
+            (Some(Request::RunVcpu { vm, .. }), Ok(_)) => self.image.started(vm),
+            _ => {}
+        }
+        response
+    }
+
+    /// Before `client` runs its VM `vm`: loads the guest image again if
+    /// another VM has run since it was loaded (the re-created VM's first
+    /// run). A request the core will refuse for want of authority changes
+    /// nothing.
+    fn refresh_image(&mut self, client: ClientId, vm: VmId) -> Result<(), Errno> {
+        let owned = self
+            .vmm
+            .registry()
+            .entry(vm)
+            .is_some_and(|e| e.owner == Owner::Client(client) && e.presence == Presence::Listed);
+        if !owned || !self.image.stale_for(vm) {
+            return Ok(());
+        }
+        match self.image.load() {
+            Ok(l) => {
+                debug_println!(
+                    "{}: guest image reloaded for VM {} ({} bytes); data cache cleaned over {:#x}..{:#x}",
+                    self.pd,
+                    vm.0,
+                    l.image_bytes,
+                    l.cleaned.0,
+                    l.cleaned.1
+                );
+                Ok(())
+            }
+            Err(e) => {
+                debug_println!("{}: cannot reload the guest image for VM {}: {e}", self.pd, vm.0);
+                Err(Errno::EIO)
+            }
+        }
+    }
+
+    /// Gives VM `id` the manifest's devices (the guest's UART; system.xml
+    /// leaves it unmapped, so every access traps).
+    fn add_devices(&mut self, owner: Owner, id: VmId) -> Result<(), vmm::Error> {
+        for d in &self.manifest.devices {
+            self.vmm.register_device(owner, id, d.base.get(), d.size.get(), Device::Pl011(Pl011::new()))?;
+        }
+        Ok(())
+    }
+
+    /// A fault of Microkit vCPU `child` (its message: `label`, `mrs`).
+    pub fn fault(&mut self, child: u64, label: u64, mrs: &[u64]) -> Reply {
+        let microkit_vcpu = VmVcpu::new(child);
+        let core_vcpu =
+            microkit_vcpu.and_then(|v| self.vmm.kernel().tcb_slot_of(v)).and_then(|slot| self.vmm.vcpu_by_tcb(slot));
+        let Some((id, vcpu)) = core_vcpu else {
+            debug_println!("{}: fault from vCPU {child}, which no VM has: left stopped", self.pd);
+            if let Some(v) = microkit_vcpu {
+                let _ = v.tcb().tcb_suspend();
+            }
+            return Reply::Stopped;
+        };
+        match self.vmm.handle_exit(id, vcpu, label, mrs, &mut self.console) {
+            ExitAction::Resume => Reply::Resume,
+            ExitAction::ResumeWith(regs) => Reply::ResumeWith(regs),
+            ExitAction::Park => Reply::Stopped,
+            ExitAction::Stop { reason, notify } => {
+                self.console.flush();
+                debug_println!("{}: stopped: {}", self.vm, Why(reason));
+                if let Some(client) = notify {
+                    Channel::new(client.0 as usize).notify();
+                }
+                Reply::Stopped
+            }
+        }
+    }
+}
