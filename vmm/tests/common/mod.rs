@@ -150,6 +150,16 @@ pub fn fails_unchanged<T: std::fmt::Debug>(
         Ok(x) => panic!("expected {errno:?}, got Ok({x:?})"),
     }
     assert!(*v == before, "a failed request changed the state");
+    // The hooks' calls too: none, but for the one add a refusing hook made.
+    let (old, now) = (&before.hooks().log, &v.hooks().log);
+    assert_eq!(now.get(..old.len()), Some(&old[..]), "the hook log was rewritten");
+    let new_calls = &now[old.len()..];
+    let hook_refused = before.hooks().fail_add.is_some() && v.hooks().fail_add.is_none();
+    if hook_refused {
+        assert!(new_calls.len() == 1 && new_calls[0].starts_with("add "), "hook calls {new_calls:?}");
+    } else {
+        assert!(new_calls.is_empty(), "a failed request called arch hooks: {new_calls:?}");
+    }
     check_invariants(v);
 }
 
