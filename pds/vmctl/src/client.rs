@@ -1,0 +1,51 @@
+//! Protected calls to the VMM.
+//!
+//! A request is the core's `Request::encode`: the message label is the
+//! request label and the payload goes in the message registers as
+//! little-endian bytes. The answer is a `ResponseWire` in MR0-1.
+
+use sel4_microkit::{with_msg_bytes, with_msg_bytes_mut, Channel, MessageInfo};
+use zerocopy::FromBytes;
+
+use vmm::protocol::wire::ResponseWire;
+use vmm::protocol::{Request, Response, MAX_PAYLOAD};
+use vmm::Errno;
+
+/// The protected-call channel to the VMM (system.xml).
+pub const VMM: Channel = Channel::new(0);
+
+/// What the VMM answered: its value, its errno, or EIO for an answer that
+/// is no response at all.
+pub type Answer = Result<u64, Errno>;
+
+/// Calls the VMM with `label` and the first `words` words of `payload`.
+pub fn call_raw(label: u64, payload: &[u8], words: usize) -> Answer {
+    let n = (words * 8).min(payload.len());
+    with_msg_bytes_mut(|b| {
+        if let (Some(dst), Some(src)) = (b.get_mut(..n), payload.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+    });
+    let reply = VMM.pp_call(MessageInfo::new(label, words));
+    if reply.count() < 2 {
+        return Err(Errno::EIO);
+    }
+    let wire = with_msg_bytes(|b| b.get(..16).and_then(|w| ResponseWire::read_from_bytes(w).ok()));
+    match wire.as_ref().and_then(Response::from_wire) {
+        Some(r) => r.result,
+        None => Err(Errno::EIO),
+    }
+}
+
+/// Calls the VMM with a well-formed request.
+pub fn call(req: &Request) -> Answer {
+    let (label, payload, len) = encode(req);
+    call_raw(label, &payload, len.div_ceil(8))
+}
+
+/// A request's label, payload and payload length.
+pub fn encode(req: &Request) -> (u64, [u8; MAX_PAYLOAD], usize) {
+    let mut payload = [0u8; MAX_PAYLOAD];
+    let (label, len) = req.encode(&mut payload);
+    (label, payload, len)
+}
