@@ -33,19 +33,15 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use common::*;
-use vmm::caps::{Rights, Slot, PAGE_SIZE};
+use vmm::caps::PAGE_SIZE;
 use vmm::config::ClientId;
 use vmm::devices::pl011::{self, Console, Pl011};
 use vmm::devices::Device;
 use vmm::exits::esr::Esr;
 use vmm::exits::mmio::{Access, MmioError};
 use vmm::memslot::READONLY;
-use vmm::model::{Cap, Object};
-use vmm::registry::{Entry, VmId};
-use vmm::vm::Vm;
+use vmm::registry::VmId;
 use vmm::vmm::{ExitAction, StopReason};
 
 /// Inputs per target under `cargo test` (overridden by
@@ -95,35 +91,6 @@ fn template() -> (Box<TestVmm>, VmId, VmId) {
     }
     check_invariants(&v);
     (v, ids[0], b)
-}
-
-/// What of VM `vm` the model and the registry hold: its entry, every
-/// capability of its own slots and memslots with its object, its mappings.
-#[derive(Debug, PartialEq)]
-struct VmView {
-    entry: Entry<Vm>,
-    caps: BTreeMap<u64, (Cap, Object)>,
-    pages: BTreeMap<u64, (u64, Rights)>,
-}
-
-fn view(v: &TestVmm, vm: VmId) -> VmView {
-    let entry = v.registry().entry(vm).unwrap().clone();
-    let m = v.kernel();
-    let mut caps = BTreeMap::new();
-    let mut take = |s: Slot| {
-        if let Some(c) = m.cap(s) {
-            caps.insert(s.0, (c.clone(), m.object(c.obj).unwrap().clone()));
-        }
-    };
-    for i in 0..entry.vm.fixed.len {
-        take(entry.vm.fixed.get(i).unwrap());
-    }
-    for slot in entry.vm.memslots.iter() {
-        for i in 0..slot.map_caps.len {
-            take(slot.map_caps.get(i).unwrap());
-        }
-    }
-    VmView { entry, caps, pages: guest_pages(v, vm) }
 }
 
 /// One fuzzed exit: label, MRs, vCPU, how many MRs to send, and steering

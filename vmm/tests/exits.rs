@@ -25,10 +25,10 @@ use vmm::exits::mmio::{Access, MmioError};
 use vmm::exits::{decode, Exit, ExitError, HvcCall};
 use vmm::kernel::Kernel;
 use vmm::memslot::READONLY;
-use vmm::model::{Cap, Object};
-use vmm::registry::{Entry, Owner, VmId};
+use vmm::model::Object;
+use vmm::registry::{Owner, VmId};
 use vmm::regs::{Reg, TcbReg, VcpuReg};
-use vmm::vm::{VcpuState, Vm};
+use vmm::vm::VcpuState;
 use vmm::vmm::{ExitAction, StopReason};
 use vmm::Errno;
 
@@ -245,39 +245,6 @@ fn fill_regs(v: &mut TestVmm, vm: VmId) {
 /// The registers x0-x30 of a vCPU.
 fn xregs(v: &TestVmm, vm: VmId, vcpu: u32) -> Vec<u64> {
     (0..31).map(|n| x(v, vm, vcpu, n)).collect()
-}
-
-/// What a VM is made of and nobody else may touch: its registry entry
-/// (memslots, devices, vCPU states), every capability in its own run of
-/// slots and in its memslots' mapping slots with the object it names (its
-/// VSpace with its pages and tables, its TCBs with registers and run state,
-/// its vCPU objects with injected and acknowledged interrupts), and every
-/// mapping in its VSpace.
-#[derive(Debug, PartialEq)]
-struct VmView {
-    entry: Entry<Vm>,
-    caps: BTreeMap<u64, (Cap, Object)>,
-    pages: BTreeMap<u64, (u64, Rights)>,
-}
-
-fn view(v: &TestVmm, vm: VmId) -> VmView {
-    let entry = v.registry().entry(vm).unwrap().clone();
-    let m = v.kernel();
-    let mut caps = BTreeMap::new();
-    let mut take = |s: Slot| {
-        if let Some(c) = m.cap(s) {
-            caps.insert(s.0, (c.clone(), m.object(c.obj).unwrap().clone()));
-        }
-    };
-    for i in 0..entry.vm.fixed.len {
-        take(entry.vm.fixed.get(i).unwrap());
-    }
-    for slot in entry.vm.memslots.iter() {
-        for i in 0..slot.map_caps.len {
-            take(slot.map_caps.get(i).unwrap());
-        }
-    }
-    VmView { entry, caps, pages: guest_pages(v, vm) }
 }
 
 fn exit(v: &mut TestVmm, vm: VmId, vcpu: u32, label: u64, mrs: &[u64]) -> ExitAction {

@@ -259,3 +259,37 @@ pub fn check_invariants(v: &TestVmm) {
 pub fn guest_pages(v: &TestVmm, id: VmId) -> std::collections::BTreeMap<u64, (u64, vmm::caps::Rights)> {
     vm_vspace(v, id).map(|vs| v.kernel().pages_in(vs)).unwrap_or_default()
 }
+
+/// What a VM is made of and nobody else may touch: its registry entry
+/// (memslots, devices, vCPU states), every capability in its own run of
+/// slots and in its memslots' mapping slots with the object it names (its
+/// VSpace with its pages and tables, its TCBs with registers and run state,
+/// its vCPU objects with injected and acknowledged interrupts), and every
+/// mapping in its VSpace.
+#[derive(Debug, PartialEq)]
+pub struct VmView {
+    pub entry: vmm::registry::Entry<vmm::vm::Vm>,
+    pub caps: std::collections::BTreeMap<u64, (vmm::model::Cap, vmm::model::Object)>,
+    pub pages: std::collections::BTreeMap<u64, (u64, vmm::caps::Rights)>,
+}
+
+/// The view of VM `vm` (see [`VmView`]).
+pub fn view(v: &TestVmm, vm: VmId) -> VmView {
+    let entry = v.registry().entry(vm).unwrap().clone();
+    let m = v.kernel();
+    let mut caps = std::collections::BTreeMap::new();
+    let mut take = |s: Slot| {
+        if let Some(c) = m.cap(s) {
+            caps.insert(s.0, (c.clone(), m.object(c.obj).unwrap().clone()));
+        }
+    };
+    for i in 0..entry.vm.fixed.len {
+        take(entry.vm.fixed.get(i).unwrap());
+    }
+    for slot in entry.vm.memslots.iter() {
+        for i in 0..slot.map_caps.len {
+            take(slot.map_caps.get(i).unwrap());
+        }
+    }
+    VmView { entry, caps, pages: guest_pages(v, vm) }
+}
