@@ -232,7 +232,7 @@ fn vmm_lines(pd: &Pd, xvm: &VirtualMachine, dvm: Option<&Vm>) -> (Vec<String>, V
     let mut vm_lines = vec![
         xvm.name.clone(),
         format!(
-            "virtual machine, priority {}, vCPUs {}",
+            "virtual machine, priority {}, vCPU ids {}",
             xvm.priority,
             xvm.vcpus.iter().map(|(id, _)| id.to_string()).collect::<Vec<_>>().join(" ")
         ),
