@@ -14,7 +14,9 @@ use vmm::registry::{NoHooks, Owner, Presence, VmId};
 use vmm::vmm::ExitAction;
 use vmm::{Errno, Vmm};
 
-use crate::backend::{MicrokitKernel, StaticMap, CORE_SLOTS, RAM_FRAME_SLOTS};
+use vmm_book::{StaticMap, CORE_SLOTS, RAM_FRAME_SLOTS};
+
+use crate::backend::MicrokitKernel;
 use crate::boot_manifest::{self, Mapped};
 use crate::console::Console;
 use crate::guest_image::GuestImage;

@@ -2,8 +2,8 @@
 //! and answers every request with EIO; its VM never runs.
 
 use vmm::manifest::ManifestError;
+use vmm_book::LayoutError;
 
-use crate::backend::LayoutError;
 use crate::boot_manifest::Refused;
 use crate::guest_image::ImageError;
 

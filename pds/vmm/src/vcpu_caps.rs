@@ -30,6 +30,11 @@ impl VmVcpu {
         }
     }
 
+    /// Its id.
+    pub const fn id(self) -> u64 {
+        self.id
+    }
+
     /// The vCPU's TCB.
     pub fn tcb(self) -> sel4::cap::Tcb {
         sel4::cap::Tcb::from_bits(BASE_VM_TCB_SLOT + self.id)

@@ -9,8 +9,7 @@
 
 use vmm::caps::{Rights, Slot};
 
-use super::static_map::Frame;
-use crate::vcpu_caps::VmVcpu;
+use crate::static_map::Frame;
 
 /// Slots in the core's CSpace (and so in this table).
 pub const TABLE_SLOTS: usize = 4096;
@@ -23,10 +22,10 @@ const MARK_WORDS: usize = TABLE_SLOTS / 64;
 pub enum Object {
     /// The VM's stage-2 address space (Microkit's; one per VMM PD).
     VSpace,
-    /// The TCB of a Microkit vCPU.
-    Tcb(VmVcpu),
-    /// The vCPU object of a Microkit vCPU.
-    VCpu(VmVcpu),
+    /// The TCB of the Microkit vCPU with this id.
+    Tcb(u64),
+    /// The vCPU object of the Microkit vCPU with this id.
+    VCpu(u64),
     /// A frame of the static layout.
     Frame(Frame),
     /// A page table (virtual: Microkit built the VM's tables).
