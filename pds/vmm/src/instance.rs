@@ -21,7 +21,6 @@ use crate::boot_manifest::{self, Mapped};
 use crate::console::Console;
 use crate::guest_image::GuestImage;
 use crate::refusal::Refusal;
-use crate::stop_reason::Why;
 use crate::vcpu_caps::VmVcpu;
 
 type Core = Vmm<MicrokitKernel, NoHooks>;
@@ -190,7 +189,7 @@ impl Instance {
             ExitAction::Park => Reply::Stopped,
             ExitAction::Stop { reason, notify } => {
                 self.console.flush();
-                debug_println!("{}: stopped: {}", self.vm, Why(reason));
+                debug_println!("{}: stopped: {}", self.vm, reason);
                 if let Some(client) = notify {
                     Channel::new(client.0 as usize).notify();
                 }

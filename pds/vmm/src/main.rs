@@ -32,7 +32,6 @@ mod guest_image;
 mod instance;
 mod loader;
 mod refusal;
-mod stop_reason;
 mod vcpu_caps;
 
 use sel4_microkit::{
