@@ -1,0 +1,103 @@
+//! The exit round-trip benchmark's guest (issue 6, item 3): a bare-metal
+//! AArch64 program entered at EL1 with the MMU off.
+//!
+//! It times [`EXITS`] loads from the emulated PL011's flag register (each a
+//! stage-2 fault the VMM emulates) and [`EXITS`] `hvc`s (PSCI_VERSION, each
+//! an UnknownSyscall fault the VMM answers in its reply), reading the
+//! virtual counter before and after each loop ([`timed`]), and reports the
+//! counter ticks of each loop ([`report`]), then switches off with PSCI
+//! SYSTEM_OFF.
+//!
+//! The report goes to the board's physical PL011, which the benchmark's
+//! system descriptions map into this VM, and not through the emulated one:
+//! a release build's PDs cannot print (Microkit's debug console exists only
+//! in debug kernels), so an exit the VMM prints would report nothing in
+//! release. Writing to a mapped device does not exit, so the report costs
+//! both VMMs the same: nothing.
+//!
+//! With the MMU off every data access is to Device memory: the code must not
+//! make unaligned accesses (the target has `+strict-align`) nor use atomics.
+
+#![no_std]
+#![no_main]
+
+mod report;
+mod timed;
+
+use core::arch::{asm, global_asm};
+use core::fmt::Write;
+
+use board::psci;
+use report::Report;
+
+/// Exits per timed loop, as issue 6 asks.
+const EXITS: u64 = 100_000;
+
+/// Exits of each kind made once before the timed loops, so that nothing
+/// done only on a first exit (of either VMM, or of seL4) is timed.
+const WARM_UP: u64 = 100;
+
+// Entry: enables FP/SIMD at EL1 (the compiler may use it), sets the stack
+// to the top of shared RAM, zeroes .bss, then calls `bench_main`.
+global_asm!(
+    r#"
+    .section .text.entry, "ax"
+    .global _start
+_start:
+    mov x1, #(3 << 20)
+    msr cpacr_el1, x1
+    isb
+    ldr x1, ={stack_top}
+    mov sp, x1
+    ldr x1, =__bss_start
+    ldr x2, =__bss_end
+1:  cmp x1, x2
+    b.hs 2f
+    str xzr, [x1], #8
+    b 1b
+2:  bl {main}
+3:  wfe
+    b 3b
+"#,
+    stack_top = const board::GUEST_STACK_TOP,
+    main = sym bench_main,
+);
+
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(Report, $($arg)*);
+    }};
+}
+
+extern "C" fn bench_main() -> ! {
+    // The parser turns ticks into instructions with this frequency.
+    println!("bench: counter frequency {} Hz", timed::counter_frequency());
+    let _ = timed::mmio_loads(WARM_UP);
+    let _ = timed::hvcs(WARM_UP);
+    let mmio = timed::mmio_loads(EXITS);
+    println!("bench: mmio {} exits {} ticks value {:#x}", mmio.exits, mmio.ticks, mmio.last);
+    let hvc = timed::hvcs(EXITS);
+    println!("bench: hvc {} exits {} ticks x0 {:#x}", hvc.exits, hvc.ticks, hvc.last);
+    println!("bench: done");
+    system_off()
+}
+
+/// PSCI SYSTEM_OFF through `hvc #0`; x7 = 0 so that seL4 does not take the
+/// call for one of its own system calls (it reads the number from x7).
+fn system_off() -> ! {
+    // SAFETY: a hypervisor call; neither VMM resumes this vCPU.
+    unsafe {
+        asm!("hvc #0", in("x0") psci::SYSTEM_OFF, in("x7") 0u64, options(nomem, nostack));
+    }
+    println!("bench: ERROR: SYSTEM_OFF returned");
+    loop {
+        // SAFETY: waits for an event; no memory effects.
+        unsafe { asm!("wfe", options(nomem, nostack)) };
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    println!("bench: ERROR: panic: {info}");
+    system_off()
+}
