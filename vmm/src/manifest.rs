@@ -22,6 +22,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 use crate::caps::{page_aligned, Slot, SlotRange, PAGE_SIZE};
 use crate::config::{ClientConfig, ClientId, RamRegion, VmmConfig, MAX_GMEM_FILES, MAX_RAM_REGIONS, MAX_VCPUS};
 use crate::devices::MAX_DEVICES;
+use crate::memslot::{MemoryRegion, GUEST_MEMFD, READONLY};
 
 /// "VMMF".
 pub const MAGIC: [u8; 4] = *b"VMMF";
@@ -108,6 +109,35 @@ pub struct SlotEntry {
     pub file: U32,
     /// Zero.
     pub pad: U32,
+}
+
+impl SlotEntry {
+    /// True for a slot backed by a guest_memfd file.
+    pub fn is_gmem(&self) -> bool {
+        self.flags.get() & SLOT_GMEM != 0
+    }
+
+    /// The SET_USER_MEMORY_REGION2 request that sets this slot, given the
+    /// handle of its guest_memfd file (ignored for a RAM slot).
+    pub fn region(&self, guest_memfd: u32) -> MemoryRegion {
+        let mut region = MemoryRegion {
+            slot: self.id.get(),
+            guest_phys_addr: self.gpa.get(),
+            memory_size: self.size.get(),
+            ..MemoryRegion::default()
+        };
+        if self.is_gmem() {
+            region.flags = GUEST_MEMFD;
+            region.guest_memfd = guest_memfd;
+            region.guest_memfd_offset = self.source.get();
+        } else {
+            region.userspace_addr = self.source.get();
+            if self.flags.get() & SLOT_READONLY != 0 {
+                region.flags = READONLY;
+            }
+        }
+        region
+    }
 }
 
 /// A guest_memfd file: a private region mapped into the VM only.

@@ -183,15 +183,7 @@ impl Scenario {
 
     fn set_ram_slots(&mut self, vm: VmId) {
         for s in self.plan.ram_slots.clone() {
-            let flags = if s.flags.get() & vmm::manifest::SLOT_READONLY != 0 { READONLY } else { 0 };
-            let region = MemoryRegion {
-                slot: s.id.get(),
-                flags,
-                guest_phys_addr: s.gpa.get(),
-                memory_size: s.size.get(),
-                userspace_addr: s.source.get(),
-                ..MemoryRegion::default()
-            };
+            let region = s.region(0);
             let _ = self.c.check(
                 format_args!(
                     "set memslot {}: RAM at {:#x}, {:#x} bytes, from {:#x}",
@@ -227,15 +219,7 @@ impl Scenario {
                 self.c.fail(format_args!("set memslot {}: its guest_memfd was not created", s.id.get()));
                 continue;
             };
-            let region = MemoryRegion {
-                slot: s.id.get(),
-                flags: GUEST_MEMFD,
-                guest_phys_addr: s.gpa.get(),
-                memory_size: s.size.get(),
-                guest_memfd_offset: s.source.get(),
-                guest_memfd: fd,
-                ..MemoryRegion::default()
-            };
+            let region = s.region(fd);
             let _ = self.c.check(
                 format_args!(
                     "set memslot {}: guest_memfd {fd} at {:#x}, {:#x} bytes, offset {:#x}",

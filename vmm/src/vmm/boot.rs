@@ -12,8 +12,7 @@ use crate::devices::pl011::Pl011;
 use crate::devices::Device;
 use crate::error::Error;
 use crate::kernel::Kernel;
-use crate::manifest::{Manifest, SLOT_GMEM, SLOT_READONLY};
-use crate::memslot::{MemoryRegion, GUEST_MEMFD, READONLY};
+use crate::manifest::Manifest;
 use crate::registry::{ArchHooks, Caller, VmId};
 
 /// Which part of the manifest a rule refused, and why.
@@ -76,24 +75,8 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
             let _ = handles.push(h);
         }
         for (n, s) in m.slots.iter().enumerate() {
-            let gmem = s.flags.get() & SLOT_GMEM != 0;
-            let mut region = MemoryRegion {
-                slot: s.id.get(),
-                guest_phys_addr: s.gpa.get(),
-                memory_size: s.size.get(),
-                ..MemoryRegion::default()
-            };
-            if gmem {
-                region.flags = GUEST_MEMFD;
-                region.guest_memfd = handles.get(s.file.get() as usize).copied().unwrap_or(0);
-                region.guest_memfd_offset = s.source.get();
-            } else {
-                region.userspace_addr = s.source.get();
-                if s.flags.get() & SLOT_READONLY != 0 {
-                    region.flags = READONLY;
-                }
-            }
-            self.set_memory_region(owner, id, &region).map_err(|e| BootError::Slot(n, e))?;
+            let handle = if s.is_gmem() { handles.get(s.file.get() as usize).copied().unwrap_or(0) } else { 0 };
+            self.set_memory_region(owner, id, &s.region(handle)).map_err(|e| BootError::Slot(n, e))?;
         }
         for (n, d) in m.devices.iter().enumerate() {
             self.register_device(owner, id, d.base.get(), d.size.get(), Device::Pl011(Pl011::new()))
