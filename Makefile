@@ -224,3 +224,4 @@ test-qemu: test-book loader
 	pds/support/test-qemu pds/support/expected-lines $(B)/serial.log $(TEST_TIMEOUT) $(QEMU_CMD)
 
 endif
+include pds/bench/bench.mk
