@@ -35,7 +35,7 @@ mod refusal;
 mod vcpu_caps;
 
 use sel4_microkit::{
-    debug_println, get_mr, pd_name, protection_domain, set_mr, var, with_msg_bytes, with_msg_bytes_mut, Channel,
+    debug_println, pd_name, protection_domain, var, with_msg_bytes, with_msg_bytes_mut, Channel,
     ChannelSet, Child, Handler, Infallible, MessageInfo,
 };
 use zerocopy::IntoBytes;
@@ -110,9 +110,11 @@ impl Handler for VmmPd {
         // buffer.
         let mut mrs = [0u64; MAX_FAULT_MRS];
         let n = msg_info.count().min(MAX_FAULT_MRS);
-        for (i, mr) in mrs.iter_mut().take(n).enumerate() {
-            *mr = get_mr(i);
-        }
+        sel4_microkit::with_msg_regs(|r| {
+            if let (Some(d), Some(s)) = (mrs.get_mut(..n), r.get(..n)) {
+                d.copy_from_slice(s);
+            }
+        });
         let reply = match self {
             VmmPd::Running(vmm) => vmm.fault(child.index() as u64, msg_info.label(), mrs.get(..n).unwrap_or(&[])),
             VmmPd::Refused { pd } => {
@@ -123,9 +125,11 @@ impl Handler for VmmPd {
         Ok(match reply {
             Reply::Resume => Some(MessageInfo::new(0, 0)),
             Reply::ResumeWith(regs) => {
-                for (i, r) in regs.iter().enumerate() {
-                    set_mr(i, *r);
-                }
+                sel4_microkit::with_msg_regs_mut(|r| {
+                    if let Some(d) = r.get_mut(..regs.len()) {
+                        d.copy_from_slice(&regs);
+                    }
+                });
                 Some(MessageInfo::new(0, regs.len()))
             }
             Reply::Stopped => None,
