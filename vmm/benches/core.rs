@@ -101,19 +101,23 @@ fn lookup(c: &mut Criterion) {
 
 const LOCK_SIZES: [u64; 2] = [4096, 262_144];
 
+/// Slot 0: `pages` of guest RAM from its start, the slot both lock groups lock.
+fn lock_slot(pages: u64) -> MemoryRegion {
+    MemoryRegion {
+        slot: 0,
+        guest_phys_addr: 0x4000_0000,
+        memory_size: pages * PAGE_SIZE,
+        userspace_addr: RAM_VADDR,
+        ..MemoryRegion::default()
+    }
+}
+
 fn lock(c: &mut Criterion) {
     let mut g = c.benchmark_group("lock");
     g.sample_size(10);
     for pages in LOCK_SIZES {
         let (mut base, vm) = model_world(pages);
-        let region = MemoryRegion {
-            slot: 0,
-            guest_phys_addr: 0x4000_0000,
-            memory_size: pages * PAGE_SIZE,
-            userspace_addr: RAM_VADDR,
-            ..MemoryRegion::default()
-        };
-        base.set_memory_region(A, vm, &region).expect("slot");
+        base.set_memory_region(A, vm, &lock_slot(pages)).expect("slot");
         g.bench_with_input(BenchmarkId::from_parameter(pages), &pages, |b, _| {
             b.iter_batched_ref(
                 || base.clone(),
@@ -136,14 +140,7 @@ fn lock_core(c: &mut Criterion) {
     for pages in LOCK_SIZES {
         let mut v = Box::new(Vmm::new(NullKernel::new(), NoHooks, config(pages)).expect("config"));
         let vm = v.create_vm(A).expect("vm");
-        let region = MemoryRegion {
-            slot: 0,
-            guest_phys_addr: 0x4000_0000,
-            memory_size: pages * PAGE_SIZE,
-            userspace_addr: RAM_VADDR,
-            ..MemoryRegion::default()
-        };
-        v.set_memory_region(A, vm, &region).expect("slot");
+        v.set_memory_region(A, vm, &lock_slot(pages)).expect("slot");
         g.bench_with_input(BenchmarkId::from_parameter(pages), &pages, |b, _| {
             b.iter(|| {
                 v.lock_memslot(A, vm, 0, LOCK_READ | LOCK_WRITE).expect("lock");
