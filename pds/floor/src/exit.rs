@@ -5,7 +5,7 @@
 use sel4::sys::seL4_Fault_tag;
 use sel4::sys::seL4_UnknownSyscall_Msg::{seL4_UnknownSyscall_FaultIP, seL4_UnknownSyscall_X0};
 use sel4::sys::seL4_VMFault_Msg::{seL4_VMFault_Addr, seL4_VMFault_FSR, seL4_VMFault_IP};
-use sel4_microkit::{get_mr, set_mr};
+use sel4_microkit::{with_msg_regs, with_msg_regs_mut};
 
 use vmm::devices::pl011::{FR_RXFE, FR_TXFE};
 use vmm::exits::psci::{ret, VERSION_1_1};
@@ -86,10 +86,11 @@ impl core::fmt::Display for Why {
     }
 }
 
-/// Answers a fault with label `label` of the vCPU whose TCB is `tcb`.
-pub fn handle(label: u64, tcb: sel4::cap::Tcb) -> Answer {
+/// Answers a fault with label `label` of the vCPU whose TCB is `tcb`;
+/// `ctx` holds the registers between the read and the write.
+pub fn handle(label: u64, tcb: sel4::cap::Tcb, ctx: &mut sel4::UserContext) -> Answer {
     match label {
-        VM_FAULT => load(tcb),
+        VM_FAULT => load(tcb, ctx),
         UNKNOWN_SYSCALL => hvc(),
         label => Answer::Stop(Why::Unexpected { label }),
     }
@@ -99,27 +100,34 @@ pub fn handle(label: u64, tcb: sel4::cap::Tcb) -> Answer {
 /// destination, writes the flag value into it and the PC past the load,
 /// writes the same registers back. seL4 takes no registers from the reply
 /// to a VM fault, so the reply is empty.
-fn load(tcb: sel4::cap::Tcb) -> Answer {
-    let pc = get_mr(seL4_VMFault_IP as usize);
-    let addr = get_mr(seL4_VMFault_Addr as usize);
-    let esr = get_mr(seL4_VMFault_FSR as usize);
+///
+/// The invocations go through the IPC buffer into `ctx`, which the floor
+/// keeps: rust-sel4's by-value `tcb_read_registers` would zero and copy the
+/// 288-byte context twice per exit, more than the handler's own work.
+fn load(tcb: sel4::cap::Tcb, ctx: &mut sel4::UserContext) -> Answer {
+    let (pc, addr, esr) = with_msg_regs(|r| {
+        let mr = |i: u64| r.get(i as usize).copied().unwrap_or(0);
+        (mr(seL4_VMFault_IP), mr(seL4_VMFault_Addr), mr(seL4_VMFault_FSR))
+    });
     let Some(rt) = flag_load(addr, esr) else {
         return Answer::Stop(Why::NotTheLoad { addr, esr });
     };
     let words = context_words(rt);
-    let mut ctx = match tcb.tcb_read_registers(false, words) {
-        Ok(ctx) => ctx,
-        Err(e) => return Answer::Stop(Why::Kernel(e)),
-    };
+    let cptr = tcb.bits();
+    let err = sel4::with_ipc_buffer_mut(|b| b.inner_mut().seL4_TCB_ReadRegisters(cptr, 0, 0, words, ctx.inner_mut()));
+    if let Some(e) = sel4::Error::from_sys(err) {
+        return Answer::Stop(Why::Kernel(e));
+    }
     // Register 31 is the zero register here: the load is discarded.
     if rt <= 30 {
         *ctx.gpr_mut(rt) = FLAG_VALUE;
     }
     // IL is set (flag_load checked): a 4-byte instruction.
     *ctx.pc_mut() = pc.wrapping_add(4);
-    match tcb.tcb_write_registers(false, words, &mut ctx) {
-        Ok(()) => Answer::Resume,
-        Err(e) => Answer::Stop(Why::Kernel(e)),
+    let err = sel4::with_ipc_buffer_mut(|b| b.inner_mut().seL4_TCB_WriteRegisters(cptr, 0, 0, words, ctx.inner()));
+    match sel4::Error::from_sys(err) {
+        None => Answer::Resume,
+        Some(e) => Answer::Stop(Why::Kernel(e)),
     }
 }
 
@@ -157,14 +165,21 @@ fn flag_load(addr: u64, esr: u64) -> Option<usize> {
 /// reply's message registers are the IPC buffer words the fault message
 /// arrived in (x1-x7, SP, ELR, SPSR), which nothing has overwritten.
 fn hvc() -> Answer {
-    let x0 = match get_mr(seL4_UnknownSyscall_X0 as usize) {
-        board::psci::VERSION => VERSION_1_1,
-        board::psci::SYSTEM_OFF => return Answer::Done,
-        _ => ret::NOT_SUPPORTED,
-    };
-    set_mr(seL4_UnknownSyscall_X0 as usize, x0);
-    // The fault IP is the hvc itself; resume after it.
-    let pc = get_mr(seL4_UnknownSyscall_FaultIP as usize);
-    set_mr(seL4_UnknownSyscall_FaultIP as usize, pc.wrapping_add(4));
-    Answer::ResumeWithRegisters
+    let (x0, pc) = (seL4_UnknownSyscall_X0 as usize, seL4_UnknownSyscall_FaultIP as usize);
+    with_msg_regs_mut(|r| {
+        let Some(&[call]) = r.get(x0..x0 + 1) else { return Answer::Stop(Why::Unexpected { label: UNKNOWN_SYSCALL }) };
+        let value = match call {
+            board::psci::VERSION => VERSION_1_1,
+            board::psci::SYSTEM_OFF => return Answer::Done,
+            _ => ret::NOT_SUPPORTED,
+        };
+        if let Some(r0) = r.get_mut(x0) {
+            *r0 = value;
+        }
+        // The fault IP is the hvc itself; resume after it.
+        if let Some(ip) = r.get_mut(pc) {
+            *ip = ip.wrapping_add(4);
+        }
+        Answer::ResumeWithRegisters
+    })
 }

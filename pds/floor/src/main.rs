@@ -14,7 +14,7 @@
 //!   issue 6's reference figures does. PSCI SYSTEM_OFF, and anything else,
 //!   leaves the vCPU stopped; a debug build says why.
 //!
-//! It keeps no state and checks only what keeps a wrong exit from being
+//! It keeps no state but the vCPU's registers during an exit, and checks only what keeps a wrong exit from being
 //! answered as a right one.
 
 #![no_std]
@@ -45,7 +45,7 @@ fn init() -> Floor {
         Ok(()) => debug_println!("floor: started the bench guest at {:#x}", board::GUEST_RAM_BASE),
         Err(e) => debug_println!("floor: ERROR: cannot start the bench guest: {e:?}"),
     }
-    Floor
+    Floor { ctx: Default::default() }
 }
 
 /// Starts vCPU 0 as the real VMM starts a vCPU: SCTLR_EL1 at its reset
@@ -62,8 +62,10 @@ fn start() -> Result<(), sel4::Error> {
     vm_tcb().tcb_write_registers(true, 3, &mut ctx)
 }
 
-/// The floor PD: no state.
-struct Floor;
+/// The floor PD: only the vCPU's context between a register read and write.
+struct Floor {
+    ctx: sel4::UserContext,
+}
 
 impl Handler for Floor {
     type Error = Infallible;
@@ -76,7 +78,7 @@ impl Handler for Floor {
             );
             return Ok(None);
         }
-        Ok(match exit::handle(msg_info.label(), vm_tcb()) {
+        Ok(match exit::handle(msg_info.label(), vm_tcb(), &mut self.ctx) {
             Answer::Resume => Some(MessageInfo::new(0, 0)),
             Answer::ResumeWithRegisters => Some(MessageInfo::new(0, exit::SYSCALL_REPLY_REGS)),
             Answer::Done => {
