@@ -17,7 +17,7 @@
 //! - capabilities live in slots the VMM allocates (see `cspace`).
 
 use crate::caps::{FrameCap, ObjectType, PageTableCap, Rights, Slot, TcbCap, VCpuCap, VSpaceCap};
-use crate::regs::{TcbReg, UserRegs, VcpuReg};
+use crate::regs::{TcbReg, VcpuReg};
 
 crate::errors! {
     /// Why the kernel refused an invocation (seL4's error codes, plus the
@@ -94,30 +94,17 @@ pub trait Kernel {
     /// One register of `seL4_TCB_WriteRegisters` (without resuming).
     fn tcb_write_register(&mut self, tcb: TcbCap, reg: TcbReg, value: u64) -> Result<(), KernelError>;
 
-    /// `seL4_TCB_ReadRegisters` of the whole context, one invocation on
-    /// seL4. The default reads register by register, for backends where
-    /// that costs nothing more.
-    fn tcb_read_registers(&mut self, tcb: TcbCap, regs: &mut UserRegs) -> Result<(), KernelError> {
-        regs.pc = self.tcb_read_register(tcb, TcbReg::Pc)?;
-        regs.sp = self.tcb_read_register(tcb, TcbReg::Sp)?;
-        regs.spsr = self.tcb_read_register(tcb, TcbReg::Spsr)?;
-        for (n, x) in (0u8..).zip(regs.x.iter_mut()) {
-            *x = self.tcb_read_register(tcb, TcbReg::X(n))?;
+    /// Ends an emulated instruction: writes its result, if it has one
+    /// (`dest`: a register and its value), and the PC (`pc`, past the
+    /// instruction). On seL4 this is one `seL4_TCB_WriteRegisters` of the
+    /// shortest prefix of the context that holds both, after one read of
+    /// that prefix (none when only the PC changes). The default writes
+    /// register by register, for backends where that costs nothing more.
+    fn tcb_write_result(&mut self, tcb: TcbCap, dest: Option<(TcbReg, u64)>, pc: u64) -> Result<(), KernelError> {
+        if let Some((reg, value)) = dest {
+            self.tcb_write_register(tcb, reg, value)?;
         }
-        Ok(())
-    }
-
-    /// `seL4_TCB_WriteRegisters` (without resuming) of the PC and the
-    /// general registers in `changed` (a bit per x-register); the others
-    /// keep their values. A backend writes the shortest prefix of seL4's
-    /// context that holds them, in one invocation.
-    fn tcb_write_registers(&mut self, tcb: TcbCap, regs: &UserRegs, changed: u32) -> Result<(), KernelError> {
-        for (n, x) in (0u8..31).zip(regs.x.iter()) {
-            if changed >> n & 1 == 1 {
-                self.tcb_write_register(tcb, TcbReg::X(n), *x)?;
-            }
-        }
-        self.tcb_write_register(tcb, TcbReg::Pc, regs.pc)
+        self.tcb_write_register(tcb, TcbReg::Pc, pc)
     }
 
     /// `seL4_TCB_Resume`.

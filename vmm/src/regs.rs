@@ -5,46 +5,6 @@
 //! 33 SPSR; `0x100 + n` is the `n`th [`VcpuReg`]. Anything else is unknown
 //! (EINVAL).
 
-/// The registers seL4 saves in a TCB that a VMM reads and writes around an
-/// exit (seL4's user context without the thread-pointer registers).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct UserRegs {
-    /// The program counter.
-    pub pc: u64,
-    /// SP_EL0.
-    pub sp: u64,
-    /// The saved program status.
-    pub spsr: u64,
-    /// x0 to x30.
-    pub x: [u64; 31],
-}
-
-impl UserRegs {
-    /// The register `r`.
-    pub fn get(&self, r: TcbReg) -> u64 {
-        match r {
-            TcbReg::X(n) => self.x.get(usize::from(n)).copied().unwrap_or(0),
-            TcbReg::Sp => self.sp,
-            TcbReg::Pc => self.pc,
-            TcbReg::Spsr => self.spsr,
-        }
-    }
-
-    /// Sets the register `r` (writes to x31 and above are ignored).
-    pub fn set(&mut self, r: TcbReg, value: u64) {
-        match r {
-            TcbReg::X(n) => {
-                if let Some(x) = self.x.get_mut(usize::from(n)) {
-                    *x = value;
-                }
-            }
-            TcbReg::Sp => self.sp = value,
-            TcbReg::Pc => self.pc = value,
-            TcbReg::Spsr => self.spsr = value,
-        }
-    }
-}
-
 /// A register saved in the TCB.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TcbReg {
@@ -57,6 +17,31 @@ pub enum TcbReg {
     Pc,
     /// The saved program status (guest exception level and masks).
     Spsr,
+}
+
+impl TcbReg {
+    /// How many words of seL4's AArch64 user context reach this register:
+    /// the length of the shortest prefix that holds it (`None` for x31 and
+    /// above). The context is seL4's `frameRegisters` then `gpRegisters`:
+    /// PC, SP, SPSR, x0-x8, x16-x18, x29, x30, x9-x15, x19-x28 (then the
+    /// thread-pointer registers). `seL4_TCB_ReadRegisters` and
+    /// `WriteRegisters` copy every word of the prefix they are given, so a
+    /// VMM that reads and writes no more than this does the least work.
+    pub fn context_words(self) -> Option<u64> {
+        let index = match self {
+            TcbReg::Pc => 0,
+            TcbReg::Sp => 1,
+            TcbReg::Spsr => 2,
+            TcbReg::X(n @ 0..=8) => 3 + n,
+            TcbReg::X(n @ 16..=18) => 12 + (n - 16),
+            TcbReg::X(29) => 15,
+            TcbReg::X(30) => 16,
+            TcbReg::X(n @ 9..=15) => 17 + (n - 9),
+            TcbReg::X(n @ 19..=28) => 24 + (n - 19),
+            TcbReg::X(_) => return None,
+        };
+        Some(u64::from(index) + 1)
+    }
 }
 
 /// An EL1 system register saved in the vCPU object.
@@ -171,6 +156,28 @@ mod tests {
         assert_eq!(known, 34 + VcpuReg::ALL.len());
         for bad in [34, 0xff, VCPU_REG_BASE + VcpuReg::ALL.len() as u32, u32::MAX] {
             assert_eq!(Reg::from_wire(bad), None, "{bad:#x}");
+        }
+    }
+
+    #[test]
+    fn context_words_follow_sel4s_register_order() {
+        // seL4 16.0.0, src/arch/arm/64/machine/registerset.c: frameRegisters
+        // then gpRegisters.
+        let x = [
+            0, 1, 2, 3, 4, 5, 6, 7, 8, 16, 17, 18, 29, 30, 9, 10, 11, 12, 13, 14, 15, 19, 20, 21, 22, 23, 24, 25, 26,
+            27, 28,
+        ];
+        let order = [TcbReg::Pc, TcbReg::Sp, TcbReg::Spsr].into_iter().chain(x.map(TcbReg::X));
+        for (i, r) in order.enumerate() {
+            assert_eq!(r.context_words(), Some(i as u64 + 1), "{r:?}");
+        }
+        // Every register the core names, once: x0-x30 are all in the list.
+        let mut seen = [false; 31];
+        for n in x {
+            assert!(!core::mem::replace(&mut seen[usize::from(n)], true), "x{n} twice");
+        }
+        for n in 31..=u8::MAX {
+            assert_eq!(TcbReg::X(n).context_words(), None, "x{n}");
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use vmm::caps::{FrameCap, ObjectType, PageTableCap, Rights, Slot, TcbCap, VCpuCap, VSpaceCap};
 use vmm::kernel::{Kernel, KernelError};
-use vmm::regs::{TcbReg, UserRegs, VcpuReg};
+use vmm::regs::{TcbReg, VcpuReg};
 
 const TCBS: usize = 8;
 
@@ -85,18 +85,13 @@ impl Kernel for NullKernel {
         self.tcb(tcb)[index(reg)] = value;
         Ok(())
     }
-    fn tcb_read_registers(&mut self, tcb: TcbCap, regs: &mut UserRegs) -> Result<(), KernelError> {
-        self.calls += 1;
-        let r = *self.tcb(tcb);
-        regs.x.copy_from_slice(&r[..31]);
-        (regs.sp, regs.pc, regs.spsr) = (r[31], r[32], r[33]);
-        Ok(())
-    }
-    fn tcb_write_registers(&mut self, tcb: TcbCap, regs: &UserRegs, _changed: u32) -> Result<(), KernelError> {
+    fn tcb_write_result(&mut self, tcb: TcbCap, dest: Option<(TcbReg, u64)>, pc: u64) -> Result<(), KernelError> {
         self.calls += 1;
         let r = self.tcb(tcb);
-        r[..31].copy_from_slice(&regs.x);
-        (r[31], r[32], r[33]) = (regs.sp, regs.pc, regs.spsr);
+        if let Some((reg, value)) = dest {
+            r[index(reg)] = value;
+        }
+        r[index(TcbReg::Pc)] = pc;
         Ok(())
     }
     fn tcb_resume(&mut self, _: TcbCap) -> Result<(), KernelError> {

@@ -25,7 +25,7 @@ use crate::exits::psci::{self, ret, Call};
 use crate::exits::{self, Exit, ExitError, HvcCall};
 use crate::kernel::{Kernel, KernelError};
 use crate::registry::{ArchHooks, Caller, Owner, Presence, VmId};
-use crate::regs::{TcbReg, UserRegs, VcpuReg, SCTLR_EL1_RESET, SPSR_EL1H_MASKED};
+use crate::regs::{TcbReg, VcpuReg, SCTLR_EL1_RESET, SPSR_EL1H_MASKED};
 use crate::vm::VcpuState;
 use crate::vmm::FaultOutcome;
 
@@ -227,26 +227,25 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
             Ok(a) => a,
             Err(error) => return self.stop_vm(id, StopReason::Mmio { gpa, error }),
         };
-        // One read of the context and one write back: what an exit costs on
-        // seL4 is mostly invocations.
+        // At most one register read and one write of the result: what an
+        // exit costs on seL4 is mostly invocations.
         let k = &mut self.kernel;
-        let mut regs = UserRegs::default();
-        if let Err(e) = k.tcb_read_registers(tcb, &mut regs) {
-            return self.stop_vm(id, StopReason::Kernel(e));
-        }
-        let mut changed = 0u32;
-        if access.write {
-            let value = access.reg.map_or(0, |r| regs.get(TcbReg::X(r)));
+        let result = if access.write {
+            let value = match access.reg {
+                Some(r) => match k.tcb_read_register(tcb, TcbReg::X(r)) {
+                    Ok(v) => v,
+                    Err(e) => return self.stop_vm(id, StopReason::Kernel(e)),
+                },
+                None => 0,
+            };
             device.write(offset, access.store_value(value), console);
-        } else if let Some(r) = access.reg {
-            regs.set(TcbReg::X(r), access.load_result(device.read(offset)));
-            changed = 1 << r;
+            None
         } else {
             // A load into xzr still reads the device (reads can have effects).
-            let _ = device.read(offset);
-        }
-        regs.pc = pc.wrapping_add(esr.instruction_len());
-        match k.tcb_write_registers(tcb, &regs, changed) {
+            let raw = device.read(offset);
+            access.reg.map(|r| (TcbReg::X(r), access.load_result(raw)))
+        };
+        match k.tcb_write_result(tcb, result, pc.wrapping_add(esr.instruction_len())) {
             Ok(()) => ExitAction::Resume,
             Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
         }

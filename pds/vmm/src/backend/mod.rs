@@ -77,14 +77,22 @@ use vmm::regs::{TcbReg, VcpuReg};
 use vmm_book::{Book, Object, StaticMap};
 
 use crate::vcpu_caps::VmVcpu;
-use translate::{context_reg, kerr, vcpu_reg};
+use translate::{context_reg, invoked, kerr, vcpu_reg};
 
 /// The Microkit backend of one VMM PD: the book, and the invocations its
 /// decisions need.
 pub struct MicrokitKernel {
     book: Book,
-    /// The context of the last register read, reused by the next write.
-    ctx: sel4::sys::seL4_UserContext,
+    /// The vCPU context between a register read and the write after it.
+    /// Kept here because rust-sel4's by-value register API zeroes and
+    /// copies the whole 288-byte context per call, more than an MMIO
+    /// exit's own work.
+    ctx: sel4::UserContext,
+}
+
+/// The words of the context a register invocation on `reg` covers.
+fn context_words(reg: TcbReg) -> Result<u64, KernelError> {
+    reg.context_words().ok_or(KernelError::InvalidArgument)
 }
 
 /// The Microkit vCPU the book names `id`.
@@ -107,6 +115,36 @@ impl MicrokitKernel {
 
     fn tcb(&self, tcb: TcbCap) -> Result<VmVcpu, KernelError> {
         microkit_vcpu(self.book.tcb(tcb.slot())?)
+    }
+
+    /// `seL4_TCB_ReadRegisters` of the first `words` words of the context
+    /// of the TCB `cptr`, into `self.ctx`.
+    fn read_context(&mut self, cptr: u64, words: u64) -> Result<(), KernelError> {
+        let ctx = self.ctx.inner_mut();
+        let err = sel4::with_ipc_buffer_mut(|b| b.inner_mut().seL4_TCB_ReadRegisters(cptr, 0, 0, words, ctx));
+        invoked(err)
+    }
+
+    /// One `seL4_TCB_WriteRegisters` (without resuming) of the shortest
+    /// prefix of the context that holds `dest` and the PC, with `dest` and
+    /// `pc` (when given) written and every other word as the TCB has it:
+    /// the prefix is read first unless the write is the PC alone.
+    fn write_context(&mut self, tcb: TcbCap, dest: Option<(TcbReg, u64)>, pc: Option<u64>) -> Result<(), KernelError> {
+        let cptr = self.tcb(tcb)?.tcb().bits();
+        let words = dest.map_or(Ok(1), |(reg, _)| context_words(reg))?;
+        let pc_alone = words == 1 && (pc.is_some() || dest.is_some());
+        if !pc_alone {
+            self.read_context(cptr, words)?;
+        }
+        if let Some((reg, value)) = dest {
+            *context_reg(&mut self.ctx, reg)? = value;
+        }
+        if let Some(pc) = pc {
+            *self.ctx.pc_mut() = pc;
+        }
+        let ctx = self.ctx.inner();
+        let err = sel4::with_ipc_buffer_mut(|b| b.inner_mut().seL4_TCB_WriteRegisters(cptr, 0, 0, words, ctx));
+        invoked(err)
     }
 
     fn vcpu(&self, vcpu: VCpuCap) -> Result<VmVcpu, KernelError> {
@@ -172,68 +210,17 @@ impl Kernel for MicrokitKernel {
     }
 
     fn tcb_read_register(&mut self, tcb: TcbCap, reg: TcbReg) -> Result<u64, KernelError> {
-        let v = self.tcb(tcb)?;
-        let mut ctx = v.tcb().tcb_read_all_registers(false).map_err(kerr)?;
-        context_reg(&mut ctx, reg).map(|r| *r)
+        let cptr = self.tcb(tcb)?.tcb().bits();
+        self.read_context(cptr, context_words(reg)?)?;
+        context_reg(&mut self.ctx, reg).map(|r| *r)
     }
 
     fn tcb_write_register(&mut self, tcb: TcbCap, reg: TcbReg, value: u64) -> Result<(), KernelError> {
-        let v = self.tcb(tcb)?;
-        let mut ctx = v.tcb().tcb_read_all_registers(false).map_err(kerr)?;
-        *context_reg(&mut ctx, reg)? = value;
-        v.tcb().tcb_write_all_registers(false, &mut ctx).map_err(kerr)
+        self.write_context(tcb, Some((reg, value)), None)
     }
 
-    /// One `seL4_TCB_ReadRegisters` of the 34 registers the core uses, into
-    /// a context kept in the backend: rust-sel4's by-value API zeroes and
-    /// copies 288 bytes per call, a tenth of an MMIO exit.
-    fn tcb_read_registers(&mut self, tcb: TcbCap, regs: &mut vmm::regs::UserRegs) -> Result<(), KernelError> {
-        let cptr = self.tcb(tcb)?.tcb().bits();
-        let c = &mut self.ctx;
-        let err = sel4::with_ipc_buffer_mut(|b| b.inner_mut().seL4_TCB_ReadRegisters(cptr, 0, 0, 34, c));
-        if let Some(e) = sel4::Error::from_sys(err) {
-            return Err(kerr(e));
-        }
-        let c = &self.ctx;
-        regs.pc = c.pc;
-        regs.sp = c.sp;
-        regs.spsr = c.spsr;
-        regs.x = [
-            c.x0, c.x1, c.x2, c.x3, c.x4, c.x5, c.x6, c.x7, c.x8, c.x9, c.x10, c.x11, c.x12, c.x13, c.x14, c.x15,
-            c.x16, c.x17, c.x18, c.x19, c.x20, c.x21, c.x22, c.x23, c.x24, c.x25, c.x26, c.x27, c.x28, c.x29, c.x30,
-        ];
-        Ok(())
-    }
-
-    /// One `seL4_TCB_WriteRegisters` of the shortest prefix of seL4's
-    /// context (pc, sp, spsr, x0-x8, x16-x18, x29, x30, x9-x15, x19-x28)
-    /// that holds the PC and every register in `changed`.
-    fn tcb_write_registers(&mut self, tcb: TcbCap, regs: &vmm::regs::UserRegs, changed: u32) -> Result<(), KernelError> {
-        // The word of x0..x30 in seL4's AArch64 user context.
-        const WORD: [u8; 31] = [3, 4, 5, 6, 7, 8, 9, 10, 11, 17, 18, 19, 20, 21, 22, 23, 12, 13, 14, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 15, 16];
-        let cptr = self.tcb(tcb)?.tcb().bits();
-        let mut words = 1u64;
-        let mut m = changed & 0x7fff_ffff;
-        while m != 0 {
-            let n = m.trailing_zeros() as usize;
-            m &= m - 1;
-            words = words.max(u64::from(WORD[n]) + 1);
-        }
-        let x = &regs.x;
-        let c = &mut self.ctx;
-        c.pc = regs.pc;
-        c.sp = regs.sp;
-        c.spsr = regs.spsr;
-        [c.x0, c.x1, c.x2, c.x3, c.x4, c.x5, c.x6, c.x7, c.x8, c.x9, c.x10, c.x11, c.x12, c.x13, c.x14, c.x15] =
-            [x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], x[9], x[10], x[11], x[12], x[13], x[14], x[15]];
-        [c.x16, c.x17, c.x18, c.x19, c.x20, c.x21, c.x22, c.x23, c.x24, c.x25, c.x26, c.x27, c.x28, c.x29, c.x30] =
-            [x[16], x[17], x[18], x[19], x[20], x[21], x[22], x[23], x[24], x[25], x[26], x[27], x[28], x[29], x[30]];
-        let c = &self.ctx;
-        let err = sel4::with_ipc_buffer_mut(|b| b.inner_mut().seL4_TCB_WriteRegisters(cptr, 0, 0, words, c));
-        match sel4::Error::from_sys(err) {
-            Some(e) => Err(kerr(e)),
-            None => Ok(()),
-        }
+    fn tcb_write_result(&mut self, tcb: TcbCap, dest: Option<(TcbReg, u64)>, pc: u64) -> Result<(), KernelError> {
+        self.write_context(tcb, dest, Some(pc))
     }
 
     fn tcb_resume(&mut self, tcb: TcbCap) -> Result<(), KernelError> {

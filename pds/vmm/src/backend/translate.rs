@@ -18,6 +18,17 @@ pub fn kerr(e: sel4::Error) -> KernelError {
     }
 }
 
+/// The result of an invocation, from seL4's error code. The common case is
+/// tested first, inline: rust-sel4's `Error::from_sys` is an out-of-line
+/// call, a tenth of what an exit spends in the VMM.
+#[inline(always)]
+pub fn invoked(err: sel4::sys::seL4_Error::Type) -> Result<(), KernelError> {
+    if err == sel4::sys::seL4_Error::seL4_NoError {
+        return Ok(());
+    }
+    sel4::Error::from_sys(err).map_or(Ok(()), |e| Err(kerr(e)))
+}
+
 /// The core's vCPU register as seL4's.
 pub fn vcpu_reg(r: VcpuReg) -> Result<sel4::VCpuReg, KernelError> {
     Ok(match r {
