@@ -22,7 +22,7 @@ use vmm::devices::pl011::{self, Console, Pl011};
 use vmm::devices::{Device, DeviceMap, MAX_DEVICES};
 use vmm::exits::esr::Esr;
 use vmm::exits::mmio::{Access, MmioError};
-use vmm::exits::{decode, Exit, ExitError, HvcCall};
+use vmm::exits::{decode, Exit, ExitError, HvcCall, HVC_REPLY_REGS};
 use vmm::kernel::Kernel;
 use vmm::memslot::READONLY;
 use vmm::model::Object;
@@ -302,14 +302,15 @@ fn decode_vm_fault_data_and_instruction_aborts() {
 }
 
 #[test]
-fn decode_unknown_syscall_is_an_hvc_with_all_twelve_registers() {
+fn decode_unknown_syscall_is_an_hvc_with_the_registers_its_reply_gives_back() {
     // MRs: x0-x7, FaultIP, SP, LR (ELR_EL1), SPSR, syscall number.
     let mrs = [10, 11, 12, 13, 14, 15, 16, 17, 0x4000_0800, 0x4000_f000, 0xffff_0000_0000_0010, 0x3c5, 17];
-    let call =
-        HvcCall { x: [10, 11, 12, 13, 14, 15, 16, 17], pc: 0x4000_0800, sp: 0x4000_f000, lr: mrs[10], spsr: 0x3c5 };
+    let call = HvcCall { x: [10, 11, 12, 13, 14, 15, 16, 17], pc: 0x4000_0800 };
     assert_eq!(decode(UNKNOWN_SYSCALL, &mrs), Ok(Exit::Hvc(call)));
-    // The reply carries them back in seL4's order: x0-x7, PC, SP, LR, SPSR.
-    assert_eq!(call.reply_regs(), <[u64; 12]>::try_from(&mrs[..12]).unwrap());
+    // The reply carries x0-x7 and the PC in seL4's order; only x0 and the
+    // PC (past the hvc) change.
+    assert_eq!(call.returning(99), [99, 11, 12, 13, 14, 15, 16, 17, 0x4000_0804]);
+    assert_eq!(HVC_REPLY_REGS, 9);
 }
 
 #[test]
@@ -937,11 +938,12 @@ fn psci(v: &mut TestVmm, vm: VmId, vcpu: u32, conduit: Conduit, args: [u64; 4]) 
             mrs[12] = upper[3]; // seL4 takes the guest's x7 as the syscall number
             match exit(v, vm, vcpu, UNKNOWN_SYSCALL, &mrs) {
                 ExitAction::ResumeWith(regs) => {
-                    // Whatever x0 is, everything else comes back as it went,
-                    // with the PC past the `hvc`.
+                    // Whatever x0 is, x1-x7 come back as they went, with the
+                    // PC past the `hvc`; SP, ELR and SPSR are not in the
+                    // reply, so seL4 leaves them alone.
                     let [_, x1, x2, x3] = args;
                     let [x4, x5, x6, x7] = upper;
-                    let want = [regs[0], x1, x2, x3, x4, x5, x6, x7, HVC_PC + 4, HVC_SP, HVC_LR, HVC_SPSR];
+                    let want = [regs[0], x1, x2, x3, x4, x5, x6, x7, HVC_PC + 4];
                     if regs == want {
                         Psci::Returned(regs[0])
                     } else {
@@ -1208,18 +1210,12 @@ fn psci_system_reset_from_the_boot_vcpu_restarts_it_at_its_entry() {
         let (mut v, a, b) = three_running();
         let b_before = view(&v, b);
         let r = psci(&mut v, a, 0, conduit, [SYSTEM_RESET, 0, 0, 0]);
-        match conduit {
-            Conduit::Hvc => {
-                let Psci::Other(ExitAction::ResumeWith(regs)) = r else { panic!("{r:?}") };
-                assert_eq!((regs[0], regs[8], regs[11]), (BOOT_ARG, RAM_GPA, SPSR_EL1H_DAIF), "x0, PC, SPSR");
-            }
-            Conduit::Smc => {
-                assert_eq!(r, Psci::Other(ExitAction::Resume));
-                assert_eq!(reg(&v, a, 0, TcbReg::Pc), RAM_GPA);
-                assert_eq!(x(&v, a, 0, 0), BOOT_ARG);
-                assert_eq!(reg(&v, a, 0, TcbReg::Spsr), SPSR_EL1H_DAIF);
-            }
-        }
+        // Both conduits: the entry state is in the TCB, and an empty reply
+        // (no registers for seL4 to copy over it) resumes the vCPU there.
+        assert_eq!(r, Psci::Other(ExitAction::Resume), "{conduit:?}");
+        assert_eq!(reg(&v, a, 0, TcbReg::Pc), RAM_GPA, "{conduit:?}");
+        assert_eq!(x(&v, a, 0, 0), BOOT_ARG, "{conduit:?}");
+        assert_eq!(reg(&v, a, 0, TcbReg::Spsr), SPSR_EL1H_DAIF, "{conduit:?}");
         assert_eq!(state(&v, a, 0), VcpuState::Running);
         assert!(running(&v, a, 0));
         for i in [1, 2] {
@@ -1318,7 +1314,7 @@ fn psci_system_reset_restarts_the_boot_vcpu_with_the_mmu_and_data_cache_off() {
         let (mut v, a, _) = two_guests();
         set(&mut v, a, 0, WIRE_SCTLR, 0x30d0_199d);
         let r = psci(&mut v, a, 0, conduit, [SYSTEM_RESET, 0, 0, 0]);
-        assert!(matches!(r, Psci::Other(ExitAction::ResumeWith(_) | ExitAction::Resume)), "{r:?}");
+        assert_eq!(r, Psci::Other(ExitAction::Resume), "{conduit:?}");
         let sctlr = v.get_reg(A, a, 0, WIRE_SCTLR).unwrap();
         assert_eq!(sctlr & (SCTLR_M | SCTLR_C), 0, "{conduit:?}: SCTLR_EL1 {sctlr:#x} after reset");
     }
@@ -1478,6 +1474,43 @@ fn user_exception_stops_the_vm_with_guest_exception() {
     assert_eq!(action, stop(StopReason::GuestException { pc }, 1));
     assert_all_stopped(&v, a);
     assert_eq!(view(&v, b), b_before);
+}
+
+#[test]
+fn an_exit_decoded_where_it_arrived_is_handled_as_its_raw_message_is() {
+    // The VMM PD decodes a fault in its IPC buffer and hands the core the
+    // result (handle_decoded_exit); the raw message goes through
+    // handle_exit. Same action, same VM state and registers, same console
+    // output, for every kind of exit, good or bad.
+    let pc = RAM_GPA + 0x100;
+    let hvc = |x0| vec![x0, 1, 2, 3, 4, 5, 6, 7, pc, 0x4000_f000, 0, SPSR_EL1H_DAIF, 7];
+    let cases: Vec<(u64, Vec<u64>)> = vec![
+        (VM_FAULT, vec![pc, UART + FR, 0, dabt(4, 3, 0)]),
+        (VM_FAULT, vec![pc, UART + DR, 0, dabt(1, 5, WNR)]),
+        (VM_FAULT, vec![pc, RAM_GPA + 0x2000, 0, dabt(8, 1, SF)]),
+        (VM_FAULT, vec![pc, ROM_GPA, 0, dabt(4, 1, WNR)]),
+        (VM_FAULT, vec![pc, 0x7000_0000, 0, dabt(4, 1, 0)]),
+        (UNKNOWN_SYSCALL, hvc(PSCI_VERSION)),
+        (UNKNOWN_SYSCALL, hvc(CPU_ON_64)),
+        (UNKNOWN_SYSCALL, hvc(SYSTEM_RESET)),
+        (UNKNOWN_SYSCALL, hvc(SYSTEM_OFF)),
+        (UNKNOWN_SYSCALL, hvc(PSCI_VERSION)[..12].to_vec()),
+        (VCPU_FAULT, vec![ec(EC_WFX) | IL]),
+        (VPPI_EVENT, vec![27]),
+        (99, vec![0; 4]),
+    ];
+    for (label, mrs) in cases {
+        let (mut raw, a, b) = two_guests();
+        let (mut decoded, _, _) = two_guests();
+        let (mut raw_out, mut decoded_out) = (Out::default(), Out::default());
+        let want = raw.handle_exit(a, 0, label, &mrs, &mut raw_out);
+        let got = decoded.handle_decoded_exit(a, 0, decode(label, &mrs), &mut decoded_out);
+        assert_eq!(got, want, "label {label}, {mrs:x?}");
+        for vm in [a, b] {
+            assert_eq!(view(&decoded, vm), view(&raw, vm), "label {label}, {mrs:x?}");
+        }
+        assert_eq!(decoded_out.0, raw_out.0, "label {label}, {mrs:x?}");
+    }
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use core::fmt::Write;
 
-use sel4_microkit::{debug_println, Channel};
+use sel4_microkit::{debug_println, with_msg_regs, with_msg_regs_mut, Channel};
 
 use vmm::config::ClientId;
 use vmm::devices::pl011::Pl011;
@@ -11,6 +11,7 @@ use vmm::devices::Device;
 use vmm::manifest::Manifest;
 use vmm::protocol::{Request, Response};
 use vmm::registry::{NoHooks, Owner, Presence, VmId};
+use vmm::exits;
 use vmm::vmm::ExitAction;
 use vmm::{Errno, Vmm};
 
@@ -21,17 +22,20 @@ use crate::boot_manifest::{self, Mapped};
 use crate::console::Console;
 use crate::guest_image::GuestImage;
 use crate::refusal::Refusal;
-use crate::vcpu_caps::VmVcpu;
+use crate::vcpu_caps::{VmVcpu, MAX_VCPU_ID};
 
 type Core = Vmm<MicrokitKernel, NoHooks>;
+
+/// The core's VM and vCPU of each Microkit vCPU, indexed by its id.
+type VcpuMap = [Option<(VmId, u32)>; MAX_VCPU_ID as usize + 1];
 
 /// What a fault asks of the Microkit event loop.
 pub enum Reply {
     /// Resume the vCPU as it is.
     Resume,
-    /// Resume it with these registers (the reply's message registers, in
-    /// the order of seL4's UnknownSyscall reply).
-    ResumeWith([u64; 12]),
+    /// Resume it with the first this many message registers, written in
+    /// place (seL4's UnknownSyscall reply: x0-x7, then the PC).
+    Registers(usize),
     /// Leave it stopped: no reply.
     Stopped,
 }
@@ -44,6 +48,11 @@ pub struct Instance {
     manifest: Manifest,
     image: GuestImage,
     console: Console,
+    /// Whose exit a fault from each Microkit vCPU is, found once per
+    /// request instead of once per exit: only a request (or building the
+    /// internal VM) changes which core vCPU a Microkit TCB is, never an
+    /// exit.
+    vcpus: VcpuMap,
 }
 
 impl Instance {
@@ -66,7 +75,7 @@ impl Instance {
         let mut vm = heapless::String::new();
         let _ = write!(vm, "vm{}", pd.strip_prefix("vmm").unwrap_or(pd));
         let console = Console::new(vm.clone());
-        let mut this = Instance { pd, vm, vmm, manifest, image, console };
+        let mut this = Instance { pd, vm, vmm, manifest, image, console, vcpus: [None; MAX_VCPU_ID as usize + 1] };
         match this.manifest.internal() {
             true => debug_println!("{pd}: VMM of {}, an internal VM; boot manifest verified", this.vm),
             false => debug_println!(
@@ -85,6 +94,7 @@ impl Instance {
         if this.manifest.internal() {
             this.start_internal();
         }
+        this.map_vcpus();
         Ok(this)
     }
 
@@ -107,6 +117,21 @@ impl Instance {
 
     /// One protected call from the client on `channel`.
     pub fn request(&mut self, channel: Channel, label: u64, payload: &[u8]) -> Response {
+        let response = self.serve(channel, label, payload);
+        self.map_vcpus();
+        response
+    }
+
+    /// Finds the core's VM and vCPU of each Microkit vCPU.
+    fn map_vcpus(&mut self) {
+        let vmm = &self.vmm;
+        for (id, entry) in (0..).zip(self.vcpus.iter_mut()) {
+            *entry = VmVcpu::new(id).and_then(|v| vmm.kernel().tcb_slot_of(v)).and_then(|slot| vmm.vcpu_by_tcb(slot));
+        }
+    }
+
+    /// A request, as [`Instance::request`] answers it.
+    fn serve(&mut self, channel: Channel, label: u64, payload: &[u8]) -> Response {
         let client = ClientId(channel.index() as u32);
         let request = Request::decode(label, payload).ok();
         if let Some(Request::RunVcpu { vm, .. }) = request {
@@ -171,21 +196,33 @@ impl Instance {
         Ok(())
     }
 
-    /// A fault of Microkit vCPU `child` (its message: `label`, `mrs`).
-    pub fn fault(&mut self, child: u64, label: u64, mrs: &[u64]) -> Reply {
-        let microkit_vcpu = VmVcpu::new(child);
-        let core_vcpu =
-            microkit_vcpu.and_then(|v| self.vmm.kernel().tcb_slot_of(v)).and_then(|slot| self.vmm.vcpu_by_tcb(slot));
-        let Some((id, vcpu)) = core_vcpu else {
+    /// A fault of Microkit vCPU `child` with label `label` and `count`
+    /// message registers, read (and the reply written) where they are, in
+    /// the IPC buffer.
+    pub fn fault(&mut self, child: usize, label: u64, count: usize) -> Reply {
+        let Some((id, vcpu)) = self.vcpus.get(child).copied().flatten() else {
             debug_println!("{}: fault from vCPU {child}, which no VM has: left stopped", self.pd);
-            if let Some(v) = microkit_vcpu {
+            if let Some(v) = VmVcpu::new(child as u64) {
                 let _ = v.tcb().tcb_suspend();
             }
             return Reply::Stopped;
         };
-        match self.vmm.handle_exit(id, vcpu, label, mrs, &mut self.console) {
+        // Decoded before the core makes any invocation, which would reuse
+        // the IPC buffer.
+        let decoded = with_msg_regs(|r| exits::decode(label, r.get(..count).unwrap_or(&[])));
+        match self.vmm.handle_decoded_exit(id, vcpu, decoded, &mut self.console) {
             ExitAction::Resume => Reply::Resume,
-            ExitAction::ResumeWith(regs) => Reply::ResumeWith(regs),
+            ExitAction::ResumeWith(regs) => {
+                // Word by word: nine stores are fewer instructions than the
+                // call to the bare-metal memcpy a slice copy becomes.
+                with_msg_regs_mut(|r| {
+                    if let [d0, d1, d2, d3, d4, d5, d6, d7, d8, ..] = r {
+                        let [x0, x1, x2, x3, x4, x5, x6, x7, pc] = regs;
+                        (*d0, *d1, *d2, *d3, *d4, *d5, *d6, *d7, *d8) = (x0, x1, x2, x3, x4, x5, x6, x7, pc);
+                    }
+                });
+                Reply::Registers(regs.len())
+            }
             ExitAction::Park => Reply::Stopped,
             ExitAction::Stop { reason, notify } => {
                 self.console.flush();

@@ -40,7 +40,6 @@ use sel4_microkit::{
 };
 use zerocopy::IntoBytes;
 
-use vmm::exits::MAX_FAULT_MRS;
 use vmm::protocol::Response;
 use vmm::Errno;
 
@@ -106,17 +105,8 @@ impl Handler for VmmPd {
     }
 
     fn fault(&mut self, child: Child, msg_info: MessageInfo) -> Result<Option<MessageInfo>, Self::Error> {
-        // The fault message first: the core's invocations reuse the IPC
-        // buffer.
-        let mut mrs = [0u64; MAX_FAULT_MRS];
-        let n = msg_info.count().min(MAX_FAULT_MRS);
-        sel4_microkit::with_msg_regs(|r| {
-            if let (Some(d), Some(s)) = (mrs.get_mut(..n), r.get(..n)) {
-                d.copy_from_slice(s);
-            }
-        });
         let reply = match self {
-            VmmPd::Running(vmm) => vmm.fault(child.index() as u64, msg_info.label(), mrs.get(..n).unwrap_or(&[])),
+            VmmPd::Running(vmm) => vmm.fault(child.index(), msg_info.label(), msg_info.count()),
             VmmPd::Refused { pd } => {
                 debug_println!("{pd}: fault from vCPU {} of a VMM that did not start: left stopped", child.index());
                 Reply::Stopped
@@ -124,14 +114,7 @@ impl Handler for VmmPd {
         };
         Ok(match reply {
             Reply::Resume => Some(MessageInfo::new(0, 0)),
-            Reply::ResumeWith(regs) => {
-                sel4_microkit::with_msg_regs_mut(|r| {
-                    if let Some(d) = r.get_mut(..regs.len()) {
-                        d.copy_from_slice(&regs);
-                    }
-                });
-                Some(MessageInfo::new(0, regs.len()))
-            }
+            Reply::Registers(n) => Some(MessageInfo::new(0, n)),
             Reply::Stopped => None,
         })
     }

@@ -40,27 +40,27 @@ pub mod label {
 /// Message registers of the longest fault message (UnknownSyscall).
 pub const MAX_FAULT_MRS: usize = 13;
 
-/// A guest `hvc`, with the registers seL4 hands over.
+/// Registers in the reply to an `hvc` (an UnknownSyscall fault): x0-x7 and
+/// the PC. seL4 copies as many registers as the reply carries, in the order
+/// x0-x7, PC, SP, ELR, SPSR, so a reply of nine leaves the last three as
+/// they are; the VMM never changes them.
+pub const HVC_REPLY_REGS: usize = 9;
+
+/// A guest `hvc`, with the registers a reply can give back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HvcCall {
-    /// x0-x7.
+    /// x0-x7 (SMCCC arguments and results).
     pub x: [u64; 8],
     /// The address of the `hvc`.
     pub pc: u64,
-    /// SP.
-    pub sp: u64,
-    /// ELR_EL1 (seL4's LR field for a vCPU thread).
-    pub lr: u64,
-    /// SPSR_EL1.
-    pub spsr: u64,
 }
 
 impl HvcCall {
-    /// The twelve registers of the reply, in seL4's order: x0-x7, PC, SP,
-    /// ELR, SPSR.
-    pub fn reply_regs(&self) -> [u64; 12] {
-        let [x0, x1, x2, x3, x4, x5, x6, x7] = self.x;
-        [x0, x1, x2, x3, x4, x5, x6, x7, self.pc, self.sp, self.lr, self.spsr]
+    /// The reply that returns `x0` and resumes after the `hvc`, in seL4's
+    /// order: x0-x7, PC.
+    pub fn returning(&self, x0: u64) -> [u64; HVC_REPLY_REGS] {
+        let [_, x1, x2, x3, x4, x5, x6, x7] = self.x;
+        [x0, x1, x2, x3, x4, x5, x6, x7, self.pc.wrapping_add(4)]
     }
 }
 
@@ -160,14 +160,13 @@ pub fn decode(label: u64, mrs: &[u64]) -> Result<Exit, ExitError> {
             }
         }
         label::UNKNOWN_SYSCALL => {
-            let mut x = [0u64; 8];
-            for (i, r) in x.iter_mut().enumerate() {
-                *r = mr(mrs, i)?;
-            }
-            let (pc, sp, lr, spsr) = (mr(mrs, 8)?, mr(mrs, 9)?, mr(mrs, 10)?, mr(mrs, 11)?);
-            // MR 12 is the syscall number (the guest's x7); nothing to check.
-            mr(mrs, 12)?;
-            Ok(Exit::Hvc(HvcCall { x, pc, sp, lr, spsr }))
+            // MRs 9-11 are SP, ELR and SPSR, which the VMM leaves alone; MR
+            // 12 is the syscall number (the guest's x7). Nothing to check,
+            // but a message without them is truncated.
+            let Some(&[x0, x1, x2, x3, x4, x5, x6, x7, pc, _, _, _, _]) = mrs.get(..MAX_FAULT_MRS) else {
+                return Err(ExitError::Truncated);
+            };
+            Ok(Exit::Hvc(HvcCall { x: [x0, x1, x2, x3, x4, x5, x6, x7], pc }))
         }
         label::VCPU_FAULT => {
             let esr = Esr(mr(mrs, 0)?);

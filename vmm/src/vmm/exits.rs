@@ -34,9 +34,9 @@ use crate::vmm::FaultOutcome;
 pub enum ExitAction {
     /// Reply with an empty message: the vCPU resumes at its TCB's PC.
     Resume,
-    /// Reply to an `hvc` (UnknownSyscall) with these registers: x0-x7, PC,
-    /// SP, ELR, SPSR. The vCPU resumes with them.
-    ResumeWith([u64; 12]),
+    /// Reply to an `hvc` (UnknownSyscall) with these registers: x0-x7 and
+    /// the PC ([`exits::HVC_REPLY_REGS`]). The vCPU resumes with them.
+    ResumeWith([u64; exits::HVC_REPLY_REGS]),
     /// Do not reply: this vCPU stays off (PSCI CPU_OFF); the VM goes on.
     Park,
     /// The VM stopped. Do not reply; tell `notify` (the owner; none for an
@@ -164,19 +164,40 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
         mrs: &[u64],
         console: &mut C,
     ) -> ExitAction {
-        let listed = self
+        self.handle_decoded_exit(id, vcpu, exits::decode(label, mrs), console)
+    }
+
+    /// [`Vmm::handle_exit`] of a fault message already decoded
+    /// ([`exits::decode`]): the VMM PD decodes it where the kernel left it,
+    /// in its IPC buffer, so that nothing copies it.
+    pub fn handle_decoded_exit<C: Console + ?Sized>(
+        &mut self,
+        id: VmId,
+        vcpu: u32,
+        decoded: Result<Exit, ExitError>,
+        console: &mut C,
+    ) -> ExitAction {
+        let vm = self
             .registry
             .entry(id)
-            .is_some_and(|e| e.presence == Presence::Listed && e.vm.vcpu_state(vcpu) != VcpuState::Absent);
-        if !listed {
+            .filter(|e| e.presence == Presence::Listed && e.vm.vcpu_state(vcpu) != VcpuState::Absent)
+            .map(|e| &e.vm);
+        let Some(vm) = vm else {
             // Not a vCPU the VMM runs: leave it unanswered and touch nothing.
             return ExitAction::Stop { reason: StopReason::NoSuchVcpu, notify: None };
-        }
-        let exit = match exits::decode(label, mrs) {
-            Ok(exit) => exit,
-            Err(e) => return self.stop_vm(id, StopReason::BadMessage(e)),
         };
-        match exit {
+        // By reference: an hvc's registers are copied once, into the reply.
+        let exit = match &decoded {
+            Ok(exit) => exit,
+            Err(e) => return self.stop_vm(id, StopReason::BadMessage(*e)),
+        };
+        match *exit {
+            // Outside every memslot there is nothing to map (stage2_fault
+            // would say Unmapped): straight to the devices, the common
+            // exit of a running guest.
+            Exit::DataAbort { pc, gpa, esr } if vm.memslots.find_gpa(gpa).is_none() => {
+                self.mmio(id, vcpu, pc, gpa, esr, console)
+            }
             Exit::DataAbort { pc, gpa, esr } => match self.stage2_fault(id, gpa, esr.wnr()) {
                 Ok(FaultOutcome::Unmapped) => self.mmio(id, vcpu, pc, gpa, esr, console),
                 other => self.after_map(id, gpa, other),
@@ -185,7 +206,7 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
                 let r = self.stage2_fault(id, gpa, false);
                 self.after_map(id, gpa, r)
             }
-            Exit::Hvc(call) => self.hvc(id, vcpu, &call),
+            Exit::Hvc(ref call) => self.hvc(id, vcpu, call),
             Exit::Smc { esr } => self.smc(id, vcpu, esr),
             Exit::Wfx { esr } => match self.advance(id, vcpu, None, esr) {
                 Ok(()) => ExitAction::Resume,
@@ -254,34 +275,32 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
     /// An `hvc`: the registers come in the message and go back in the reply.
     fn hvc(&mut self, id: VmId, vcpu: u32, call: &HvcCall) -> ExitAction {
         let [x0, x1, x2, x3, ..] = call.x;
-        let mut regs = call.reply_regs();
         match self.psci(id, vcpu, Call::decode([x0, x1, x2, x3])) {
-            Psci::Return(v) => {
-                regs[0] = v;
-                regs[8] = call.pc.wrapping_add(4);
-                ExitAction::ResumeWith(regs)
-            }
+            Psci::Return(v) => ExitAction::ResumeWith(call.returning(v)),
             Psci::Off => ExitAction::Park,
             Psci::SystemOff => self.stop_vm(id, StopReason::SystemOff),
-            Psci::Reset { vcpu: boot, entry, arg } if boot == vcpu => {
-                let reset = self
-                    .registry
-                    .entry(id)
-                    .and_then(|e| e.vm.vcpu_caps(vcpu))
-                    .ok_or(KernelError::InvalidCapability)
-                    .and_then(|(_, vc)| self.kernel.vcpu_write_reg(vc, VcpuReg::Sctlr, SCTLR_EL1_RESET));
-                match reset {
-                    Ok(()) => ExitAction::ResumeWith([arg, 0, 0, 0, 0, 0, 0, 0, entry, 0, 0, SPSR_EL1H_MASKED]),
-                    Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
-                }
-            }
+            Psci::Reset { vcpu: boot, entry, arg } if boot == vcpu => self.restart_self(id, vcpu, entry, arg),
             Psci::Reset { vcpu: boot, entry, arg } => self.restart_other(id, vcpu, boot, entry, arg),
+        }
+    }
+
+    /// SYSTEM_RESET from the boot vCPU: its entry state goes into its TCB
+    /// and vCPU, and an empty reply (seL4 then takes no registers from the
+    /// reply) resumes it there.
+    #[cold]
+    fn restart_self(&mut self, id: VmId, vcpu: u32, entry: u64, arg: u64) -> ExitAction {
+        let Some(caps) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(vcpu)) else {
+            return self.stop_vm(id, StopReason::NoSuchVcpu);
+        };
+        match self.start_at(caps, entry, arg, false) {
+            Ok(()) => ExitAction::Resume,
+            Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
         }
     }
 
     /// An `smc`: the registers are read from and written to the TCB.
     fn smc(&mut self, id: VmId, vcpu: u32, esr: Esr) -> ExitAction {
-        let Some(caps @ (tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(vcpu)) else {
+        let Some((tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(vcpu)) else {
             return self.stop_vm(id, StopReason::NoSuchVcpu);
         };
         let k = &mut self.kernel;
@@ -305,10 +324,7 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
             }
             Psci::Off => ExitAction::Park,
             Psci::SystemOff => self.stop_vm(id, StopReason::SystemOff),
-            Psci::Reset { vcpu: boot, entry, arg } if boot == vcpu => match self.start_at(caps, entry, arg, false) {
-                Ok(()) => ExitAction::Resume,
-                Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
-            },
+            Psci::Reset { vcpu: boot, entry, arg } if boot == vcpu => self.restart_self(id, vcpu, entry, arg),
             Psci::Reset { vcpu: boot, entry, arg } => self.restart_other(id, vcpu, boot, entry, arg),
         }
     }
@@ -347,6 +363,7 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
 
     /// SYSTEM_RESET from a vCPU other than the boot one: it parks, the boot
     /// vCPU restarts.
+    #[cold]
     fn restart_other(&mut self, id: VmId, caller: u32, boot: u32, entry: u64, arg: u64) -> ExitAction {
         let Some(caps) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(boot)) else {
             return self.stop_vm(id, StopReason::NoSuchVcpu);
@@ -367,40 +384,49 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
     }
 
     /// Carries out a PSCI call of vCPU `vcpu`.
+    #[inline]
     fn psci(&mut self, id: VmId, vcpu: u32, call: Call) -> Psci {
         match call {
             Call::Version => Psci::Return(psci::VERSION_1_1),
             Call::Features(f) => Psci::Return(psci::features(f)),
             Call::Unsupported => Psci::Return(ret::NOT_SUPPORTED),
-            Call::CpuOff => {
-                if let Some((tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(vcpu)) {
-                    let _ = self.kernel.tcb_suspend(tcb);
-                }
-                self.vcpu_stopped(id, vcpu);
-                Psci::Off
-            }
+            Call::CpuOff => self.cpu_off(id, vcpu),
             Call::CpuSuspend => Psci::Return(ret::SUCCESS),
             Call::AffinityInfo { target, level } => Psci::Return(self.affinity_info(id, target, level)),
             Call::SystemOff => Psci::SystemOff,
-            Call::SystemReset => {
-                let Some(boot) = self.registry.entry(id).and_then(|e| e.vm.boot) else {
-                    return Psci::Return(ret::NOT_SUPPORTED);
-                };
-                // Every other vCPU stops; the boot vCPU starts again.
-                let others: heapless::Vec<u32, { crate::config::MAX_VCPUS }> = (0..crate::config::MAX_VCPUS as u32)
-                    .filter(|v| *v != vcpu && *v != boot.vcpu)
-                    .filter(|v| self.registry.entry(id).is_some_and(|e| e.vm.vcpu_state(*v) == VcpuState::Running))
-                    .collect();
-                for v in others {
-                    if let Some((tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(v)) {
-                        let _ = self.kernel.tcb_suspend(tcb);
-                    }
-                    self.vcpu_stopped(id, v);
-                }
-                Psci::Reset { vcpu: boot.vcpu, entry: boot.entry, arg: boot.arg }
-            }
+            Call::SystemReset => self.system_reset(id, vcpu),
             Call::CpuOn { target, entry, context } => Psci::Return(self.cpu_on(id, target, entry, context)),
         }
+    }
+
+    /// PSCI CPU_OFF: the calling vCPU stops.
+    #[cold]
+    fn cpu_off(&mut self, id: VmId, vcpu: u32) -> Psci {
+        if let Some((tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(vcpu)) {
+            let _ = self.kernel.tcb_suspend(tcb);
+        }
+        self.vcpu_stopped(id, vcpu);
+        Psci::Off
+    }
+
+    /// PSCI SYSTEM_RESET: every other vCPU stops; the boot vCPU starts
+    /// again.
+    #[cold]
+    fn system_reset(&mut self, id: VmId, vcpu: u32) -> Psci {
+        let Some(boot) = self.registry.entry(id).and_then(|e| e.vm.boot) else {
+            return Psci::Return(ret::NOT_SUPPORTED);
+        };
+        let others: heapless::Vec<u32, { crate::config::MAX_VCPUS }> = (0..crate::config::MAX_VCPUS as u32)
+            .filter(|v| *v != vcpu && *v != boot.vcpu)
+            .filter(|v| self.registry.entry(id).is_some_and(|e| e.vm.vcpu_state(*v) == VcpuState::Running))
+            .collect();
+        for v in others {
+            if let Some((tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(v)) {
+                let _ = self.kernel.tcb_suspend(tcb);
+            }
+            self.vcpu_stopped(id, v);
+        }
+        Psci::Reset { vcpu: boot.vcpu, entry: boot.entry, arg: boot.arg }
     }
 
     /// PSCI AFFINITY_INFO at level 0: is the vCPU whose id is the MPIDR's
@@ -500,6 +526,7 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
     }
 
     /// Stops every vCPU of VM `id` (and only those) and says whom to tell.
+    #[cold]
     fn stop_vm(&mut self, id: VmId, reason: StopReason) -> ExitAction {
         let mut notify = None;
         if let Some(e) = self.registry.entry_mut(id) {

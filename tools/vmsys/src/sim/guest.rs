@@ -110,16 +110,12 @@ impl Guest<'_> {
                 mrs[12] = mrs[7];
                 let action = self.exit(label::UNKNOWN_SYSCALL, &mrs);
                 if let ExitAction::ResumeWith(r) = action {
-                    // seL4 writes the reply's registers back into the TCB.
-                    let order = [0, 1, 2, 3, 4, 5, 6, 7].map(TcbReg::X);
-                    for (reg, v) in order.iter().zip(r.iter()) {
-                        self.set(*reg, *v)?;
+                    // seL4 writes the reply's registers, x0-x7 and the PC,
+                    // back into the TCB.
+                    let order = [0, 1, 2, 3, 4, 5, 6, 7].map(TcbReg::X).into_iter().chain([TcbReg::Pc]);
+                    for (reg, v) in order.zip(r) {
+                        self.set(reg, v)?;
                     }
-                    let [.., pc, sp, lr, spsr] = r;
-                    self.set(TcbReg::Pc, pc)?;
-                    self.set(TcbReg::Sp, sp)?;
-                    self.set(TcbReg::X(30), lr)?;
-                    self.set(TcbReg::Spsr, spsr)?;
                 }
                 Ok(action)
             }
