@@ -35,8 +35,8 @@ mod refusal;
 mod vcpu_caps;
 
 use sel4_microkit::{
-    debug_println, pd_name, protection_domain, var, with_msg_bytes, with_msg_bytes_mut, Channel,
-    ChannelSet, Child, Handler, Infallible, MessageInfo,
+    debug_println, pd_name, protection_domain, var, with_msg_bytes, with_msg_bytes_mut, Channel, ChannelSet, Child,
+    Handler, Infallible, MessageInfo,
 };
 use zerocopy::IntoBytes;
 
