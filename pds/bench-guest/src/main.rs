@@ -15,8 +15,8 @@
 //! release. Writing to a mapped device does not exit, so the report costs
 //! both VMMs the same: nothing.
 //!
-//! With the MMU off every data access is to Device memory: the code must not
-//! make unaligned accesses (the target has `+strict-align`) nor use atomics.
+//! Its entry and PSCI calls are `guest-rt`'s; with the MMU off, the code
+//! must not make unaligned accesses nor use atomics.
 
 #![no_std]
 #![no_main]
@@ -24,10 +24,8 @@
 mod report;
 mod timed;
 
-use core::arch::{asm, global_asm};
 use core::fmt::Write;
 
-use board::psci;
 use report::Report;
 
 /// Exits per timed loop, as issue 6 asks.
@@ -37,31 +35,7 @@ const EXITS: u64 = 100_000;
 /// done only on a first exit (of either VMM, or of seL4) is timed.
 const WARM_UP: u64 = 100;
 
-// Entry: enables FP/SIMD at EL1 (the compiler may use it), sets the stack
-// to the top of shared RAM, zeroes .bss, then calls `bench_main`.
-global_asm!(
-    r#"
-    .section .text.entry, "ax"
-    .global _start
-_start:
-    mov x1, #(3 << 20)
-    msr cpacr_el1, x1
-    isb
-    ldr x1, ={stack_top}
-    mov sp, x1
-    ldr x1, =__bss_start
-    ldr x2, =__bss_end
-1:  cmp x1, x2
-    b.hs 2f
-    str xzr, [x1], #8
-    b 1b
-2:  bl {main}
-3:  wfe
-    b 3b
-"#,
-    stack_top = const board::GUEST_STACK_TOP,
-    main = sym bench_main,
-);
+guest_rt::entry!(bench_main);
 
 macro_rules! println {
     ($($arg:tt)*) => {{
@@ -82,18 +56,11 @@ extern "C" fn bench_main() -> ! {
     system_off()
 }
 
-/// PSCI SYSTEM_OFF through `hvc #0`; x7 = 0 so that seL4 does not take the
-/// call for one of its own system calls (it reads the number from x7).
+/// PSCI SYSTEM_OFF, which neither VMM returns from.
 fn system_off() -> ! {
-    // SAFETY: a hypervisor call; neither VMM resumes this vCPU.
-    unsafe {
-        asm!("hvc #0", in("x0") psci::SYSTEM_OFF, in("x7") 0u64, options(nomem, nostack));
-    }
+    guest_rt::system_off();
     println!("bench: ERROR: SYSTEM_OFF returned");
-    loop {
-        // SAFETY: waits for an event; no memory effects.
-        unsafe { asm!("wfe", options(nomem, nostack)) };
-    }
+    guest_rt::halt()
 }
 
 #[panic_handler]

@@ -4,9 +4,8 @@
 //! do not exit, unlike those to the emulated PL011 at `GUEST_UART_BASE`.
 
 use core::fmt;
-use core::ptr;
 
-use board::pl011;
+use guest_rt::Pl011;
 
 include!(env!(
     "BENCH_CONFIG_RS",
@@ -16,26 +15,18 @@ include!(env!(
 /// Writes to the physical PL011.
 pub struct Report;
 
-impl Report {
-    fn putc(c: u8) {
-        // SAFETY: the physical PL011's registers, mapped uncached into this
-        // VM at REPORT_UART by the system description; nothing else in the
-        // VM uses them.
-        unsafe {
-            while ptr::read_volatile((REPORT_UART + pl011::FR) as *const u32) & pl011::FR_TXFF != 0 {}
-            ptr::write_volatile((REPORT_UART + pl011::DR) as *mut u32, u32::from(c));
-        }
-    }
-}
-
 impl fmt::Write for Report {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        // The physical PL011's registers, mapped uncached into this VM at
+        // REPORT_UART by the system description; nothing else in the VM
+        // uses them.
+        let uart = Pl011::new(REPORT_UART);
         for c in s.bytes() {
             // A terminal on the raw UART needs the carriage return.
             if c == b'\n' {
-                Self::putc(b'\r');
+                uart.putc(b'\r');
             }
-            Self::putc(c);
+            uart.putc(c);
         }
         Ok(())
     }

@@ -6,63 +6,29 @@
 //! x0 at entry selects the mode ([`board::guest_mode`]): FAULT ends with an
 //! access outside every memslot instead, so its VMM stops this VM alone.
 //!
-//! With the MMU off every data access is to Device memory: the code must not
-//! make unaligned accesses (the target has `+strict-align`) nor use atomics.
+//! Its entry, PL011 and PSCI calls are `guest-rt`'s; with the MMU off, the
+//! code must not make unaligned accesses nor use atomics.
 
 #![no_std]
 #![no_main]
 
-use core::arch::{asm, global_asm};
 use core::fmt::{self, Write};
 use core::ptr;
 
-use board::{guest_mode, pl011, psci};
+use board::{guest_mode, psci};
+use guest_rt::{psci_call, Pl011};
 
-// Entry: x0 holds the mode and is passed on untouched. Enables FP/SIMD at
-// EL1 (the compiler may use it), sets the stack to the top of shared RAM,
-// zeroes .bss, then calls `guest_main(mode)`.
-global_asm!(
-    r#"
-    .section .text.entry, "ax"
-    .global _start
-_start:
-    mov x1, #(3 << 20)
-    msr cpacr_el1, x1
-    isb
-    ldr x1, ={stack_top}
-    mov sp, x1
-    ldr x1, =__bss_start
-    ldr x2, =__bss_end
-1:  cmp x1, x2
-    b.hs 2f
-    str xzr, [x1], #8
-    b 1b
-2:  bl {main}
-3:  wfe
-    b 3b
-"#,
-    stack_top = const board::GUEST_STACK_TOP,
-    main = sym guest_main,
-);
+// x0 at entry holds the mode; the entry passes it on untouched.
+guest_rt::entry!(guest_main);
 
 /// The emulated PL011.
 struct Uart;
 
-impl Uart {
-    fn putc(&mut self, c: u8) {
-        let base = board::GUEST_UART_BASE;
-        // SAFETY: the board table's UART address; the VMM emulates it.
-        unsafe {
-            while ptr::read_volatile((base + pl011::FR) as *const u32) & pl011::FR_TXFF != 0 {}
-            ptr::write_volatile((base + pl011::DR) as *mut u32, u32::from(c));
-        }
-    }
-}
-
 impl Write for Uart {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        let uart = Pl011::new(board::GUEST_UART_BASE);
         for c in s.bytes() {
-            self.putc(c);
+            uart.putc(c);
         }
         Ok(())
     }
@@ -113,29 +79,11 @@ fn report(what: &str, base: u64, size: u64) -> bool {
     }
 }
 
-/// A PSCI call through `hvc #0` that returns: x0 in and out. x7 stays 0 so
-/// that seL4 does not take the call for one of its own system calls (it
-/// reads the number from x7).
-fn psci_call(function: u64) -> u64 {
-    let mut x0 = function;
-    // SAFETY: a hypervisor call; the VMM answers in x0 and resumes after it.
-    unsafe {
-        asm!("hvc #0", inout("x0") x0, in("x7") 0u64, options(nomem, nostack));
-    }
-    x0
-}
-
-/// PSCI SYSTEM_OFF through `hvc #0` (x7 = 0, as above).
+/// PSCI SYSTEM_OFF, which the VMM does not return from.
 fn system_off() -> ! {
-    // SAFETY: a hypervisor call; the VMM does not resume this vCPU.
-    unsafe {
-        asm!("hvc #0", in("x0") psci::SYSTEM_OFF, in("x7") 0u64, options(nomem, nostack));
-    }
+    guest_rt::system_off();
     println!("guest: ERROR: SYSTEM_OFF returned");
-    loop {
-        // SAFETY: waits for an event; no memory effects.
-        unsafe { asm!("wfe", options(nomem, nostack)) };
-    }
+    guest_rt::halt()
 }
 
 extern "C" fn guest_main(mode: u64) -> ! {
