@@ -116,6 +116,14 @@ impl<V> Default for Registry<V> {
     }
 }
 
+/// `e`, if `caller` owns it.
+fn owned_by<E: core::ops::Deref<Target = Entry<V>>, V>(caller: Caller, e: E) -> Result<E, RegistryError> {
+    if e.owner != caller {
+        return Err(RegistryError::NotOwner);
+    }
+    Ok(e)
+}
+
 impl<V> Registry<V> {
     /// VMs added and not yet dropped.
     pub fn usage_count(&self) -> u32 {
@@ -174,10 +182,13 @@ impl<V> Registry<V> {
             .iter_mut()
             .find(|e| e.id == id && e.presence == Presence::Listed)
             .ok_or(RegistryError::NoSuchVm)?;
-        if e.owner != caller {
-            return Err(RegistryError::NotOwner);
-        }
-        Ok(e)
+        owned_by(caller, e)
+    }
+
+    /// [`Registry::get_mut`], to read.
+    pub fn get(&self, caller: Caller, id: VmId) -> Result<&Entry<V>, RegistryError> {
+        let e = self.entries.iter().find(|e| e.id == id && e.presence == Presence::Listed);
+        owned_by(caller, e.ok_or(RegistryError::NoSuchVm)?)
     }
 
     /// The entry `id`, listed or removed, with no ownership check.

@@ -15,7 +15,7 @@ use vmm::caps::{Rights, Slot, PAGE_SIZE};
 use vmm::kernel::KernelError;
 use vmm::lock::{LockError, LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
 use vmm::memslot::{MemoryRegion, Memslot, LOG_DIRTY_PAGES, READONLY};
-use vmm::registry::{Owner, VmId};
+use vmm::registry::{Owner, RegistryError, VmId};
 use vmm::vm::{VmError, CAP_MEM_TAGGING};
 use vmm::vmm::FaultOutcome;
 use vmm::Errno;
@@ -153,6 +153,64 @@ fn locking_a_locked_slot_is_ebusy() {
         refused(&mut v, Errno::EBUSY, LockError::AlreadyLocked.into(), |v| v.lock_memslot(A, vm, slot, flags));
     }
     assert_eq!(v.charges().charged(A), 4, "charged twice");
+}
+
+/// `lock_target` answers what LOCK would, before LOCK pins anything: the
+/// range it pins, or the same error, and it changes nothing. (A VMM whose
+/// backend can pin only some memory asks it first.)
+#[test]
+fn lock_target_answers_as_lock_would_and_changes_nothing() {
+    let (mut v, vm) = world_with_vm(A); // budget 16 pages
+    let other = v.create_vm(B).unwrap();
+    set(&mut v, A, vm, ram_region(0, GPA, 2, 0));
+    set(&mut v, A, vm, MemoryRegion { flags: READONLY, ..ram_region(1, GPA + 4 * PG, 2, 4) });
+    let h = v.create_guest_memfd(A, vm, 4 * PG, 0).unwrap();
+    set(&mut v, A, vm, gmem_region(2, GPA + 8 * PG, 4, h, 0));
+    set(&mut v, A, vm, ram_region(3, GPA + 16 * PG, 2, 16));
+    lock(&mut v, A, vm, 3, LOCK_READ);
+    set(&mut v, A, vm, ram_region(4, GPA + 32 * PG, 15, 32)); // 2 + 15 > 16
+    let mut answered = BTreeMap::new();
+    for caller in [A, B] {
+        for id in [vm, other, VmId(99)] {
+            for slot in [0, 1, 2, 3, 4, 99] {
+                for flags in [0, LOCK_READ, RW, LOCK_READ | 4] {
+                    let before = v.clone();
+                    let target = v.lock_target(caller, id, slot, flags);
+                    assert!(*v == *before, "lock_target changed the state");
+                    let mut w = v.clone();
+                    let locked = w.lock_memslot(caller, id, slot, flags);
+                    let case = (caller, id, slot, flags);
+                    match (target, locked) {
+                        (Ok(range), Ok(())) => {
+                            let s = slot_of(&w, id, slot as u16);
+                            assert_eq!(range, (s.gpa, s.size), "{case:?}");
+                            *answered.entry("locked".to_string()).or_insert(0) += 1;
+                        }
+                        (Err(a), Err(b)) => {
+                            assert_eq!(a, b, "{case:?}");
+                            *answered.entry(format!("{a:?}")).or_insert(0) += 1;
+                        }
+                        (t, l) => panic!("{case:?}: lock_target {t:?}, lock {l:?}"),
+                    }
+                }
+            }
+        }
+    }
+    // Every answer LOCK gives came up.
+    assert!(answered.contains_key("locked"), "no case locked: {answered:?}");
+    let refusals: [vmm::Error; 8] = [
+        RegistryError::NoSuchVm.into(),
+        RegistryError::NotOwner.into(),
+        LockError::BadFlags.into(),
+        LockError::NoSuchSlot.into(),
+        LockError::GmemSlot.into(),
+        LockError::WriteNotAllowed.into(),
+        LockError::AlreadyLocked.into(),
+        LockError::OverBudget.into(),
+    ];
+    for e in refusals {
+        assert!(answered.contains_key(&format!("{e:?}")), "no case refused with {e}: {answered:?}");
+    }
 }
 
 // ---- Rule 5.3: memlock budget ----

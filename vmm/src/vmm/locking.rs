@@ -17,7 +17,7 @@
 //! must be able to take every mapping of them away.
 
 use super::Vmm;
-use crate::caps::{FrameCap, Rights, SlotRange, PAGE_SIZE};
+use crate::caps::{FrameCap, Rights, Slot, SlotRange, PAGE_SIZE};
 use crate::error::Error;
 use crate::kernel::{Kernel, KernelError};
 use crate::lock::{check_lock_flags, LockError, UNLOCK_ALL};
@@ -52,13 +52,38 @@ fn unpin<K: Kernel>(k: &mut K, slot: &Memslot, pins: SlotRange) -> Result<(), Ke
     first
 }
 
+/// A LOCK that passed every check: what it pins and how.
+struct LockTarget {
+    /// The slot's index in the VM's table.
+    idx: usize,
+    /// The slot as it is.
+    slot: Memslot,
+    /// Its first RAM frame (the others follow).
+    frames: Slot,
+    /// A READ|WRITE lock.
+    write: bool,
+    /// Whom it is charged to.
+    owner: crate::registry::Owner,
+}
+
 impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
-    /// LOCK(slot, READ[|WRITE]).
-    pub fn lock_memslot(&mut self, caller: Caller, id: VmId, slot_id: u32, flags: u64) -> Result<(), Error> {
-        let entry = self.registry.get_mut(caller, id)?;
+    /// The guest-physical range (address, bytes) that LOCK(slot, `flags`)
+    /// of VM `id` by `caller` would pin, or the error it would give before
+    /// pinning anything: every check of [`Vmm::lock_memslot`] up to the
+    /// memlock budget, in its order. Changes nothing. A VMM whose backend
+    /// can pin only part of guest memory (the Microkit VMM PD: the slots
+    /// its boot manifest marks lockable) asks this first, so that its own
+    /// refusal never hides one of these errors.
+    pub fn lock_target(&self, caller: Caller, id: VmId, slot_id: u32, flags: u64) -> Result<(u64, u64), Error> {
+        let t = self.check_lock(caller, id, slot_id, flags)?;
+        Ok((t.slot.gpa, t.slot.size))
+    }
+
+    /// The checks of LOCK (rules 5.1-5.3), in order.
+    fn check_lock(&self, caller: Caller, id: VmId, slot_id: u32, flags: u64) -> Result<LockTarget, Error> {
+        let entry = self.registry.get(caller, id)?;
         let write = check_lock_flags(flags)?;
-        let owner = entry.owner;
-        let vm = &mut entry.vm;
+        let vm = &entry.vm;
         let idx = u16::try_from(slot_id).ok().and_then(|s| vm.memslots.index_of(s)).ok_or(LockError::NoSuchSlot)?;
         let slot = *vm.memslots.get(idx).ok_or(LockError::NoSuchSlot)?;
         let Backing::Ram { frames } = slot.backing else {
@@ -70,8 +95,15 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
         if slot.lock.is_some() {
             return Err(LockError::AlreadyLocked.into());
         }
+        self.charges.check(&self.config, entry.owner, slot.pages())?;
+        Ok(LockTarget { idx, slot, frames, write, owner: entry.owner })
+    }
+
+    /// LOCK(slot, READ[|WRITE]).
+    pub fn lock_memslot(&mut self, caller: Caller, id: VmId, slot_id: u32, flags: u64) -> Result<(), Error> {
+        let LockTarget { idx, slot, frames, write, owner } = self.check_lock(caller, id, slot_id, flags)?;
+        let vm = &mut self.registry.get_mut(caller, id)?.vm;
         let pages = slot.pages();
-        self.charges.check(&self.config, owner, pages)?;
         let pins = self.cspace.alloc(pages)?;
         // Pins carry what the slot allows, so that a later write fault (or
         // the mapping an unlock hands over) can relax a READ lock's mapping;
