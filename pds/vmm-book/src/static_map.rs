@@ -17,7 +17,7 @@ use heapless::Vec;
 
 use vmm::caps::{Rights, Slot, PAGE_SIZE};
 use vmm::config::{MAX_GMEM_FILES, MAX_RAM_REGIONS};
-use vmm::manifest::{Manifest, MAX_SLOTS, SLOT_GMEM, SLOT_READONLY};
+use vmm::manifest::{Manifest, MAX_SLOTS, SLOT_GMEM, SLOT_LOCKABLE, SLOT_READONLY};
 
 /// Private pages the backend can account for (16 MiB).
 pub const MAX_PRIVATE_PAGES: u64 = 4096;
@@ -64,6 +64,8 @@ struct SlotArea {
     file: Option<usize>,
     /// The most the slot gives the guest.
     rights: Rights,
+    /// The manifest marks it lockable: its region uses 4 KiB pages.
+    lockable: bool,
 }
 
 impl SlotArea {
@@ -144,6 +146,7 @@ impl StaticMap {
                 source: s.source.get(),
                 file: gmem.then_some(s.file.get() as usize),
                 rights,
+                lockable: !gmem && flags & SLOT_LOCKABLE != 0,
             };
             let _ = map.slots.push(area);
         }
@@ -159,6 +162,22 @@ impl StaticMap {
     /// Pages in the private pool.
     pub fn private_pages(&self) -> u64 {
         self.private_pages
+    }
+
+    /// True if every page of `[gpa, gpa + size)` lies in a RAM slot the
+    /// manifest marks lockable (its region uses 4 KiB pages, as a lock's
+    /// pins must: rule 5.4). Microkit maps the other regions with 2 MiB
+    /// pages, which a 4 KiB pin cannot hold.
+    pub fn lockable(&self, gpa: u64, size: u64) -> bool {
+        let Some(end) = gpa.checked_add(size) else { return false };
+        let mut at = gpa;
+        while at < end {
+            match self.slots.iter().find(|s| s.lockable && s.contains(at)) {
+                Some(s) => at = s.gpa.saturating_add(s.size),
+                None => return false,
+            }
+        }
+        true
     }
 
     /// True if the manifest lets the VM have `frame` at `gpa` with

@@ -330,3 +330,30 @@ fn the_book_keeps_the_rules_of_sel4_for_frames_body() {
     book.resumed();
     assert_eq!(book.retype(ObjectType::Frame, s(11)), Err(KernelError::Unsupported));
 }
+
+#[test]
+fn only_ram_the_manifest_marks_lockable_can_be_locked() {
+    // Both halves of RAM lockable, as in vm1's manifest.
+    let map = StaticMap::new(&manifest(false), RAM_FRAME_SLOTS).unwrap();
+    assert!(map.lockable(RAM_GPA, 2 * HALF), "a range across two lockable slots");
+    // The lower half as a region in 2 MiB pages would be: not lockable.
+    let mut m = manifest(false);
+    m.slots[0].flags = U32::new(0);
+    let map = StaticMap::new(&m, RAM_FRAME_SLOTS).unwrap();
+    let book = Book::new(1, map.clone());
+    for (gpa, size) in [(RAM_GPA + HALF, HALF), (RAM_GPA + HALF + 0x1000, 0x1000)] {
+        assert!(map.lockable(gpa, size), "{gpa:#x}+{size:#x}");
+        assert!(book.lockable(gpa, size), "{gpa:#x}+{size:#x}");
+    }
+    let refused = [
+        (RAM_GPA, HALF),                   // the slot not marked lockable
+        (RAM_GPA + HALF - 0x1000, 0x2000), // straddles into it
+        (PRIVATE_GPA, PRIVATE_SIZE),       // guest_memfd
+        (0x6000_0000, 0x1000),             // no slot
+        (u64::MAX - 0xfff, 0x2000),        // wraps
+    ];
+    for (gpa, size) in refused {
+        assert!(!map.lockable(gpa, size), "{gpa:#x}+{size:#x}");
+        assert!(!book.lockable(gpa, size), "{gpa:#x}+{size:#x}");
+    }
+}

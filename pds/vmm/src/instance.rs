@@ -134,10 +134,13 @@ impl Instance {
     fn serve(&mut self, channel: Channel, label: u64, payload: &[u8]) -> Response {
         let client = ClientId(channel.index() as u32);
         let request = Request::decode(label, payload).ok();
-        if let Some(Request::RunVcpu { vm, .. }) = request {
-            if let Err(e) = self.refresh_image(client, vm) {
-                return Response { result: Err(e) };
-            }
+        let before = match request {
+            Some(Request::RunVcpu { vm, .. }) => self.refresh_image(client, vm),
+            Some(Request::LockMemslot { vm, slot, flags }) => self.check_lockable(client, vm, slot, flags),
+            _ => Ok(()),
+        };
+        if let Err(e) = before {
+            return Response { result: Err(e) };
         }
         let response = self.vmm.handle(client, label, payload);
         match (request, response.result) {
@@ -185,6 +188,27 @@ impl Instance {
                 Err(Errno::EIO)
             }
         }
+    }
+
+    /// Before `client` locks memslot `slot` of VM `vm`: a lock of memory
+    /// the boot manifest does not mark lockable is EOPNOTSUPP. Microkit maps
+    /// such memory in 2 MiB pages, and a lock pins 4 KiB pages (rule 5.4).
+    /// The core's own objections come first (`Vmm::lock_target`): if it
+    /// has one, the core answers.
+    fn check_lockable(&self, client: ClientId, vm: VmId, slot: u32, flags: u64) -> Result<(), Errno> {
+        let Ok((gpa, size)) = self.vmm.lock_target(Owner::Client(client), vm, slot, flags) else {
+            return Ok(());
+        };
+        if self.vmm.kernel().lockable(gpa, size) {
+            return Ok(());
+        }
+        debug_println!(
+            "{}: memslot {slot} of VM {} ({gpa:#x}..{:#x}) cannot be locked: the boot manifest marks no lockable slot (4 KiB pages) there",
+            self.pd,
+            vm.0,
+            gpa.saturating_add(size)
+        );
+        Err(Errno::EOPNOTSUPP)
     }
 
     /// Gives VM `id` the manifest's devices (the guest's UART; system.xml

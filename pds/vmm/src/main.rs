@@ -12,7 +12,8 @@
 //!   `Vmm::handle`: label = the request label, payload = the message
 //!   registers as little-endian bytes; the answer is a `ResponseWire` in
 //!   MR0-1. A client's VM gets the manifest's devices when it is created
-//!   and a freshly loaded guest image before its first run.
+//!   and a freshly loaded guest image before its first run, and a lock of
+//!   memory the manifest does not mark lockable is refused (EOPNOTSUPP).
 //! - `fault` hands the VM's exits to the core (`Vmm::handle_exit`) and
 //!   answers the kernel as it says: resume, resume with registers, or leave
 //!   the vCPU stopped (and tell the owner, if the VM has one, on its channel).
