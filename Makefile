@@ -51,11 +51,14 @@ include $(BOARD_TABLE)
 # from the board table; the templates use them beside the table's values.
 # Where each VMM maps its VM's shared RAM.
 VMM_RAM_VADDR := 0x20000000
-# vm1's RAM is two memslots of half its size each; vmctl may lock one.
+# vm1's RAM is three memslots: the lower quarter and the upper half
+# lockable, the second quarter not; vmctl locks the upper half.
 GUEST_RAM_HALF := $(shell printf '0x%x' $$(( $(GUEST_RAM_SIZE) / 2 )))
 GUEST_RAM_UPPER := $(shell printf '0x%x' $$(( $(GUEST_RAM_BASE) + $(GUEST_RAM_SIZE) / 2 )))
+GUEST_RAM_QUARTER := $(shell printf '0x%x' $$(( $(GUEST_RAM_SIZE) / 4 )))
+GUEST_RAM_SECOND_QUARTER := $(shell printf '0x%x' $$(( $(GUEST_RAM_BASE) + $(GUEST_RAM_SIZE) / 4 )))
 CLIENT_MEMLOCK_PAGES := $(shell printf '%d' $$(( $(GUEST_RAM_SIZE) / 2 / 4096 )))
-LAYOUT_VARS := VMM_RAM_VADDR GUEST_RAM_HALF GUEST_RAM_UPPER CLIENT_MEMLOCK_PAGES
+LAYOUT_VARS := VMM_RAM_VADDR GUEST_RAM_HALF GUEST_RAM_UPPER GUEST_RAM_QUARTER GUEST_RAM_SECOND_QUARTER CLIENT_MEMLOCK_PAGES
 
 B := build/$(MICROKIT_BOARD)-$(MICROKIT_CONFIG)
 BOARD_RS := $(B)/board.rs

@@ -48,6 +48,9 @@ pub struct Plan {
     /// A lockable slot that no longer fits the budget once `lock` is
     /// locked, to show the refusal.
     pub over_budget: Option<SlotEntry>,
+    /// A RAM slot the manifest does not mark lockable, to show that its
+    /// VMM refuses to lock it.
+    pub not_lockable: Option<SlotEntry>,
 }
 
 /// The pages of a slot.
@@ -82,7 +85,8 @@ impl Plan {
         let lock = lockable().filter(|s| pages(s) <= budget).last().copied();
         let left = budget - lock.as_ref().map_or(0, pages);
         let over_budget = lockable().find(|s| Some(**s) != lock && pages(s) > left).copied();
-        Plan { vmm, manifest, ram_slots, gmem_slots, lock, over_budget }
+        let not_lockable = ram_slots.iter().find(|s| s.flags.get() & SLOT_LOCKABLE == 0).copied();
+        Plan { vmm, manifest, ram_slots, gmem_slots, lock, over_budget, not_lockable }
     }
 
     /// The sizes of the guest_memfd files to create.

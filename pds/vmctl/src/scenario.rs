@@ -2,7 +2,8 @@
 //! notifies its client when its VM stops):
 //!
 //! 1. create the VM and its vCPU, set the memslots the manifest describes,
-//!    create and bind the guest_memfd files, lock a slot, run the guest in
+//!    create and bind the guest_memfd files, try to lock a slot the
+//!    manifest does not mark lockable (refused), lock one, run the guest in
 //!    its normal mode; then send malformed and forbidden requests, each of
 //!    which must be refused with its errno and change nothing (the guest
 //!    still runs to PSCI SYSTEM_OFF afterwards);
@@ -74,6 +75,7 @@ impl Scenario {
         s.set_ram_slots(vm);
         let files = s.create_files(vm);
         s.set_gmem_slots(vm, &files);
+        s.lock_not_lockable(vm);
         s.lock(vm);
         s.run(vm, board::guest_mode::NORMAL, "normal mode");
         s.malformed(vm, &files);
@@ -232,6 +234,22 @@ impl Scenario {
                 Want::Ok,
             );
         }
+    }
+
+    /// A RAM slot the manifest does not mark lockable (its memory is not
+    /// in 4 KiB pages the VMM may pin): refused while the budget still
+    /// has room, so that the refusal is the VMM's and not the budget's.
+    fn lock_not_lockable(&mut self, vm: VmId) {
+        let Some(s) = self.plan.not_lockable else { return };
+        let _ = self.c.check(
+            format_args!(
+                "lock memslot {} ({} pages), which the manifest does not mark lockable",
+                s.id.get(),
+                pages(&s)
+            ),
+            call(&Request::LockMemslot { vm, slot: s.id.get(), flags: LOCK_READ }),
+            Want::Err(Errno::EOPNOTSUPP),
+        );
     }
 
     fn lock(&mut self, vm: VmId) {
