@@ -33,14 +33,13 @@
 
 mod common;
 
+use common::exit_guest::{self, RAM_GPA, ROM_GPA, ROM_PAGES, SLOT_PAGES, UART};
 use common::*;
 use vmm::caps::PAGE_SIZE;
 use vmm::config::ClientId;
-use vmm::devices::pl011::{self, Console, Pl011};
-use vmm::devices::Device;
+use vmm::devices::pl011::{self, Console};
 use vmm::exits::esr::Esr;
 use vmm::exits::mmio::{Access, MmioError};
-use vmm::memslot::READONLY;
 use vmm::registry::VmId;
 use vmm::vmm::{ExitAction, StopReason};
 
@@ -48,12 +47,6 @@ use vmm::vmm::{ExitAction, StopReason};
 /// `BOLERO_RANDOM_ITERATIONS`).
 const EXIT_ITERATIONS: usize = 5_000;
 const ACCESS_ITERATIONS: usize = 1_000_000;
-
-const RAM_GPA: u64 = 0x4000_0000;
-const SLOT_PAGES: u64 = 16;
-const ROM_GPA: u64 = 0x5000_0000;
-const ROM_PAGES: u64 = 4;
-const UART: u64 = 0x0900_0000;
 
 /// ESR_EL2: EC 31:26, IL 25, ISV 24, SAS 23:22, SSE 21, SRT 20:16, SF 15,
 /// WnR 6 (Arm ARM).
@@ -73,17 +66,7 @@ fn template() -> (Box<TestVmm>, VmId, VmId) {
     let mut v = world();
     let mut ids = Vec::new();
     for (owner, ram, vcpus) in [(A, 0, 3), (B, 64, 1)] {
-        let vm = v.create_vm(owner).unwrap();
-        for i in 0..vcpus {
-            v.create_vcpu(owner, vm, i).unwrap();
-        }
-        v.set_memory_region(owner, vm, &ram_region(0, RAM_GPA, SLOT_PAGES, ram)).unwrap();
-        let mut rom = ram_region(1, ROM_GPA, ROM_PAGES, ram + SLOT_PAGES);
-        rom.flags = READONLY;
-        v.set_memory_region(owner, vm, &rom).unwrap();
-        v.register_device(owner, vm, UART, pl011::SIZE, Device::Pl011(Pl011::new())).unwrap();
-        v.run_vcpu(owner, vm, 0, RAM_GPA, 0x4400_0000).unwrap();
-        ids.push(vm);
+        ids.push(exit_guest::guest(&mut v, owner, ram, vcpus, 0x4400_0000));
     }
     let b = ids[1];
     for gpa in [RAM_GPA, RAM_GPA + 3 * PAGE_SIZE, ROM_GPA] {

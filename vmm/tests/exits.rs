@@ -15,6 +15,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use common::exit_guest::{self, RAM_GPA, ROM_GPA, ROM_PAGES, SLOT_PAGES, UART};
 use common::*;
 use vmm::caps::{Rights, Slot, PAGE_SIZE};
 use vmm::config::{ClientId, MAX_VCPUS};
@@ -24,7 +25,6 @@ use vmm::exits::esr::Esr;
 use vmm::exits::mmio::{Access, MmioError};
 use vmm::exits::{decode, Exit, ExitError, HvcCall, HVC_REPLY_REGS};
 use vmm::kernel::Kernel;
-use vmm::memslot::READONLY;
 use vmm::model::Object;
 use vmm::registry::{Owner, VmId};
 use vmm::regs::{Reg, TcbReg, VcpuReg};
@@ -134,14 +134,6 @@ const FR_TXFE: u64 = 1 << 7;
 
 // ---- The guests. ----
 
-/// Guest RAM: a memslot of `SLOT_PAGES` pages.
-const RAM_GPA: u64 = 0x4000_0000;
-const SLOT_PAGES: u64 = 16;
-/// A READONLY memslot, backed by the RAM pages after the RAM slot's.
-const ROM_GPA: u64 = 0x5000_0000;
-const ROM_PAGES: u64 = 4;
-/// The PL011, where QEMU's virt board has it.
-const UART: u64 = 0x0900_0000;
 /// vCPU 0's x0 at its first RUN (a device tree's address, say).
 const BOOT_ARG: u64 = 0x4400_0000;
 /// RAM pages behind VM A's and VM B's slots (disjoint).
@@ -167,23 +159,9 @@ impl Console for Out {
     }
 }
 
-/// A VM of `owner` with vCPUs `0..vcpus` created and vCPU 0 running at
-/// `RAM_GPA` with `BOOT_ARG` (its boot vCPU); a RAM slot (slot 0) backed from
-/// RAM page `ram`, a READONLY slot (slot 1) backed from the pages after it,
-/// and a PL011 at `UART`.
+/// The exit tests' guest (`common::exit_guest`), started with `BOOT_ARG`.
 fn guest(v: &mut TestVmm, owner: Owner, ram: u64, vcpus: u32) -> VmId {
-    let vm = v.create_vm(owner).unwrap();
-    for i in 0..vcpus {
-        v.create_vcpu(owner, vm, i).unwrap();
-    }
-    v.set_memory_region(owner, vm, &ram_region(0, RAM_GPA, SLOT_PAGES, ram)).unwrap();
-    let mut rom = ram_region(1, ROM_GPA, ROM_PAGES, ram + SLOT_PAGES);
-    rom.flags = READONLY;
-    v.set_memory_region(owner, vm, &rom).unwrap();
-    v.register_device(owner, vm, UART, pl011::SIZE, Device::Pl011(Pl011::new())).unwrap();
-    v.run_vcpu(owner, vm, 0, RAM_GPA, BOOT_ARG).unwrap();
-    check_invariants(v);
-    vm
+    exit_guest::guest(v, owner, ram, vcpus, BOOT_ARG)
 }
 
 /// A world with VM A (client A, two vCPUs) and VM B (client B, one vCPU),

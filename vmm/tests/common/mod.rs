@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod exit_guest;
+
 use std::string::String;
 use std::vec::Vec;
 
