@@ -9,6 +9,7 @@ use sel4_microkit::{with_msg_regs, with_msg_regs_mut};
 
 use vmm::devices::pl011::{FR_RXFE, FR_TXFE};
 use vmm::exits::psci::{ret, VERSION_1_1};
+use vmm::regs::TcbReg;
 
 /// The label of a VM fault (seL4's own numbering, from the SDK's headers).
 const VM_FAULT: u64 = seL4_Fault_tag::seL4_Fault_VMFault;
@@ -112,7 +113,9 @@ fn load(tcb: sel4::cap::Tcb, ctx: &mut sel4::UserContext) -> Answer {
     let Some(rt) = flag_load(addr, esr) else {
         return Answer::Stop(Why::NotTheLoad { addr, esr });
     };
-    let words = context_words(rt);
+    // The prefix of seL4's context up to the destination (the zero
+    // register, 31: the PC alone).
+    let words = u8::try_from(rt).ok().and_then(|r| TcbReg::X(r).context_words()).unwrap_or(1);
     let cptr = tcb.bits();
     let err = sel4::with_ipc_buffer_mut(|b| b.inner_mut().seL4_TCB_ReadRegisters(cptr, 0, 0, words, ctx.inner_mut()));
     if let Some(e) = sel4::Error::from_sys(err) {
@@ -129,24 +132,6 @@ fn load(tcb: sel4::cap::Tcb, ctx: &mut sel4::UserContext) -> Answer {
         None => Answer::Resume,
         Some(e) => Answer::Stop(Why::Kernel(e)),
     }
-}
-
-/// The length of the shortest prefix of seL4's saved context (pc, sp,
-/// spsr, x0-x8, x16-x18, x29, x30, x9-x15, x19-x28, ...) that holds the PC
-/// and general register `rt` (31, the zero register: the PC alone). The
-/// kernel copies each word it is asked for, so a shorter prefix is less
-/// work for the same answer.
-fn context_words(rt: usize) -> u64 {
-    let index = match rt {
-        0..=8 => 3 + rt,
-        9..=15 => 17 + (rt - 9),
-        16..=18 => 12 + (rt - 16),
-        19..=28 => 24 + (rt - 19),
-        29 => 15,
-        30 => 16,
-        _ => 0,
-    };
-    index as u64 + 1
 }
 
 /// The destination register of a data abort that is a 32-bit, zero-extending
