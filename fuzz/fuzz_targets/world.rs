@@ -6,9 +6,9 @@ use vmm::caps::{Slot, SlotRange, PAGE_SIZE};
 use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig};
 use vmm::devices::pl011::{Console, Pl011};
 use vmm::devices::Device;
-use vmm::memslot::{MemoryRegion, GUEST_MEMFD};
 use vmm::model::Model;
 use vmm::registry::{NoHooks, Owner, VmId};
+use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD};
 use vmm::Vmm;
 
 pub type World = Vmm<Model, NoHooks>;

@@ -10,12 +10,12 @@
 
 use bolero::{TypeGenerator, ValueGenerator};
 use vmm::caps::PAGE_SIZE;
-use vmm::lock::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
-use vmm::memslot::{MemoryRegion, GUEST_MEMFD, READONLY};
 use vmm::registry::{Owner, Presence, VmId};
+use vmm::vm::lock::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
+use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD, READONLY};
 use vmm::vm::CAP_MEM_TAGGING;
-use vmm::vmm::FaultOutcome;
 use vmm::Errno;
+use vmm::FaultOutcome;
 
 use crate::system::{System, C1, C2, RAM_VADDR};
 

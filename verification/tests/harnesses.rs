@@ -156,7 +156,7 @@ impl AnyRequest {
             7 => Request::IrqLine { vm, irq: self.b, level: self.c },
             8 => Request::SetMemoryRegion {
                 vm,
-                region: vmm::memslot::MemoryRegion {
+                region: vmm::vm::memslots::MemoryRegion {
                     slot: self.b,
                     flags: self.c,
                     guest_phys_addr: self.d,

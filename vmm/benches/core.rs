@@ -23,16 +23,16 @@ use std::hint::black_box;
 use criterion::{BatchSize, BenchmarkId, Criterion};
 use support::alloc_count::{allocations_in, Counting};
 use support::null_kernel::NullKernel;
+use vmm::arch::aarch64::fault::label;
 use vmm::caps::{Slot, SlotRange, PAGE_SIZE};
 use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig};
 use vmm::devices::pl011::{Console, Pl011};
 use vmm::devices::Device;
-use vmm::exits::label;
-use vmm::lock::{LOCK_READ, LOCK_WRITE};
-use vmm::memslot::{Backing, MemoryRegion, Memslot, MemslotTable, GUEST_MEMFD};
 use vmm::model::Model;
 use vmm::protocol::{label as op, Request, MAX_PAYLOAD};
 use vmm::registry::{NoHooks, Owner, VmId};
+use vmm::vm::lock::{LOCK_READ, LOCK_WRITE};
+use vmm::vm::memslots::{Backing, MemoryRegion, Memslot, MemslotTable, GUEST_MEMFD};
 use vmm::Vmm;
 
 #[global_allocator]
@@ -272,7 +272,9 @@ fn exits(c: &mut Criterion) {
     let (mut v, vm) = null_world();
     let mut sink = Sink(0);
     let mut g = c.benchmark_group("exit");
-    g.bench_function("decode_data_abort", |b| b.iter(|| vmm::exits::decode(label::VM_FAULT, black_box(&uart_store()))));
+    g.bench_function("decode_data_abort", |b| {
+        b.iter(|| vmm::arch::aarch64::fault::decode(label::VM_FAULT, black_box(&uart_store())))
+    });
     g.bench_function("pl011_store", |b| {
         b.iter(|| v.handle_exit(vm, 0, label::VM_FAULT, black_box(&uart_store()), &mut sink))
     });

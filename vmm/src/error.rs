@@ -7,11 +7,11 @@ use crate::config::ConfigError;
 use crate::cspace::CSpaceError;
 use crate::devices::DeviceError;
 use crate::errno::{AsErrno, Errno};
-use crate::gmem::GmemError;
 use crate::kernel::KernelError;
-use crate::lock::LockError;
-use crate::memslot::MemslotError;
 use crate::registry::RegistryError;
+use crate::vm::guest_memfd::GmemError;
+use crate::vm::lock::LockError;
+use crate::vm::memslots::MemslotError;
 use crate::vm::VmError;
 
 /// Why an operation failed.

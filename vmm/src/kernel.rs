@@ -16,8 +16,8 @@
 //!   caller maps a page table ([`Kernel::page_table_map`]) and retries;
 //! - capabilities live in slots the VMM allocates (see `cspace`).
 
+use crate::arch::aarch64::regs::{TcbReg, VcpuReg};
 use crate::caps::{FrameCap, ObjectType, PageTableCap, Rights, Slot, TcbCap, VCpuCap, VSpaceCap};
-use crate::regs::{TcbReg, VcpuReg};
 
 crate::errors! {
     /// Why the kernel refused an invocation (seL4's error codes, plus the

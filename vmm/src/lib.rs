@@ -31,27 +31,119 @@ extern crate std;
 
 pub mod errno;
 
+pub mod arch;
 pub mod caps;
 pub mod config;
 pub mod cspace;
 pub mod devices;
 pub mod error;
-pub mod exits;
-pub mod gmem;
 pub mod kernel;
-pub mod lock;
 pub mod manifest;
-pub mod memslot;
 pub mod protocol;
 pub mod registry;
-pub mod regs;
-pub mod stage2;
 pub mod vm;
-pub mod vmm;
 
 #[cfg(any(test, feature = "model"))]
 pub mod model;
 
+pub use arch::aarch64::exit::{ExitAction, StopReason};
 pub use errno::Errno;
 pub use error::Error;
-pub use vmm::Vmm;
+pub use vm::boot::BootError;
+pub use vm::memslots::FaultOutcome;
+
+use crate::config::VmmConfig;
+use crate::cspace::SlotAllocator;
+
+use crate::kernel::Kernel;
+use crate::registry::{ArchHooks, Caller, Owner, Registry, RegistryError};
+use crate::vm::guest_memfd::GmemTable;
+use crate::vm::lock::Charges;
+use crate::vm::Vm;
+
+/// One VMM instance.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Vmm<K, A> {
+    kernel: K,
+    hooks: A,
+    config: VmmConfig,
+    cspace: SlotAllocator,
+    registry: Registry<Vm>,
+    gmem: GmemTable,
+    charges: Charges,
+}
+
+impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
+    /// A VMM with no VMs, after checking its configuration.
+    pub fn new(kernel: K, hooks: A, config: VmmConfig) -> Result<Self, Error> {
+        config.validate()?;
+        Ok(Vmm {
+            kernel,
+            hooks,
+            cspace: SlotAllocator::new(config.cspace),
+            config,
+            registry: Registry::default(),
+            gmem: GmemTable::default(),
+            charges: Charges::default(),
+        })
+    }
+
+    /// The kernel backend.
+    pub fn kernel(&self) -> &K {
+        &self.kernel
+    }
+
+    /// The kernel backend, mutably (tests inject faults through it).
+    pub fn kernel_mut(&mut self) -> &mut K {
+        &mut self.kernel
+    }
+
+    /// The arch hooks.
+    pub fn hooks(&self) -> &A {
+        &self.hooks
+    }
+
+    /// The arch hooks, mutably (a test harness resets its records).
+    pub fn hooks_mut(&mut self) -> &mut A {
+        &mut self.hooks
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &VmmConfig {
+        &self.config
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry<Vm> {
+        &self.registry
+    }
+
+    /// The open guest_memfd files.
+    pub fn gmem(&self) -> &GmemTable {
+        &self.gmem
+    }
+
+    /// Pages locked per owner.
+    pub fn charges(&self) -> &Charges {
+        &self.charges
+    }
+
+    /// The CSpace allocator.
+    pub fn cspace(&self) -> &SlotAllocator {
+        &self.cspace
+    }
+
+    /// VMs added and not dropped.
+    pub fn usage_count(&self) -> u32 {
+        self.registry.usage_count()
+    }
+
+    /// A caller may act only if it is internal or a configured client.
+    fn check_caller(&self, caller: Caller) -> Result<(), Error> {
+        match caller {
+            Owner::Internal => Ok(()),
+            Owner::Client(c) if self.config.client(c).is_some() => Ok(()),
+            Owner::Client(_) => Err(RegistryError::NotOwner.into()),
+        }
+    }
+}

@@ -22,7 +22,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 use crate::caps::{page_aligned, Slot, SlotRange, PAGE_SIZE};
 use crate::config::{ClientConfig, ClientId, RamRegion, VmmConfig, MAX_GMEM_FILES, MAX_RAM_REGIONS, MAX_VCPUS};
 use crate::devices::MAX_DEVICES;
-use crate::memslot::{MemoryRegion, GUEST_MEMFD, READONLY};
+use crate::vm::memslots::{MemoryRegion, GUEST_MEMFD, READONLY};
 
 /// "VMMF".
 pub const MAGIC: [u8; 4] = *b"VMMF";

@@ -8,8 +8,8 @@ mod common;
 use common::*;
 use vmm::caps::PAGE_SIZE;
 use vmm::kernel::KernelError;
-use vmm::lock::{LOCK_READ, LOCK_WRITE};
 use vmm::registry::VmId;
+use vmm::vm::lock::{LOCK_READ, LOCK_WRITE};
 
 /// Runs `op` on clones of `base` with the `n`th fallible invocation
 /// failing, for n = 0, 1, ... until `op` no longer reaches it. Returns how

@@ -35,13 +35,13 @@ mod common;
 
 use common::exit_guest::{self, RAM_GPA, ROM_GPA, ROM_PAGES, SLOT_PAGES, UART};
 use common::*;
+use vmm::arch::aarch64::esr::Esr;
+use vmm::arch::aarch64::mmio::{Access, MmioError};
 use vmm::caps::PAGE_SIZE;
 use vmm::config::ClientId;
 use vmm::devices::pl011::{self, Console};
-use vmm::exits::esr::Esr;
-use vmm::exits::mmio::{Access, MmioError};
 use vmm::registry::VmId;
-use vmm::vmm::{ExitAction, StopReason};
+use vmm::{ExitAction, StopReason};
 
 /// Inputs per target under `cargo test` (overridden by
 /// `BOLERO_RANDOM_ITERATIONS`).

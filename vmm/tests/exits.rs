@@ -17,20 +17,20 @@ use std::collections::BTreeMap;
 
 use common::exit_guest::{self, RAM_GPA, ROM_GPA, ROM_PAGES, SLOT_PAGES, UART};
 use common::*;
+use vmm::arch::aarch64::esr::Esr;
+use vmm::arch::aarch64::fault::{decode, Exit, ExitError, HvcCall, HVC_REPLY_REGS};
+use vmm::arch::aarch64::mmio::{Access, MmioError};
+use vmm::arch::aarch64::regs::{Reg, TcbReg, VcpuReg};
 use vmm::caps::{Rights, Slot, PAGE_SIZE};
 use vmm::config::{ClientId, MAX_VCPUS};
 use vmm::devices::pl011::{self, Console, Pl011};
 use vmm::devices::{Device, DeviceMap, MAX_DEVICES};
-use vmm::exits::esr::Esr;
-use vmm::exits::mmio::{Access, MmioError};
-use vmm::exits::{decode, Exit, ExitError, HvcCall, HVC_REPLY_REGS};
 use vmm::kernel::Kernel;
 use vmm::model::Object;
 use vmm::registry::{Owner, VmId};
-use vmm::regs::{Reg, TcbReg, VcpuReg};
 use vmm::vm::VcpuState;
-use vmm::vmm::{ExitAction, StopReason};
 use vmm::Errno;
+use vmm::{ExitAction, StopReason};
 
 // ---- seL4 fault labels (MCS, AArch64) and message lengths. ----
 

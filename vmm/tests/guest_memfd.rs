@@ -11,12 +11,12 @@ use common::*;
 
 use vmm::caps::{Rights, PAGE_SIZE};
 use vmm::config::{MAX_BINDINGS, MAX_GMEM_FILES};
-use vmm::gmem::{Binding, GmemError, GmemFile};
 use vmm::kernel::KernelError;
-use vmm::memslot::{Backing, MemoryRegion, Memslot, MemslotError};
 use vmm::model::Mapping;
 use vmm::registry::{Owner, Presence, RegistryError, VmId};
-use vmm::vmm::FaultOutcome;
+use vmm::vm::guest_memfd::{Binding, GmemError, GmemFile};
+use vmm::vm::memslots::{Backing, MemoryRegion, Memslot, MemslotError};
+use vmm::FaultOutcome;
 use vmm::{Errno, Error};
 
 const PG: u64 = PAGE_SIZE;

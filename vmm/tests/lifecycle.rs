@@ -10,10 +10,10 @@ use common::*;
 use vmm::caps::Slot;
 use vmm::config::{ClientId, MAX_VMS};
 use vmm::kernel::KernelError;
-use vmm::lock::UNLOCK_ALL;
 use vmm::protocol::wire::CreateVm;
 use vmm::protocol::{label, Request, MAX_PAYLOAD};
 use vmm::registry::{Owner, Presence, VmId};
+use vmm::vm::lock::UNLOCK_ALL;
 use vmm::vm::{VcpuState, CAP_MEM_TAGGING};
 use vmm::{Errno, Error, Vmm};
 use zerocopy::little_endian::U64;
@@ -410,7 +410,7 @@ fn destroy_stops_vcpus_unlocks_and_releases_every_capability() {
     v.run_vcpu(A, vm, 0, GPA, 0).unwrap();
     v.run_vcpu(A, vm, 1, GPA, 1).unwrap();
     v.set_memory_region(A, vm, &ram_region(1, GPA + 0x20_0000, 4, 8)).unwrap();
-    assert_eq!(v.stage2_fault(vm, GPA, true).unwrap(), vmm::vmm::FaultOutcome::Mapped);
+    assert_eq!(v.stage2_fault(vm, GPA, true).unwrap(), vmm::FaultOutcome::Mapped);
     v.lock_memslot(A, vm, 1, 3).unwrap();
     check_invariants(&v);
     let tcbs = [tcb_slot(&v, vm, 0), tcb_slot(&v, vm, 1)];
@@ -441,7 +441,7 @@ fn destroy_tears_down_before_the_drop() {
     v.lock_memslot(A, vm, 0, 1).unwrap();
     let h = v.create_guest_memfd(A, vm, 4 * 4096, 0).unwrap();
     v.set_memory_region(A, vm, &gmem_region(1, GPA + 0x10_0000, 4, h, 0)).unwrap();
-    assert_eq!(v.stage2_fault(vm, GPA + 0x10_0000, true).unwrap(), vmm::vmm::FaultOutcome::Mapped);
+    assert_eq!(v.stage2_fault(vm, GPA + 0x10_0000, true).unwrap(), vmm::FaultOutcome::Mapped);
     check_invariants(&v);
     let tcb = tcb_slot(&v, vm, 0);
     let vspace = v.registry().entry(vm).unwrap().vm.vspace().slot();
@@ -639,7 +639,7 @@ fn authority_is_checked_before_every_other_argument() {
     let a = v.create_vm(A).unwrap();
     let internal = v.create_vm(Owner::Internal).unwrap();
     let missing = VmId(77);
-    let bad_region = vmm::memslot::MemoryRegion { flags: 0x8000_0000, memory_size: 1, ..Default::default() };
+    let bad_region = vmm::vm::memslots::MemoryRegion { flags: 0x8000_0000, memory_size: 1, ..Default::default() };
     type Op = fn(&mut TestVmm, Owner, VmId) -> Result<u64, vmm::Error>;
     let ops: [(&str, Op); 11] = [
         ("create_vcpu id out of range", |v, c, vm| v.create_vcpu(c, vm, 1000).map(|_| 0)),

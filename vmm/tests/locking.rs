@@ -13,12 +13,12 @@ use std::collections::BTreeMap;
 
 use vmm::caps::{Rights, Slot, PAGE_SIZE};
 use vmm::kernel::KernelError;
-use vmm::lock::{LockError, LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
-use vmm::memslot::{MemoryRegion, Memslot, LOG_DIRTY_PAGES, READONLY};
 use vmm::registry::{Owner, RegistryError, VmId};
+use vmm::vm::lock::{LockError, LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
+use vmm::vm::memslots::{MemoryRegion, Memslot, LOG_DIRTY_PAGES, READONLY};
 use vmm::vm::{VmError, CAP_MEM_TAGGING};
-use vmm::vmm::FaultOutcome;
 use vmm::Errno;
+use vmm::FaultOutcome;
 
 const PG: u64 = PAGE_SIZE;
 const GPA: u64 = 0x8000_0000;

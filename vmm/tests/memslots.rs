@@ -13,15 +13,15 @@ use common::*;
 use vmm::caps::{Rights, Slot, PAGE_SIZE};
 use vmm::config::{RamRegion, GUEST_PHYS_LIMIT, MAX_MEMSLOTS};
 use vmm::cspace::CSpaceError;
-use vmm::gmem::{Binding, GmemError};
-use vmm::lock::LOCK_READ;
-use vmm::memslot::{
-    Backing, MemoryRegion, Memslot, MemslotError, MemslotTable, GUEST_MEMFD, LOG_DIRTY_PAGES, READONLY,
-};
 use vmm::model::Model;
 use vmm::registry::VmId;
+use vmm::vm::guest_memfd::{Binding, GmemError};
+use vmm::vm::lock::LOCK_READ;
+use vmm::vm::memslots::{
+    Backing, MemoryRegion, Memslot, MemslotError, MemslotTable, GUEST_MEMFD, LOG_DIRTY_PAGES, READONLY,
+};
 use vmm::vm::VM_FIXED_SLOTS;
-use vmm::vmm::FaultOutcome;
+use vmm::FaultOutcome;
 use vmm::{Errno, Vmm};
 
 const PG: u64 = PAGE_SIZE;

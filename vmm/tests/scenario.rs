@@ -5,12 +5,12 @@ mod common;
 
 use common::*;
 use vmm::caps::PAGE_SIZE;
-use vmm::lock::{LOCK_READ, LOCK_WRITE};
-use vmm::memslot::{LOG_DIRTY_PAGES, READONLY};
 use vmm::registry::Presence;
+use vmm::vm::lock::{LOCK_READ, LOCK_WRITE};
+use vmm::vm::memslots::{LOG_DIRTY_PAGES, READONLY};
 use vmm::vm::CAP_MEM_TAGGING;
-use vmm::vmm::FaultOutcome;
 use vmm::Errno;
+use vmm::FaultOutcome;
 
 const RAM_GPA: u64 = 0x4000_0000;
 const ROM_GPA: u64 = 0x5000_0000;
@@ -133,7 +133,7 @@ fn destroy_and_recreate_runs_again_from_a_clean_slate() {
         v.run_vcpu(A, vm, 0, RAM_GPA, round).unwrap();
         let (tcb, _) = v.registry().entry(vm).unwrap().vm.vcpu_caps(0).unwrap();
         assert!(v.kernel().tcb_running(tcb.slot()));
-        assert_eq!(v.kernel().tcb_reg(tcb.slot(), vmm::regs::TcbReg::X(0)), Some(round));
+        assert_eq!(v.kernel().tcb_reg(tcb.slot(), vmm::arch::aarch64::regs::TcbReg::X(0)), Some(round));
         check_invariants(&v);
         v.destroy_vm(A, vm).unwrap();
         check_invariants(&v);

@@ -8,13 +8,13 @@
 mod common;
 use common::*;
 
+use vmm::arch::aarch64::regs::{Reg, TcbReg, VcpuReg, SPSR_EL1H_MASKED, VCPU_REG_BASE};
 use vmm::caps::Slot;
 use vmm::config::{MAX_IRQ, MAX_VCPUS, MIN_IRQ};
 use vmm::kernel::KernelError;
-use vmm::lock::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
 use vmm::model::Object;
 use vmm::registry::VmId;
-use vmm::regs::{Reg, TcbReg, VcpuReg, SPSR_EL1H_MASKED, VCPU_REG_BASE};
+use vmm::vm::lock::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
 use vmm::vm::{VcpuState, CAP_MEM_TAGGING};
 use vmm::{Errno, Error};
 

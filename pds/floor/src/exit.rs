@@ -7,9 +7,9 @@ use sel4::sys::seL4_UnknownSyscall_Msg::{seL4_UnknownSyscall_FaultIP, seL4_Unkno
 use sel4::sys::seL4_VMFault_Msg::{seL4_VMFault_Addr, seL4_VMFault_FSR, seL4_VMFault_IP};
 use sel4_microkit::{with_msg_regs, with_msg_regs_mut};
 
+use vmm::arch::aarch64::psci::{ret, VERSION_1_1};
+use vmm::arch::aarch64::regs::TcbReg;
 use vmm::devices::pl011::{FR_RXFE, FR_TXFE};
-use vmm::exits::psci::{ret, VERSION_1_1};
-use vmm::regs::TcbReg;
 
 /// The label of a VM fault (seL4's own numbering, from the SDK's headers).
 const VM_FAULT: u64 = seL4_Fault_tag::seL4_Fault_VMFault;

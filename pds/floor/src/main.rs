@@ -53,11 +53,11 @@ fn init() -> Floor {
 /// register write that also resumes it. The guest sets its own stack.
 fn start() -> Result<(), sel4::Error> {
     let vcpu = sel4::cap::VCpu::from_bits(VM_VCPU_SLOT);
-    vcpu.vcpu_write_regs(sel4::VCpuReg::SCTLR, vmm::regs::SCTLR_EL1_RESET)?;
+    vcpu.vcpu_write_regs(sel4::VCpuReg::SCTLR, vmm::arch::aarch64::regs::SCTLR_EL1_RESET)?;
     let mut ctx = sel4::UserContext::default();
     // The bench guest's link script puts its entry at the base of RAM.
     *ctx.pc_mut() = board::GUEST_RAM_BASE;
-    *ctx.spsr_mut() = vmm::regs::SPSR_EL1H_MASKED;
+    *ctx.spsr_mut() = vmm::arch::aarch64::regs::SPSR_EL1H_MASKED;
     // pc, sp, spsr: the first three words of seL4's context.
     vm_tcb().tcb_write_registers(true, 3, &mut ctx)
 }

@@ -20,11 +20,11 @@ use heapless::Vec;
 use sel4_microkit::debug_println;
 
 use vmm::config::MAX_GMEM_FILES;
-use vmm::lock::{LOCK_READ, LOCK_WRITE};
 use vmm::manifest::SlotEntry;
-use vmm::memslot::{MemoryRegion, GUEST_MEMFD, READONLY};
 use vmm::protocol::Request;
 use vmm::registry::VmId;
+use vmm::vm::lock::{LOCK_READ, LOCK_WRITE};
+use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD, READONLY};
 use vmm::vm::CAP_MEM_TAGGING;
 use vmm::Errno;
 

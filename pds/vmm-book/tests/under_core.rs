@@ -3,17 +3,17 @@
 //! vCPU calls only keep registers, on the layout of the default system's
 //! vm1 (and vm0). What the Microkit backend decides, decided here.
 
+use vmm::arch::aarch64::regs::{TcbReg, VcpuReg};
 use vmm::caps::{FrameCap, ObjectType, PageTableCap, Rights, Slot, TcbCap, VCpuCap, VSpaceCap};
 use vmm::config::ClientId;
 use vmm::kernel::{Kernel, KernelError};
-use vmm::lock::{LOCK_READ, LOCK_WRITE};
 use vmm::manifest::{
     Dev, File, Manifest, Ram, SlotEntry, DEV_PL011, SLOT_GMEM, SLOT_LOCKABLE, SLOT_READONLY, VM_INTERNAL,
 };
-use vmm::memslot::{MemoryRegion, GUEST_MEMFD};
 use vmm::registry::{NoHooks, Owner, VmId};
-use vmm::regs::{TcbReg, VcpuReg};
-use vmm::vmm::FaultOutcome;
+use vmm::vm::lock::{LOCK_READ, LOCK_WRITE};
+use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD};
+use vmm::FaultOutcome;
 use vmm::{Errno, Vmm};
 use vmm_book::{Book, StaticMap, CORE_SLOTS, RAM_FRAME_SLOTS};
 use zerocopy::little_endian::{U32, U64};

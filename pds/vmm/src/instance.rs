@@ -5,14 +5,14 @@ use core::fmt::Write;
 
 use sel4_microkit::{debug_println, with_msg_regs, with_msg_regs_mut, Channel};
 
+use vmm::arch::aarch64::fault;
 use vmm::config::ClientId;
 use vmm::devices::pl011::Pl011;
 use vmm::devices::Device;
-use vmm::exits;
 use vmm::manifest::Manifest;
 use vmm::protocol::{Request, Response};
 use vmm::registry::{NoHooks, Owner, Presence, VmId};
-use vmm::vmm::ExitAction;
+use vmm::ExitAction;
 use vmm::{Errno, Vmm};
 
 use vmm_book::{StaticMap, CORE_SLOTS, RAM_FRAME_SLOTS};

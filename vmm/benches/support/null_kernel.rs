@@ -3,9 +3,9 @@
 //! the core's own, and the count keeps the compiler from deleting loops
 //! whose invocations would otherwise do nothing.
 
+use vmm::arch::aarch64::regs::{TcbReg, VcpuReg};
 use vmm::caps::{FrameCap, ObjectType, PageTableCap, Rights, Slot, TcbCap, VCpuCap, VSpaceCap};
 use vmm::kernel::{Kernel, KernelError};
-use vmm::regs::{TcbReg, VcpuReg};
 
 const TCBS: usize = 8;
 

@@ -3,10 +3,10 @@
 use std::vec::Vec;
 
 use super::{Cap, Mapping, Model, ObjId, Object};
+use crate::arch::aarch64::regs::{TcbReg, VcpuReg};
 use crate::caps::{page_aligned, FrameCap, ObjectType, PageTableCap, Rights, Slot, TcbCap, VCpuCap, VSpaceCap};
 use crate::config::GUEST_PHYS_LIMIT;
 use crate::kernel::{Kernel, KernelError};
-use crate::regs::{TcbReg, VcpuReg};
 
 /// Guest-physical bits translated by one level-2 entry (1 GiB).
 const L2_SHIFT: u32 = 30;

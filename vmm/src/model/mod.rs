@@ -25,9 +25,9 @@ use std::vec::Vec;
 
 pub use objects::{Cap, Mapping, ObjId, Object};
 
+use crate::arch::aarch64::regs::TcbReg;
 use crate::caps::{ObjectType, Rights, Slot};
 use crate::kernel::KernelError;
-use crate::regs::TcbReg;
 
 /// The comparable state of the model: everything a test may snapshot.
 ///

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::vec::Vec;
 
+use crate::arch::aarch64::regs::{TcbReg, VcpuReg};
 use crate::caps::{ObjectType, Rights};
-use crate::regs::{TcbReg, VcpuReg};
 
 /// Identifier of a kernel object (its "physical address" in the model).
 pub type ObjId = u64;

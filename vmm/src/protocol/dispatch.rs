@@ -5,7 +5,7 @@ use crate::config::ClientId;
 use crate::error::Error;
 use crate::kernel::Kernel;
 use crate::registry::{ArchHooks, Caller, Owner};
-use crate::vmm::Vmm;
+use crate::Vmm;
 
 impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
     /// Handles one protected call from `client`: decodes the request (any

@@ -14,8 +14,8 @@ pub mod wire;
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::errno::Errno;
-use crate::memslot::MemoryRegion;
 use crate::registry::VmId;
+use crate::vm::memslots::MemoryRegion;
 use wire::*;
 
 /// Operation labels.

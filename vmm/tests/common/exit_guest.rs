@@ -3,8 +3,8 @@
 
 use vmm::devices::pl011::{self, Pl011};
 use vmm::devices::Device;
-use vmm::memslot::READONLY;
 use vmm::registry::{Owner, VmId};
+use vmm::vm::memslots::READONLY;
 
 use super::{check_invariants, ram_region, TestVmm};
 

@@ -12,9 +12,9 @@ use std::vec::Vec;
 
 use vmm::caps::{Slot, SlotRange, PAGE_SIZE};
 use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig};
-use vmm::memslot::{MemoryRegion, GUEST_MEMFD};
 use vmm::model::Model;
 use vmm::registry::{ArchHooks, Owner, Presence, VmId};
+use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD};
 use vmm::{Errno, Error, Vmm};
 
 /// The VMM's own VSpace.

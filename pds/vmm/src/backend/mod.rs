@@ -71,9 +71,9 @@
 
 mod translate;
 
+use vmm::arch::aarch64::regs::{TcbReg, VcpuReg};
 use vmm::caps::{FrameCap, ObjectType, PageTableCap, Rights, Slot, TcbCap, VCpuCap, VSpaceCap};
 use vmm::kernel::{Kernel, KernelError};
-use vmm::regs::{TcbReg, VcpuReg};
 use vmm_book::{Book, Object, StaticMap};
 
 use crate::vcpu_caps::VmVcpu;

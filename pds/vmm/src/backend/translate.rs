@@ -1,7 +1,7 @@
 //! The core's names for seL4's errors and registers, and back.
 
+use vmm::arch::aarch64::regs::{TcbReg, VcpuReg};
 use vmm::kernel::KernelError;
-use vmm::regs::{TcbReg, VcpuReg};
 
 /// seL4's error as the core's.
 pub fn kerr(e: sel4::Error) -> KernelError {

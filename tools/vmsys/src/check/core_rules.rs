@@ -9,7 +9,7 @@
 use vmm::config::ClientId;
 use vmm::manifest::Manifest;
 use vmm::registry::Owner;
-use vmm::vmm::BootError;
+use vmm::BootError;
 
 use super::Ctx;
 use crate::boot_manifest;

@@ -12,15 +12,15 @@
 //! reads it (masked to the access size). That is enough to see private
 //! memory start zeroed, keep what the guest wrote, and stay in its VM.
 
+use vmm::arch::aarch64::esr::ec;
+use vmm::arch::aarch64::fault::label;
+use vmm::arch::aarch64::regs::TcbReg;
 use vmm::caps::{Rights, TcbCap, PAGE_SIZE};
 use vmm::devices::pl011::{reg as pl011, Console};
-use vmm::exits::esr::ec;
-use vmm::exits::label;
 use vmm::kernel::Kernel;
 use vmm::registry::{Presence, VmId};
-use vmm::regs::TcbReg;
 use vmm::vm::VcpuState;
-use vmm::vmm::ExitAction;
+use vmm::ExitAction;
 
 use super::script::GuestOp;
 use super::system::Instance;

@@ -14,7 +14,7 @@ pub mod system;
 
 use std::io::Write;
 
-use vmm::regs::TcbReg;
+use vmm::arch::aarch64::regs::TcbReg;
 
 use crate::diag::Diag;
 use crate::inputs::Inputs;

@@ -16,11 +16,11 @@
 
 use std::collections::BTreeMap;
 
-use vmm::lock::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
-use vmm::memslot::{MemoryRegion, GUEST_MEMFD, LOG_DIRTY_PAGES, READONLY};
+use vmm::arch::aarch64::regs::{Reg, TcbReg};
 use vmm::protocol::Request;
 use vmm::registry::VmId;
-use vmm::regs::{Reg, TcbReg};
+use vmm::vm::lock::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
+use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD, LOG_DIRTY_PAGES, READONLY};
 use vmm::vm::CAP_MEM_TAGGING;
 use vmm::Errno;
 

@@ -7,15 +7,15 @@
 //! rising edge with no vCPU 0 is ENOENT, and only a rising edge injects (a
 //! level that stays high is not injected again).
 
-use super::Vmm;
+use crate::arch::aarch64::regs::{Reg, TcbReg, SPSR_EL1H_MASKED};
 use crate::caps::ObjectType;
 use crate::config::{MAX_IRQ, MIN_IRQ};
 use crate::error::Error;
 use crate::kernel::Kernel;
-use crate::lock::LockError;
 use crate::registry::{ArchHooks, Caller, VmId};
-use crate::regs::{Reg, TcbReg, SPSR_EL1H_MASKED};
+use crate::vm::lock::LockError;
 use crate::vm::{Boot, VcpuState, VmError, CAP_MEM_TAGGING};
+use crate::Vmm;
 
 impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
     /// CREATE_VCPU: a TCB and a vCPU object, bound to the VM's VSpace, set to

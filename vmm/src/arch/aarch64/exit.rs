@@ -13,21 +13,21 @@
 //! Stopping a VM suspends its vCPUs and nothing else: the VMM, and every
 //! other VM, go on. The owner (not an internal VM's) is told why.
 
-use super::Vmm;
+use crate::arch::aarch64::esr::Esr;
+use crate::arch::aarch64::fault::{self, Exit, ExitError, HvcCall};
+use crate::arch::aarch64::mmio::{Access, MmioError};
+use crate::arch::aarch64::psci::{self, ret, Call};
+use crate::arch::aarch64::regs::{TcbReg, VcpuReg, SCTLR_EL1_RESET, SPSR_EL1H_MASKED};
 use crate::caps::{TcbCap, VCpuCap};
 use crate::config::ClientId;
 use crate::devices::pl011::Console;
 use crate::devices::Device;
 use crate::error::Error;
-use crate::exits::esr::Esr;
-use crate::exits::mmio::{Access, MmioError};
-use crate::exits::psci::{self, ret, Call};
-use crate::exits::{self, Exit, ExitError, HvcCall};
 use crate::kernel::{Kernel, KernelError};
 use crate::registry::{ArchHooks, Caller, Owner, Presence, VmId};
-use crate::regs::{TcbReg, VcpuReg, SCTLR_EL1_RESET, SPSR_EL1H_MASKED};
 use crate::vm::VcpuState;
-use crate::vmm::FaultOutcome;
+use crate::FaultOutcome;
+use crate::Vmm;
 
 /// What the VMM PD does after an exit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,8 +35,8 @@ pub enum ExitAction {
     /// Reply with an empty message: the vCPU resumes at its TCB's PC.
     Resume,
     /// Reply to an `hvc` (UnknownSyscall) with these registers: x0-x7 and
-    /// the PC ([`exits::HVC_REPLY_REGS`]). The vCPU resumes with them.
-    ResumeWith([u64; exits::HVC_REPLY_REGS]),
+    /// the PC ([`fault::HVC_REPLY_REGS`]). The vCPU resumes with them.
+    ResumeWith([u64; fault::HVC_REPLY_REGS]),
     /// Do not reply: this vCPU stays off (PSCI CPU_OFF); the VM goes on.
     Park,
     /// The VM stopped. Do not reply; tell `notify` (the owner; none for an
@@ -164,11 +164,11 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
         mrs: &[u64],
         console: &mut C,
     ) -> ExitAction {
-        self.handle_decoded_exit(id, vcpu, exits::decode(label, mrs), console)
+        self.handle_decoded_exit(id, vcpu, fault::decode(label, mrs), console)
     }
 
     /// [`Vmm::handle_exit`] of a fault message already decoded
-    /// ([`exits::decode`]): the VMM PD decodes it where the kernel left it,
+    /// ([`fault::decode`]): the VMM PD decodes it where the kernel left it,
     /// in its IPC buffer, so that nothing copies it.
     pub fn handle_decoded_exit<C: Console + ?Sized>(
         &mut self,

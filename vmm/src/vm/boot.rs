@@ -7,13 +7,13 @@
 //! and the VMM PD runs it at initialisation for its internal VM. A failure
 //! names the record that broke a rule and leaves nothing behind.
 
-use super::Vmm;
 use crate::devices::pl011::Pl011;
 use crate::devices::Device;
 use crate::error::Error;
 use crate::kernel::Kernel;
 use crate::manifest::Manifest;
 use crate::registry::{ArchHooks, Caller, VmId};
+use crate::Vmm;
 
 /// Which part of the manifest a rule refused, and why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

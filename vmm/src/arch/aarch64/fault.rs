@@ -15,11 +15,7 @@
 //! | VCPUFault (`smc`, `wfi`, traps) | 8 | HSR (ESR_EL2) |
 //! | VPPIEvent | 9 | the PPI |
 
-pub mod esr;
-pub mod mmio;
-pub mod psci;
-
-use esr::{ec, Esr};
+use super::esr::{ec, Esr};
 
 /// Fault labels (seL4 with MCS on AArch64).
 pub mod label {
