@@ -456,7 +456,7 @@ fn destroy_tears_down_before_the_drop() {
     assert_eq!(v.charges().charged(A), 0, "locked slot not uncharged");
     let e = v.registry().entry(vm).unwrap();
     assert!(e.vm.memslots.is_empty(), "memslots not deleted");
-    assert!(e.vm.vcpus.iter().all(|s| *s == VcpuState::Absent));
+    assert!(e.vm.vcpus().all(|(_, v)| v.state() == VcpuState::Absent));
     assert!(v.gmem().get(h).unwrap().bindings.is_empty(), "the file still binds a deleted slot");
 }
 

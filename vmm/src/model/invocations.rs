@@ -361,7 +361,7 @@ impl Kernel for Model {
 
     fn vcpu_inject_irq(&mut self, vcpu: VCpuCap, irq: u16, index: u8) -> Result<(), KernelError> {
         self.enter()?;
-        if index >= crate::vm::LIST_REGISTERS {
+        if index >= crate::arch::aarch64::irq::LIST_REGISTERS {
             return Err(KernelError::InvalidArgument);
         }
         if let Object::VCpu { injected, .. } = self.vcpu_mut(vcpu)? {

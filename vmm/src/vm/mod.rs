@@ -15,8 +15,9 @@ pub mod memslots;
 pub mod stage2;
 pub mod vcpu;
 
+use crate::arch::aarch64::irq::Lines;
 use crate::caps::{ObjectType, Slot, SlotRange, TcbCap, VCpuCap, VSpaceCap};
-use crate::config::{MAX_IRQ, MAX_PAGE_TABLES, MAX_VCPUS};
+use crate::config::{MAX_PAGE_TABLES, MAX_VCPUS};
 use crate::devices::DeviceMap;
 use crate::error::Error;
 use crate::kernel::{Kernel, KernelError};
@@ -24,15 +25,12 @@ use crate::registry::{ArchHooks, Caller, RegistryError, VmId};
 use crate::Vmm;
 use memslots::MemslotTable;
 use stage2::Stage2;
+pub use vcpu::{Vcpu, VcpuState};
 
 /// Slots in a VM's own run.
 pub const VM_FIXED_SLOTS: u64 = 1 + 2 * MAX_VCPUS as u64 + MAX_PAGE_TABLES;
 const VCPU_BASE: u64 = 1;
 const TABLE_BASE: u64 = 1 + 2 * MAX_VCPUS as u64;
-
-/// List registers of the virtual GIC interface the VMM fills (GICv2 and the
-/// GICv3 of the boards here have at least four).
-pub const LIST_REGISTERS: u8 = 4;
 
 /// The VM-wide capability that changes how memory must be prepared (the
 /// memory tagging of seed 004): cannot be enabled while a slot is locked.
@@ -61,17 +59,6 @@ crate::errors! {
     }
 }
 
-/// Where a vCPU is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum VcpuState {
-    /// Not created.
-    Absent,
-    /// Created, not running.
-    Stopped,
-    /// Resumed.
-    Running,
-}
-
 /// One VM.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Vm {
@@ -80,26 +67,18 @@ pub struct Vm {
     /// Its stage-2 address space.
     pub stage2: Stage2,
     /// Its vCPUs by id.
-    pub vcpus: [VcpuState; MAX_VCPUS],
+    pub(crate) vcpus: [Vcpu; MAX_VCPUS],
     /// Its memory map.
     pub memslots: MemslotTable,
     /// [`CAP_MEM_TAGGING`] enabled.
     pub mem_tagging: bool,
-    /// Level of each virtual interrupt line, a bit per line.
-    pub irq_levels: [u64; (MAX_IRQ as usize).div_ceil(64)],
+    /// The level of each of its interrupt lines.
+    pub(crate) lines: Lines,
     /// Emulated devices.
     pub devices: DeviceMap,
     /// Where the VM starts: the first vCPU run and the entry and x0 of its
     /// latest RUN. SYSTEM_RESET restarts it there.
     pub boot: Option<Boot>,
-    /// Virtual PPIs (bit `ppi - 16`) delivered to each vCPU and not yet
-    /// acknowledged.
-    pub ppis_pending: [u16; MAX_VCPUS],
-    /// Virtual PPIs that arrived while every list register was full; they
-    /// are injected when one frees.
-    pub ppis_waiting: [u16; MAX_VCPUS],
-    /// List registers in use, a bit each, per vCPU.
-    pub list_regs: [u8; MAX_VCPUS],
 }
 
 /// The VM's entry: its boot vCPU (the first run) and that vCPU's latest RUN.
@@ -123,15 +102,16 @@ impl Vm {
                 tables: SlotRange { base: Slot(fixed.base.0.saturating_add(TABLE_BASE)), len: MAX_PAGE_TABLES },
                 used: 0,
             },
-            vcpus: [VcpuState::Absent; MAX_VCPUS],
+            vcpus: core::array::from_fn(|i| {
+                let i = i as u64;
+                let slot = |n: u64| Slot(fixed.base.0.saturating_add(n));
+                Vcpu::new(TcbCap(slot(VCPU_BASE + 2 * i)), VCpuCap(slot(VCPU_BASE + 2 * i + 1)))
+            }),
             memslots: MemslotTable::default(),
             mem_tagging: false,
-            irq_levels: [0; (MAX_IRQ as usize).div_ceil(64)],
+            lines: Lines::default(),
             devices: DeviceMap::default(),
             boot: None,
-            ppis_pending: [0; MAX_VCPUS],
-            ppis_waiting: [0; MAX_VCPUS],
-            list_regs: [0; MAX_VCPUS],
         }
     }
 
@@ -140,43 +120,34 @@ impl Vm {
         self.stage2.vspace
     }
 
-    /// The TCB and vCPU slots of vCPU `id`.
+    /// vCPU `id`, created or not (None for ids at or above `MAX_VCPUS`).
+    pub fn vcpu(&self, id: u32) -> Option<&Vcpu> {
+        self.vcpus.get(usize::try_from(id).ok()?)
+    }
+
+    pub(crate) fn vcpu_mut(&mut self, id: u32) -> Option<&mut Vcpu> {
+        self.vcpus.get_mut(usize::try_from(id).ok()?)
+    }
+
+    /// Every vCPU slot with its id, created or not.
+    pub fn vcpus(&self) -> impl Iterator<Item = (u32, &Vcpu)> {
+        (0..).zip(self.vcpus.iter())
+    }
+
+    /// The TCB and vCPU capabilities of vCPU `id`.
     pub fn vcpu_caps(&self, id: u32) -> Option<(TcbCap, VCpuCap)> {
-        let i = u64::from(id);
-        let tcb = self.fixed.get(VCPU_BASE + 2 * i)?;
-        let vcpu = self.fixed.get(VCPU_BASE + 2 * i + 1)?;
-        Some((TcbCap(tcb), VCpuCap(vcpu)))
+        self.vcpu(id).map(Vcpu::caps)
     }
 
     /// The state of vCPU `id` (Absent for ids out of range).
     pub fn vcpu_state(&self, id: u32) -> VcpuState {
-        usize::try_from(id).ok().and_then(|i| self.vcpus.get(i)).copied().unwrap_or(VcpuState::Absent)
+        self.vcpu(id).map_or(VcpuState::Absent, Vcpu::state)
     }
 
     /// Sets the state of vCPU `id` (ignored for ids out of range).
-    pub fn set_vcpu_state(&mut self, id: u32, state: VcpuState) {
-        if let Some(s) = usize::try_from(id).ok().and_then(|i| self.vcpus.get_mut(i)) {
-            *s = state;
-        }
-    }
-
-    /// Takes the lowest free list register of vCPU `vcpu`.
-    pub fn take_list_register(&mut self, vcpu: u32) -> Option<u8> {
-        let used = self.list_regs.get_mut(vcpu as usize)?;
-        let free = (0..LIST_REGISTERS).find(|i| *used >> i & 1 == 0)?;
-        *used |= 1 << free;
-        Some(free)
-    }
-
-    /// Gives back list register `index` of vCPU `vcpu` (all of them when
-    /// the kernel could not say which).
-    pub fn free_list_register(&mut self, vcpu: u32, index: Option<u8>) {
-        if let Some(used) = self.list_regs.get_mut(vcpu as usize) {
-            match index {
-                Some(i) if i < LIST_REGISTERS => *used &= !(1 << i),
-                Some(_) => {}
-                None => *used = 0,
-            }
+    pub(crate) fn set_vcpu_state(&mut self, id: u32, state: VcpuState) {
+        if let Some(v) = self.vcpu_mut(id) {
+            v.state = state;
         }
     }
 
@@ -185,21 +156,9 @@ impl Vm {
         self.memslots.iter().any(|s| s.lock.is_some())
     }
 
-    /// The level of line `irq`.
+    /// The level of interrupt line `irq`.
     pub fn irq_level(&self, irq: u32) -> bool {
-        self.irq_levels.get((irq / 64) as usize).is_some_and(|w| w >> (irq % 64) & 1 == 1)
-    }
-
-    /// Sets the level of line `irq`.
-    pub fn set_irq_level(&mut self, irq: u32, level: bool) {
-        if let Some(w) = self.irq_levels.get_mut((irq / 64) as usize) {
-            let bit = 1u64 << (irq % 64);
-            if level {
-                *w |= bit;
-            } else {
-                *w &= !bit;
-            }
-        }
+        self.lines.level(irq)
     }
 }
 
@@ -268,7 +227,7 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
                 first.get_or_insert(e);
             }
         };
-        for vcpu in 0..vm.vcpus.len() as u32 {
+        for vcpu in 0..MAX_VCPUS as u32 {
             if let (VcpuState::Running, Some((tcb, _))) = (vm.vcpu_state(vcpu), vm.vcpu_caps(vcpu)) {
                 note(k.tcb_suspend(tcb));
                 vm.set_vcpu_state(vcpu, VcpuState::Stopped);
@@ -301,7 +260,7 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
             }
             let _ = self.cspace.free(slot.map_caps);
         }
-        for vcpu in 0..vm.vcpus.len() as u32 {
+        for vcpu in 0..MAX_VCPUS as u32 {
             if let (VcpuState::Stopped, Some((tcb, vc))) = (vm.vcpu_state(vcpu), vm.vcpu_caps(vcpu)) {
                 note(k.cnode_delete(tcb.slot()));
                 note(k.cnode_delete(vc.slot()));

@@ -7,15 +7,61 @@
 //! rising edge with no vCPU 0 is ENOENT, and only a rising edge injects (a
 //! level that stays high is not injected again).
 
+use crate::arch::aarch64::irq::VcpuIrqs;
 use crate::arch::aarch64::regs::{Reg, TcbReg, SPSR_EL1H_MASKED};
-use crate::caps::ObjectType;
-use crate::config::{MAX_IRQ, MIN_IRQ};
+use crate::caps::{ObjectType, TcbCap, VCpuCap};
 use crate::error::Error;
 use crate::kernel::Kernel;
 use crate::registry::{ArchHooks, Caller, VmId};
 use crate::vm::lock::LockError;
-use crate::vm::{Boot, VcpuState, VmError, CAP_MEM_TAGGING};
+use crate::vm::{Boot, VmError, CAP_MEM_TAGGING};
 use crate::Vmm;
+
+/// Where a vCPU is in its life. This is also its PSCI state: a vCPU that
+/// called CPU_OFF, or that a reset stopped, is `Stopped` and CPU_ON starts
+/// it again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum VcpuState {
+    /// Not created.
+    Absent,
+    /// Created, not running.
+    Stopped,
+    /// Resumed.
+    Running,
+}
+
+/// One vCPU: the slots of its TCB and vCPU object (fixed by its id in the
+/// VM's run of slots, whether it is created or not), where it is in its
+/// life, and its virtual interrupts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Vcpu {
+    tcb: TcbCap,
+    vcpu: VCpuCap,
+    pub(crate) state: VcpuState,
+    pub(crate) irqs: VcpuIrqs,
+}
+
+impl Vcpu {
+    /// A vCPU not yet created, whose objects will be in these slots.
+    pub(crate) fn new(tcb: TcbCap, vcpu: VCpuCap) -> Vcpu {
+        Vcpu { tcb, vcpu, state: VcpuState::Absent, irqs: VcpuIrqs::default() }
+    }
+
+    /// Its TCB and vCPU object.
+    pub fn caps(&self) -> (TcbCap, VCpuCap) {
+        (self.tcb, self.vcpu)
+    }
+
+    /// Where it is in its life.
+    pub fn state(&self) -> VcpuState {
+        self.state
+    }
+
+    /// Its virtual interrupts.
+    pub fn irqs(&self) -> &VcpuIrqs {
+        &self.irqs
+    }
+}
 
 impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
     /// CREATE_VCPU: a TCB and a vCPU object, bound to the VM's VSpace, set to
@@ -130,30 +176,6 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
             Reg::Tcb(r) => self.kernel.tcb_write_register(tcb, r, value)?,
             Reg::Vcpu(r) => self.kernel.vcpu_write_reg(vc, r, value)?,
         }
-        Ok(())
-    }
-
-    /// IRQ_LINE: set line `irq` to `level`; a rising edge injects it into
-    /// vCPU 0.
-    pub fn irq_line(&mut self, caller: Caller, id: VmId, irq: u32, level: u32) -> Result<(), Error> {
-        let vm = &mut self.registry.get_mut(caller, id)?.vm;
-        if !(MIN_IRQ..MAX_IRQ).contains(&irq) || level > 1 {
-            return Err(VmError::BadIrq.into());
-        }
-        let high = level == 1;
-        if high && !vm.irq_level(irq) {
-            if vm.vcpu_state(0) == VcpuState::Absent {
-                return Err(VmError::NoSuchVcpu.into());
-            }
-            let (_, vc) = vm.vcpu_caps(0).ok_or(VmError::NoSuchVcpu)?;
-            let line = u16::try_from(irq).map_err(|_| VmError::BadIrq)?;
-            let lr = vm.take_list_register(0).ok_or(VmError::ListRegistersFull)?;
-            if let Err(e) = self.kernel.vcpu_inject_irq(vc, line, lr) {
-                vm.free_list_register(0, Some(lr));
-                return Err(e.into());
-            }
-        }
-        vm.set_irq_level(irq, high);
         Ok(())
     }
 

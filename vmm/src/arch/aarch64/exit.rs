@@ -16,9 +16,8 @@
 use crate::arch::aarch64::esr::Esr;
 use crate::arch::aarch64::fault::{self, Exit, ExitError, HvcCall};
 use crate::arch::aarch64::mmio::{Access, MmioError};
-use crate::arch::aarch64::psci::{self, ret, Call};
-use crate::arch::aarch64::regs::{TcbReg, VcpuReg, SCTLR_EL1_RESET, SPSR_EL1H_MASKED};
-use crate::caps::{TcbCap, VCpuCap};
+use crate::arch::aarch64::psci::{Call, Psci};
+use crate::arch::aarch64::regs::TcbReg;
 use crate::config::ClientId;
 use crate::devices::pl011::Console;
 use crate::devices::Device;
@@ -113,18 +112,6 @@ impl core::fmt::Display for StopReason {
             StopReason::Map(e) => write!(f, "mapping: {e}"),
         }
     }
-}
-
-/// What a PSCI call comes to.
-enum Psci {
-    /// Return this in x0 and move past the call.
-    Return(u64),
-    /// The calling vCPU is off.
-    Off,
-    /// The VM is off.
-    SystemOff,
-    /// Restart the boot vCPU at its entry with x0.
-    Reset { vcpu: u32, entry: u64, arg: u64 },
 }
 
 impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
@@ -284,20 +271,6 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
         }
     }
 
-    /// SYSTEM_RESET from the boot vCPU: its entry state goes into its TCB
-    /// and vCPU, and an empty reply (seL4 then takes no registers from the
-    /// reply) resumes it there.
-    #[cold]
-    fn restart_self(&mut self, id: VmId, vcpu: u32, entry: u64, arg: u64) -> ExitAction {
-        let Some(caps) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(vcpu)) else {
-            return self.stop_vm(id, StopReason::NoSuchVcpu);
-        };
-        match self.start_at(caps, entry, arg, false) {
-            Ok(()) => ExitAction::Resume,
-            Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
-        }
-    }
-
     /// An `smc`: the registers are read from and written to the TCB.
     fn smc(&mut self, id: VmId, vcpu: u32, esr: Esr) -> ExitAction {
         let Some((tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(vcpu)) else {
@@ -330,7 +303,7 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
     }
 
     /// Moves vCPU `vcpu`'s PC past the trapped instruction (`pc` if known).
-    fn advance(&mut self, id: VmId, vcpu: u32, pc: Option<u64>, esr: Esr) -> Result<(), KernelError> {
+    pub(super) fn advance(&mut self, id: VmId, vcpu: u32, pc: Option<u64>, esr: Esr) -> Result<(), KernelError> {
         let (tcb, _) =
             self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(vcpu)).ok_or(KernelError::InvalidCapability)?;
         let pc = match pc {
@@ -340,194 +313,9 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
         self.kernel.tcb_write_register(tcb, TcbReg::Pc, pc.wrapping_add(esr.instruction_len()))
     }
 
-    /// Sets a vCPU to enter at EL1h at `entry` with `arg` in x0, with its
-    /// MMU and caches off (SCTLR_EL1 at its reset value), as PSCI CPU_ON
-    /// and a reset promise the entry code.
-    fn start_at(
-        &mut self,
-        (tcb, vcpu): (TcbCap, VCpuCap),
-        entry: u64,
-        arg: u64,
-        resume: bool,
-    ) -> Result<(), KernelError> {
-        let k = &mut self.kernel;
-        k.vcpu_write_reg(vcpu, VcpuReg::Sctlr, SCTLR_EL1_RESET)?;
-        k.tcb_write_register(tcb, TcbReg::Spsr, SPSR_EL1H_MASKED)?;
-        k.tcb_write_register(tcb, TcbReg::X(0), arg)?;
-        k.tcb_write_register(tcb, TcbReg::Pc, entry)?;
-        if resume {
-            k.tcb_resume(tcb)?;
-        }
-        Ok(())
-    }
-
-    /// SYSTEM_RESET from a vCPU other than the boot one: it parks, the boot
-    /// vCPU restarts.
-    #[cold]
-    fn restart_other(&mut self, id: VmId, caller: u32, boot: u32, entry: u64, arg: u64) -> ExitAction {
-        let Some(caps) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(boot)) else {
-            return self.stop_vm(id, StopReason::NoSuchVcpu);
-        };
-        if let Some((tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(caller)) {
-            let _ = self.kernel.tcb_suspend(tcb);
-        }
-        self.vcpu_stopped(id, caller);
-        match self.start_at(caps, entry, arg, true) {
-            Ok(()) => {
-                if let Some(e) = self.registry.entry_mut(id) {
-                    e.vm.set_vcpu_state(boot, VcpuState::Running);
-                }
-                ExitAction::Park
-            }
-            Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
-        }
-    }
-
-    /// Carries out a PSCI call of vCPU `vcpu`.
-    #[inline]
-    fn psci(&mut self, id: VmId, vcpu: u32, call: Call) -> Psci {
-        match call {
-            Call::Version => Psci::Return(psci::VERSION_1_1),
-            Call::Features(f) => Psci::Return(psci::features(f)),
-            Call::Unsupported => Psci::Return(ret::NOT_SUPPORTED),
-            Call::CpuOff => self.cpu_off(id, vcpu),
-            Call::CpuSuspend => Psci::Return(ret::SUCCESS),
-            Call::AffinityInfo { target, level } => Psci::Return(self.affinity_info(id, target, level)),
-            Call::SystemOff => Psci::SystemOff,
-            Call::SystemReset => self.system_reset(id, vcpu),
-            Call::CpuOn { target, entry, context } => Psci::Return(self.cpu_on(id, target, entry, context)),
-        }
-    }
-
-    /// PSCI CPU_OFF: the calling vCPU stops.
-    #[cold]
-    fn cpu_off(&mut self, id: VmId, vcpu: u32) -> Psci {
-        if let Some((tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(vcpu)) {
-            let _ = self.kernel.tcb_suspend(tcb);
-        }
-        self.vcpu_stopped(id, vcpu);
-        Psci::Off
-    }
-
-    /// PSCI SYSTEM_RESET: every other vCPU stops; the boot vCPU starts
-    /// again.
-    #[cold]
-    fn system_reset(&mut self, id: VmId, vcpu: u32) -> Psci {
-        let Some(boot) = self.registry.entry(id).and_then(|e| e.vm.boot) else {
-            return Psci::Return(ret::NOT_SUPPORTED);
-        };
-        let others: heapless::Vec<u32, { crate::config::MAX_VCPUS }> = (0..crate::config::MAX_VCPUS as u32)
-            .filter(|v| *v != vcpu && *v != boot.vcpu)
-            .filter(|v| self.registry.entry(id).is_some_and(|e| e.vm.vcpu_state(*v) == VcpuState::Running))
-            .collect();
-        for v in others {
-            if let Some((tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(v)) {
-                let _ = self.kernel.tcb_suspend(tcb);
-            }
-            self.vcpu_stopped(id, v);
-        }
-        Psci::Reset { vcpu: boot.vcpu, entry: boot.entry, arg: boot.arg }
-    }
-
-    /// PSCI AFFINITY_INFO at level 0: is the vCPU whose id is the MPIDR's
-    /// Aff0 on?
-    fn affinity_info(&self, id: VmId, target: u64, level: u64) -> u64 {
-        let Some(e) = self.registry.entry(id) else { return ret::INVALID_PARAMETERS };
-        let valid = level == 0 && target >> 8 == 0 && target < u64::from(self.config.vcpu_limit);
-        match (valid, e.vm.vcpu_state(target as u32)) {
-            (false, _) | (true, VcpuState::Absent) => ret::INVALID_PARAMETERS,
-            (true, VcpuState::Running) => psci::AFFINITY_ON,
-            (true, VcpuState::Stopped) => psci::AFFINITY_OFF,
-        }
-    }
-
-    /// PSCI CPU_ON: the target is the vCPU whose id is the MPIDR's Aff0.
-    fn cpu_on(&mut self, id: VmId, target: u64, entry: u64, context: u64) -> u64 {
-        let Some(e) = self.registry.entry(id) else { return ret::INVALID_PARAMETERS };
-        let Ok(t) = u32::try_from(target) else { return ret::INVALID_PARAMETERS };
-        if target >> 8 != 0 || t >= self.config.vcpu_limit {
-            return ret::INVALID_PARAMETERS;
-        }
-        match e.vm.vcpu_state(t) {
-            VcpuState::Absent => return ret::INVALID_PARAMETERS,
-            VcpuState::Running => return ret::ALREADY_ON,
-            VcpuState::Stopped => {}
-        }
-        if e.vm.memslots.find_gpa(entry).is_none() {
-            return ret::INVALID_ADDRESS;
-        }
-        let Some(caps) = e.vm.vcpu_caps(t) else { return ret::INVALID_PARAMETERS };
-        match self.start_at(caps, entry, context, true) {
-            Ok(()) => {
-                if let Some(e) = self.registry.entry_mut(id) {
-                    e.vm.set_vcpu_state(t, VcpuState::Running);
-                }
-                ret::SUCCESS
-            }
-            Err(_) => ret::INTERNAL_FAILURE,
-        }
-    }
-
-    /// A virtual PPI: inject it into a free list register; the kernel keeps
-    /// it masked until the guest has taken it (the maintenance exit) and the
-    /// VMM acknowledges it. With every list register in use it waits.
-    fn vppi(&mut self, id: VmId, vcpu: u32, irq: u16) -> ExitAction {
-        let Some(bit) = irq.checked_sub(16).filter(|b| *b < 16) else {
-            return self.stop_vm(id, StopReason::BadMessage(ExitError::BadPpi));
-        };
-        let Some(e) = self.registry.entry_mut(id) else { return self.stop_vm(id, StopReason::NoSuchVcpu) };
-        let Some((_, vc)) = e.vm.vcpu_caps(vcpu) else { return self.stop_vm(id, StopReason::NoSuchVcpu) };
-        let Some(lr) = e.vm.take_list_register(vcpu) else {
-            if let Some(w) = e.vm.ppis_waiting.get_mut(vcpu as usize) {
-                *w |= 1 << bit;
-            }
-            return ExitAction::Resume;
-        };
-        if let Err(err) = self.kernel.vcpu_inject_irq(vc, irq, lr) {
-            e.vm.free_list_register(vcpu, Some(lr));
-            return self.stop_vm(id, StopReason::Kernel(err));
-        }
-        if let Some(p) = e.vm.ppis_pending.get_mut(vcpu as usize) {
-            *p |= 1 << bit;
-        }
-        ExitAction::Resume
-    }
-
-    /// A list register was consumed: free it, acknowledge the PPIs delivered
-    /// to this vCPU so the kernel unmasks them, and inject any that waited
-    /// for a list register.
-    fn maintenance(&mut self, id: VmId, vcpu: u32, index: Option<u8>) -> ExitAction {
-        let Some(e) = self.registry.entry_mut(id) else { return self.stop_vm(id, StopReason::NoSuchVcpu) };
-        let Some((_, vc)) = e.vm.vcpu_caps(vcpu) else { return self.stop_vm(id, StopReason::NoSuchVcpu) };
-        e.vm.free_list_register(vcpu, index);
-        let pending = e.vm.ppis_pending.get(vcpu as usize).copied().unwrap_or(0);
-        for bit in 0..16u16 {
-            if pending >> bit & 1 == 1 {
-                if let Err(err) = self.kernel.vcpu_ack_vppi(vc, 16 + bit) {
-                    return self.stop_vm(id, StopReason::Kernel(err));
-                }
-                if let Some(p) = e.vm.ppis_pending.get_mut(vcpu as usize) {
-                    *p &= !(1 << bit);
-                }
-            }
-        }
-        let waiting = e.vm.ppis_waiting.get(vcpu as usize).copied().unwrap_or(0);
-        if let Some(w) = e.vm.ppis_waiting.get_mut(vcpu as usize) {
-            *w = 0;
-        }
-        for bit in 0..16u16 {
-            if waiting >> bit & 1 == 1 {
-                if let ExitAction::Stop { reason, notify } = self.vppi(id, vcpu, 16 + bit) {
-                    return ExitAction::Stop { reason, notify };
-                }
-            }
-        }
-        ExitAction::Resume
-    }
-
     /// Stops every vCPU of VM `id` (and only those) and says whom to tell.
     #[cold]
-    fn stop_vm(&mut self, id: VmId, reason: StopReason) -> ExitAction {
+    pub(super) fn stop_vm(&mut self, id: VmId, reason: StopReason) -> ExitAction {
         let mut notify = None;
         if let Some(e) = self.registry.entry_mut(id) {
             notify = match e.owner {

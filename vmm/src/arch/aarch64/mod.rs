@@ -1,10 +1,11 @@
 //! AArch64: the seL4 fault messages a VMM receives for its VM, the exception
-//! syndrome, MMIO access decoding and extension, PSCI, the register names,
+//! syndrome, MMIO access decoding and extension, PSCI, virtual interrupts, the register names,
 //! and what the VMM does with each guest exit.
 
 pub mod esr;
 pub mod exit;
 pub mod fault;
+pub mod irq;
 pub mod mmio;
 pub mod psci;
 pub mod regs;

@@ -1,5 +1,15 @@
 //! PSCI (0.2 and later) over HVC and SMC: the calls a guest needs to start
-//! and stop its CPUs and the machine.
+//! and stop its CPUs and the machine, decoded from the guest's registers and
+//! carried out on its vCPUs.
+
+use crate::caps::{TcbCap, VCpuCap};
+use crate::kernel::{Kernel, KernelError};
+use crate::registry::{ArchHooks, VmId};
+use crate::vm::VcpuState;
+use crate::Vmm;
+
+use super::exit::{ExitAction, StopReason};
+use super::regs::{TcbReg, VcpuReg, SCTLR_EL1_RESET, SPSR_EL1H_MASKED};
 
 /// PSCI function ids (SMC32 and, where there is one, SMC64).
 pub mod fid {
@@ -109,18 +119,19 @@ impl Call {
     pub fn decode(x: [u64; 4]) -> Call {
         let [x0, x1, x2, x3] = x;
         let narrow = |v: u64| v & 0xffff_ffff;
-        match x0 & 0xffff_ffff {
-            _ if x0 >> 32 != 0 => Call::Unsupported,
-            0x8400_0000 => Call::Version,
-            0x8400_000a => Call::Features(narrow(x1)),
-            0x8400_0003 => Call::CpuOn { target: narrow(x1), entry: narrow(x2), context: narrow(x3) },
-            0xc400_0003 => Call::CpuOn { target: x1, entry: x2, context: x3 },
-            0x8400_0002 => Call::CpuOff,
-            0x8400_0001 | 0xc400_0001 => Call::CpuSuspend,
-            0x8400_0004 => Call::AffinityInfo { target: narrow(x1), level: narrow(x2) },
-            0xc400_0004 => Call::AffinityInfo { target: x1, level: x2 },
-            0x8400_0008 => Call::SystemOff,
-            0x8400_0009 => Call::SystemReset,
+        // A function id with bits above w0 set names no PSCI function.
+        let Ok(function) = u32::try_from(x0) else { return Call::Unsupported };
+        match function {
+            fid::VERSION => Call::Version,
+            fid::FEATURES => Call::Features(narrow(x1)),
+            fid::CPU_ON_32 => Call::CpuOn { target: narrow(x1), entry: narrow(x2), context: narrow(x3) },
+            fid::CPU_ON_64 => Call::CpuOn { target: x1, entry: x2, context: x3 },
+            fid::CPU_OFF => Call::CpuOff,
+            fid::CPU_SUSPEND_32 | fid::CPU_SUSPEND_64 => Call::CpuSuspend,
+            fid::AFFINITY_INFO_32 => Call::AffinityInfo { target: narrow(x1), level: narrow(x2) },
+            fid::AFFINITY_INFO_64 => Call::AffinityInfo { target: x1, level: x2 },
+            fid::SYSTEM_OFF => Call::SystemOff,
+            fid::SYSTEM_RESET => Call::SystemReset,
             _ => Call::Unsupported,
         }
     }
@@ -133,5 +144,161 @@ pub fn features(function: u64) -> u64 {
         ret::SUCCESS
     } else {
         ret::NOT_SUPPORTED
+    }
+}
+
+/// What a PSCI call comes to.
+pub(super) enum Psci {
+    /// Return this in x0 and move past the call.
+    Return(u64),
+    /// The calling vCPU is off.
+    Off,
+    /// The VM is off.
+    SystemOff,
+    /// Restart the boot vCPU at its entry with x0.
+    Reset { vcpu: u32, entry: u64, arg: u64 },
+}
+
+impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
+    /// SYSTEM_RESET from the boot vCPU: its entry state goes into its TCB
+    /// and vCPU, and an empty reply (seL4 then takes no registers from the
+    /// reply) resumes it there.
+    #[cold]
+    pub(super) fn restart_self(&mut self, id: VmId, vcpu: u32, entry: u64, arg: u64) -> ExitAction {
+        let Some(caps) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(vcpu)) else {
+            return self.stop_vm(id, StopReason::NoSuchVcpu);
+        };
+        match self.start_at(caps, entry, arg, false) {
+            Ok(()) => ExitAction::Resume,
+            Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
+        }
+    }
+
+    /// SYSTEM_RESET from a vCPU other than the boot one: it parks, the boot
+    /// vCPU restarts.
+    #[cold]
+    pub(super) fn restart_other(&mut self, id: VmId, caller: u32, boot: u32, entry: u64, arg: u64) -> ExitAction {
+        let Some(caps) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(boot)) else {
+            return self.stop_vm(id, StopReason::NoSuchVcpu);
+        };
+        if let Some((tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(caller)) {
+            let _ = self.kernel.tcb_suspend(tcb);
+        }
+        self.vcpu_stopped(id, caller);
+        match self.start_at(caps, entry, arg, true) {
+            Ok(()) => {
+                if let Some(e) = self.registry.entry_mut(id) {
+                    e.vm.set_vcpu_state(boot, VcpuState::Running);
+                }
+                ExitAction::Park
+            }
+            Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
+        }
+    }
+
+    /// Sets a vCPU to enter at EL1h at `entry` with `arg` in x0, with its
+    /// MMU and caches off (SCTLR_EL1 at its reset value), as PSCI CPU_ON
+    /// and a reset promise the entry code.
+    fn start_at(
+        &mut self,
+        (tcb, vcpu): (TcbCap, VCpuCap),
+        entry: u64,
+        arg: u64,
+        resume: bool,
+    ) -> Result<(), KernelError> {
+        let k = &mut self.kernel;
+        k.vcpu_write_reg(vcpu, VcpuReg::Sctlr, SCTLR_EL1_RESET)?;
+        k.tcb_write_register(tcb, TcbReg::Spsr, SPSR_EL1H_MASKED)?;
+        k.tcb_write_register(tcb, TcbReg::X(0), arg)?;
+        k.tcb_write_register(tcb, TcbReg::Pc, entry)?;
+        if resume {
+            k.tcb_resume(tcb)?;
+        }
+        Ok(())
+    }
+
+    /// Carries out a PSCI call of vCPU `vcpu`.
+    #[inline]
+    pub(super) fn psci(&mut self, id: VmId, vcpu: u32, call: Call) -> Psci {
+        match call {
+            Call::Version => Psci::Return(VERSION_1_1),
+            Call::Features(f) => Psci::Return(features(f)),
+            Call::Unsupported => Psci::Return(ret::NOT_SUPPORTED),
+            Call::CpuOff => self.cpu_off(id, vcpu),
+            Call::CpuSuspend => Psci::Return(ret::SUCCESS),
+            Call::AffinityInfo { target, level } => Psci::Return(self.affinity_info(id, target, level)),
+            Call::SystemOff => Psci::SystemOff,
+            Call::SystemReset => self.system_reset(id, vcpu),
+            Call::CpuOn { target, entry, context } => Psci::Return(self.cpu_on(id, target, entry, context)),
+        }
+    }
+
+    /// PSCI CPU_OFF: the calling vCPU stops.
+    #[cold]
+    fn cpu_off(&mut self, id: VmId, vcpu: u32) -> Psci {
+        if let Some((tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(vcpu)) {
+            let _ = self.kernel.tcb_suspend(tcb);
+        }
+        self.vcpu_stopped(id, vcpu);
+        Psci::Off
+    }
+
+    /// PSCI SYSTEM_RESET: every other vCPU stops; the boot vCPU starts
+    /// again.
+    #[cold]
+    fn system_reset(&mut self, id: VmId, vcpu: u32) -> Psci {
+        let Some(boot) = self.registry.entry(id).and_then(|e| e.vm.boot) else {
+            return Psci::Return(ret::NOT_SUPPORTED);
+        };
+        let others: heapless::Vec<u32, { crate::config::MAX_VCPUS }> = (0..crate::config::MAX_VCPUS as u32)
+            .filter(|v| *v != vcpu && *v != boot.vcpu)
+            .filter(|v| self.registry.entry(id).is_some_and(|e| e.vm.vcpu_state(*v) == VcpuState::Running))
+            .collect();
+        for v in others {
+            if let Some((tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(v)) {
+                let _ = self.kernel.tcb_suspend(tcb);
+            }
+            self.vcpu_stopped(id, v);
+        }
+        Psci::Reset { vcpu: boot.vcpu, entry: boot.entry, arg: boot.arg }
+    }
+
+    /// PSCI AFFINITY_INFO at level 0: is the vCPU whose id is the MPIDR's
+    /// Aff0 on?
+    fn affinity_info(&self, id: VmId, target: u64, level: u64) -> u64 {
+        let Some(e) = self.registry.entry(id) else { return ret::INVALID_PARAMETERS };
+        let valid = level == 0 && target >> 8 == 0 && target < u64::from(self.config.vcpu_limit);
+        match (valid, e.vm.vcpu_state(target as u32)) {
+            (false, _) | (true, VcpuState::Absent) => ret::INVALID_PARAMETERS,
+            (true, VcpuState::Running) => AFFINITY_ON,
+            (true, VcpuState::Stopped) => AFFINITY_OFF,
+        }
+    }
+
+    /// PSCI CPU_ON: the target is the vCPU whose id is the MPIDR's Aff0.
+    fn cpu_on(&mut self, id: VmId, target: u64, entry: u64, context: u64) -> u64 {
+        let Some(e) = self.registry.entry(id) else { return ret::INVALID_PARAMETERS };
+        let Ok(t) = u32::try_from(target) else { return ret::INVALID_PARAMETERS };
+        if target >> 8 != 0 || t >= self.config.vcpu_limit {
+            return ret::INVALID_PARAMETERS;
+        }
+        match e.vm.vcpu_state(t) {
+            VcpuState::Absent => return ret::INVALID_PARAMETERS,
+            VcpuState::Running => return ret::ALREADY_ON,
+            VcpuState::Stopped => {}
+        }
+        if e.vm.memslots.find_gpa(entry).is_none() {
+            return ret::INVALID_ADDRESS;
+        }
+        let Some(caps) = e.vm.vcpu_caps(t) else { return ret::INVALID_PARAMETERS };
+        match self.start_at(caps, entry, context, true) {
+            Ok(()) => {
+                if let Some(e) = self.registry.entry_mut(id) {
+                    e.vm.set_vcpu_state(t, VcpuState::Running);
+                }
+                ret::SUCCESS
+            }
+            Err(_) => ret::INTERNAL_FAILURE,
+        }
     }
 }

@@ -1,0 +1,173 @@
+//! Virtual interrupts: the lines a VM's owner raises (IRQ_LINE), the
+//! virtual PPIs seL4 delivers (the guest's timer), and the list registers of
+//! the virtual GIC CPU interface the VMM fills for each vCPU.
+//!
+//! A virtual PPI is injected into a free list register; the kernel keeps it
+//! masked until the guest has taken it (the maintenance exit) and the VMM
+//! acknowledges it. With every list register in use it waits, and goes in
+//! when one frees.
+
+use crate::config::{MAX_IRQ, MIN_IRQ};
+use crate::error::Error;
+use crate::kernel::Kernel;
+use crate::registry::{ArchHooks, Caller, VmId};
+use crate::vm::{VcpuState, VmError};
+use crate::Vmm;
+
+use super::exit::{ExitAction, StopReason};
+use super::fault::ExitError;
+
+/// List registers of the virtual GIC interface the VMM fills (GICv2 and the
+/// GICv3 of the boards here have at least four).
+pub const LIST_REGISTERS: u8 = 4;
+
+/// The first PPI; PPIs are interrupt ids 16 to 31.
+const PPI_BASE: u16 = 16;
+
+/// One vCPU's virtual interrupts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VcpuIrqs {
+    /// List registers in use, a bit each.
+    list_regs: u8,
+    /// Virtual PPIs (bit `ppi - 16`) delivered and not yet acknowledged.
+    ppis_pending: u16,
+    /// Virtual PPIs that arrived while every list register was full.
+    ppis_waiting: u16,
+}
+
+impl VcpuIrqs {
+    /// Takes the lowest free list register.
+    fn take_list_register(&mut self) -> Option<u8> {
+        let free = (0..LIST_REGISTERS).find(|i| self.list_regs >> i & 1 == 0)?;
+        self.list_regs |= 1 << free;
+        Some(free)
+    }
+
+    /// Gives back list register `index` (all of them when the kernel could
+    /// not say which).
+    fn free_list_register(&mut self, index: Option<u8>) {
+        match index {
+            Some(i) if i < LIST_REGISTERS => self.list_regs &= !(1 << i),
+            Some(_) => {}
+            None => self.list_regs = 0,
+        }
+    }
+
+    /// List registers in use, a bit each.
+    pub fn list_registers_in_use(&self) -> u8 {
+        self.list_regs
+    }
+
+    /// Virtual PPIs delivered and not yet acknowledged (bit `ppi - 16`).
+    pub fn ppis_pending(&self) -> u16 {
+        self.ppis_pending
+    }
+
+    /// Virtual PPIs waiting for a free list register (bit `ppi - 16`).
+    pub fn ppis_waiting(&self) -> u16 {
+        self.ppis_waiting
+    }
+}
+
+/// The level of each of a VM's interrupt lines, a bit per line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Lines([u64; (MAX_IRQ as usize).div_ceil(64)]);
+
+impl Default for Lines {
+    fn default() -> Self {
+        Lines([0; (MAX_IRQ as usize).div_ceil(64)])
+    }
+}
+
+impl Lines {
+    /// The level of line `irq`.
+    pub fn level(&self, irq: u32) -> bool {
+        self.0.get((irq / 64) as usize).is_some_and(|w| w >> (irq % 64) & 1 == 1)
+    }
+
+    /// Sets the level of line `irq`.
+    fn set(&mut self, irq: u32, level: bool) {
+        if let Some(w) = self.0.get_mut((irq / 64) as usize) {
+            let bit = 1u64 << (irq % 64);
+            if level {
+                *w |= bit;
+            } else {
+                *w &= !bit;
+            }
+        }
+    }
+}
+
+impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
+    /// IRQ_LINE: set line `irq` to `level`; a rising edge injects it into
+    /// vCPU 0 (a level that stays high is not injected again).
+    pub fn irq_line(&mut self, caller: Caller, id: VmId, irq: u32, level: u32) -> Result<(), Error> {
+        let vm = &mut self.registry.get_mut(caller, id)?.vm;
+        if !(MIN_IRQ..MAX_IRQ).contains(&irq) || level > 1 {
+            return Err(VmError::BadIrq.into());
+        }
+        let high = level == 1;
+        if high && !vm.lines.level(irq) {
+            let line = u16::try_from(irq).map_err(|_| VmError::BadIrq)?;
+            let vcpu = vm.vcpu_mut(0).filter(|v| v.state() != VcpuState::Absent).ok_or(VmError::NoSuchVcpu)?;
+            let (_, vc) = vcpu.caps();
+            let lr = vcpu.irqs.take_list_register().ok_or(VmError::ListRegistersFull)?;
+            if let Err(e) = self.kernel.vcpu_inject_irq(vc, line, lr) {
+                vcpu.irqs.free_list_register(Some(lr));
+                return Err(e.into());
+            }
+        }
+        vm.lines.set(irq, high);
+        Ok(())
+    }
+
+    /// A virtual PPI for vCPU `vcpu`: into a free list register, or waiting
+    /// for one.
+    pub(super) fn vppi(&mut self, id: VmId, vcpu: u32, irq: u16) -> ExitAction {
+        let Some(bit) = irq.checked_sub(PPI_BASE).filter(|b| *b < 16) else {
+            return self.stop_vm(id, StopReason::BadMessage(ExitError::BadPpi));
+        };
+        let Some(v) = self.registry.entry_mut(id).and_then(|e| e.vm.vcpu_mut(vcpu)) else {
+            return self.stop_vm(id, StopReason::NoSuchVcpu);
+        };
+        let (_, vc) = v.caps();
+        let Some(lr) = v.irqs.take_list_register() else {
+            v.irqs.ppis_waiting |= 1 << bit;
+            return ExitAction::Resume;
+        };
+        if let Err(err) = self.kernel.vcpu_inject_irq(vc, irq, lr) {
+            v.irqs.free_list_register(Some(lr));
+            return self.stop_vm(id, StopReason::Kernel(err));
+        }
+        v.irqs.ppis_pending |= 1 << bit;
+        ExitAction::Resume
+    }
+
+    /// A list register was consumed: free it, acknowledge the PPIs delivered
+    /// to this vCPU so the kernel unmasks them, and inject any that waited
+    /// for a list register.
+    pub(super) fn maintenance(&mut self, id: VmId, vcpu: u32, index: Option<u8>) -> ExitAction {
+        let Some(v) = self.registry.entry_mut(id).and_then(|e| e.vm.vcpu_mut(vcpu)) else {
+            return self.stop_vm(id, StopReason::NoSuchVcpu);
+        };
+        let (_, vc) = v.caps();
+        v.irqs.free_list_register(index);
+        for bit in 0..16u16 {
+            if v.irqs.ppis_pending >> bit & 1 == 1 {
+                if let Err(err) = self.kernel.vcpu_ack_vppi(vc, PPI_BASE + bit) {
+                    return self.stop_vm(id, StopReason::Kernel(err));
+                }
+                v.irqs.ppis_pending &= !(1 << bit);
+            }
+        }
+        let waiting = core::mem::take(&mut v.irqs.ppis_waiting);
+        for bit in 0..16u16 {
+            if waiting >> bit & 1 == 1 {
+                if let ExitAction::Stop { reason, notify } = self.vppi(id, vcpu, PPI_BASE + bit) {
+                    return ExitAction::Stop { reason, notify };
+                }
+            }
+        }
+        ExitAction::Resume
+    }
+}
