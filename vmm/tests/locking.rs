@@ -318,16 +318,24 @@ fn write_lock_maps_every_page_read_write_with_4k_pages() {
 }
 
 #[test]
-fn pages_faulted_in_before_the_lock_keep_their_mapping_and_are_pinned() {
+fn pages_faulted_in_before_a_read_lock_are_mapped_read_only_and_pinned() {
     let (mut v, vm) = world_with_vm(A);
     set(&mut v, A, vm, ram_region(0, GPA, 6, 0));
     assert_eq!(fault(&mut v, vm, GPA + 2 * PG, true), FaultOutcome::Mapped);
     assert_eq!(fault(&mut v, vm, GPA + 5 * PG, false), FaultOutcome::Mapped);
-    let faulted = guest_pages(&v, vm);
+    assert_eq!(guest_pages(&v, vm).get(&(GPA + 2 * PG)), Some(&(ram_obj(&v, 2), Rights::READ_WRITE)));
     lock(&mut v, A, vm, 0, LOCK_READ);
-    let mut want = expect_pages(&v, GPA, 6, 0, Rights::READ);
-    want.extend(faulted);
-    assert_eq!(guest_pages(&v, vm), want);
+    // Rule 5.4: every page read-only, the pages written before included, so
+    // the guest's next write to any of them faults.
+    assert_eq!(guest_pages(&v, vm), expect_pages(&v, GPA, 6, 0, Rights::READ));
+    // They stay mapped through their mapping capabilities.
+    let maps = slot_of(&v, vm, 0).map_caps;
+    for i in [2, 5] {
+        assert!(v.kernel().caps_to(ram_obj(&v, i)).contains(&maps.get(i).unwrap()), "page {i} lost its mapping cap");
+    }
+    // That write is caught, and the writable slot lets it through (rule 5.5).
+    assert_eq!(fault(&mut v, vm, GPA + 2 * PG, true), FaultOutcome::Mapped);
+    assert_eq!(guest_pages(&v, vm).get(&(GPA + 2 * PG)), Some(&(ram_obj(&v, 2), Rights::READ_WRITE)));
     let pins = slot_of(&v, vm, 0).lock.unwrap().pins;
     for i in 0..6 {
         assert!(v.kernel().caps_to(ram_obj(&v, i)).contains(&pins.get(i).unwrap()), "page {i} not pinned");
@@ -399,6 +407,52 @@ fn write_fault_after_unlocking_a_read_lock_relaxes_the_mapping_to_read_write() {
     unlock(&mut v, A, vm, 0, 0);
     assert_eq!(fault(&mut v, vm, GPA + 2 * PG, true), FaultOutcome::Mapped);
     assert_eq!(guest_pages(&v, vm).get(&(GPA + 2 * PG)), Some(&(ram_obj(&v, 2), Rights::READ_WRITE)));
+}
+
+/// Outside a lock every page has the slot's rights: unlocking a READ lock of
+/// a writable slot maps its pages read-write again, the pages faulted in
+/// before the lock included, while a READONLY slot stays read-only.
+#[test]
+fn unlocking_a_read_lock_gives_every_page_the_slots_rights_back() {
+    let (mut v, vm) = world_with_vm(A);
+    set(&mut v, A, vm, ram_region(0, GPA, 4, 0));
+    set(&mut v, A, vm, MemoryRegion { flags: READONLY, ..ram_region(1, GPA + 8 * PG, 2, 8) });
+    assert_eq!(fault(&mut v, vm, GPA + PG, true), FaultOutcome::Mapped);
+    lock(&mut v, A, vm, 0, LOCK_READ);
+    lock(&mut v, A, vm, 1, LOCK_READ);
+    unlock(&mut v, A, vm, 0, UNLOCK_ALL);
+    let mut want = expect_pages(&v, GPA, 4, 0, Rights::READ_WRITE);
+    want.extend(expect_pages(&v, GPA + 8 * PG, 2, 8, Rights::READ));
+    assert_eq!(guest_pages(&v, vm), want);
+    check_invariants(&v);
+}
+
+/// A lock that fails after mapping a page again with its own rights gives
+/// that page its rights back: a READ lock failing at each invocation in
+/// turn, over pages faulted in read-write, leaves them read-write.
+#[test]
+fn a_failed_read_lock_gives_pages_faulted_in_before_it_their_rights_back() {
+    let (mut base, vm) = world_with_vm(A);
+    set(&mut base, A, vm, ram_region(0, GPA, 4, 0));
+    for i in 0..4 {
+        assert_eq!(fault(&mut base, vm, GPA + i * PG, true), FaultOutcome::Mapped);
+    }
+    let mut failures = 0;
+    for n in 0.. {
+        let mut w = base.clone();
+        w.kernel_mut().fail_nth(n, KernelError::NotEnoughMemory);
+        if w.lock_memslot(A, vm, 0, LOCK_READ).is_ok() {
+            assert!(w.kernel().failure_pending(), "lock succeeded although invocation {n} failed");
+            assert_eq!(guest_pages(&w, vm), expect_pages(&w, GPA, 4, 0, Rights::READ));
+            break;
+        }
+        assert_eq!(guest_pages(&w, vm), expect_pages(&w, GPA, 4, 0, Rights::READ_WRITE), "invocation {n}");
+        assert!(*w == *base, "a lock failing at invocation {n} left state behind");
+        failures += 1;
+    }
+    // Per page: the pin's copy, its map (refused: the page is mapped) and the
+    // mapping capability's new rights; the second can fail too.
+    assert!(failures >= 8, "at least two fallible invocations per page, got {failures}");
 }
 
 #[test]
@@ -542,7 +596,13 @@ fn unlock_all_unlocks_every_locked_slot_of_the_vm() {
             assert!(v.kernel().cap(run.get(i).unwrap()).is_none(), "a pin is still held");
         }
     }
-    assert_eq!(guest_pages(&v, vm), mapped, "UNLOCK_ALL changed the stage-2 mappings");
+    // The mappings stay; slot 0's READ lock gives its pages the slot's
+    // read-write rights back.
+    let mut want = mapped;
+    for i in 0..2 {
+        want.insert(GPA + i * PG, (ram_obj(&v, i), Rights::READ_WRITE));
+    }
+    assert_eq!(guest_pages(&v, vm), want, "UNLOCK_ALL changed the stage-2 mappings");
     // The other VM keeps its lock and its charge.
     assert_eq!(slot_of(&v, other, 0), other_slot);
     assert_eq!(v.charges().charged(A), 5);

@@ -13,14 +13,19 @@
 //! Locking pins every page: the VMM derives a capability to each backing
 //! frame into a run of pin slots held for the lock's lifetime, and maps each
 //! page at stage 2 through its pin (4 KiB pages, read-only or read-write as
-//! the lock asks). A page the guest had already faulted in stays mapped as
-//! it was, through its mapping capability. Because every mapping the lock
-//! makes goes through a pin, undoing a failed lock is deleting the pins:
-//! exactly what the lock did is undone, nothing the guest had before.
+//! the lock asks). A page the guest had already faulted in stays mapped
+//! through its mapping capability, and is mapped again with the lock's
+//! rights: after a READ lock no page of the slot is writable at stage 2.
+//!
+//! Outside a lock every page of a slot is mapped with the slot's rights
+//! (read-only for a READONLY slot, else read-write). That is what lets a
+//! failed lock be undone exactly: deleting its pins unmaps what it mapped,
+//! and the pages it mapped again get the slot's rights back.
 //!
 //! Unlocking unpins and uncharges but keeps the stage-2 mappings: each pin
 //! that maps its page is moved into the page's mapping slot, and the others
-//! are deleted.
+//! are deleted; the pages of a writable slot that a READ lock mapped
+//! read-only are read-write again.
 //!
 //! guest_memfd slots are not locked (EINVAL): their frames are held by the
 //! file and never move, so there is nothing to pin, and closing the file
@@ -28,7 +33,7 @@
 
 use heapless::Vec;
 
-use crate::caps::{FrameCap, Rights, Slot, SlotRange, PAGE_SIZE};
+use crate::caps::{FrameCap, Rights, Slot, SlotRange, VSpaceCap, PAGE_SIZE};
 use crate::config::{ClientId, VmmConfig, MAX_CLIENTS};
 use crate::error::Error;
 use crate::kernel::{Kernel, KernelError};
@@ -137,27 +142,56 @@ pub fn check_lock_flags(flags: u64) -> Result<bool, LockError> {
     Ok(flags & LOCK_WRITE != 0)
 }
 
-/// Deletes the first `n` pins of `pins`.
-fn delete_pins<K: Kernel>(k: &mut K, pins: SlotRange, n: u64) {
+/// The stage-2 rights a page of `slot` has outside a lock: what the slot
+/// allows.
+fn slot_rights(slot: &Memslot) -> Rights {
+    if slot.readonly() {
+        Rights::READ
+    } else {
+        Rights::READ_WRITE
+    }
+}
+
+/// Undoes the first `n` pages of a lock that failed: deletes their pins
+/// (unmapping the pages mapped through them) and gives each page mapped
+/// through its mapping capability the slot's rights back. Outside a lock
+/// those are the rights every mapping of the slot has, so this restores
+/// them exactly; an empty mapping slot refuses the call and nothing
+/// changes.
+fn abandon<K: Kernel>(k: &mut K, vspace: VSpaceCap, slot: &Memslot, pins: SlotRange, n: u64) {
     for i in 0..n {
         if let Some(p) = pins.get(i) {
             let _ = k.cnode_delete(p);
+        }
+        if let Some(map) = slot.map_caps.get(i) {
+            let _ = k.frame_map(FrameCap(map), vspace, slot.gpa + i * PAGE_SIZE, slot_rights(slot));
         }
     }
 }
 
 /// Moves each mapping pin into its page's mapping slot and deletes the rest.
-fn unpin<K: Kernel>(k: &mut K, slot: &Memslot, pins: SlotRange) -> Result<(), KernelError> {
+/// A READ lock of a writable slot mapped its pages read-only: each goes
+/// back to read-write, so that outside a lock every mapping has the slot's
+/// rights (which [`abandon`] relies on).
+fn unpin<K: Kernel>(k: &mut K, vspace: VSpaceCap, slot: &Memslot, lock: SlotLock) -> Result<(), KernelError> {
+    let relax = !lock.write && !slot.readonly();
     let mut first = Ok(());
-    for i in 0..pins.len {
-        let (Some(pin), Some(map)) = (pins.get(i), slot.map_caps.get(i)) else {
+    for i in 0..lock.pins.len {
+        let (Some(pin), Some(map)) = (lock.pins.get(i), slot.map_caps.get(i)) else {
             continue;
         };
         let r = match k.cnode_move(map, pin) {
             // The page is mapped through its mapping capability already.
             Err(KernelError::DeleteFirst) => k.cnode_delete(pin),
             other => other,
-        };
+        }
+        .and_then(|()| {
+            if relax {
+                k.frame_map(FrameCap(map), vspace, slot.gpa + i * PAGE_SIZE, Rights::READ_WRITE)
+            } else {
+                Ok(())
+            }
+        });
         if first.is_ok() {
             first = r;
         }
@@ -221,30 +255,37 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
         // Pins carry what the slot allows, so that a later write fault (or
         // the mapping an unlock hands over) can relax a READ lock's mapping;
         // the lock's flags only set the rights of the initial mapping.
-        let pin_rights = if slot.readonly() { Rights::READ } else { Rights::READ_WRITE };
+        let pin_rights = slot_rights(&slot);
         let rights = if write { Rights::READ_WRITE } else { Rights::READ };
         let k = &mut self.kernel;
+        let vspace = vm.stage2.vspace;
         let mark = vm.stage2.mark();
         for i in 0..pages {
             let (Some(pin), Some(frame)) = (pins.get(i), frames.offset(i)) else {
                 continue;
             };
+            let gpa = slot.gpa + i * PAGE_SIZE;
             let r = k.cnode_copy(pin, frame, pin_rights).and_then(|()| {
-                match vm.stage2.map(k, FrameCap(pin), slot.gpa + i * PAGE_SIZE, rights) {
-                    // Already mapped through its mapping capability: keep it.
-                    Err(KernelError::DeleteFirst) => Ok(()),
+                match vm.stage2.map(k, FrameCap(pin), gpa, rights) {
+                    // Mapped through its mapping capability already: map it
+                    // again with the lock's rights, so that after a READ
+                    // lock no page of the slot is writable (rule 5.4).
+                    Err(KernelError::DeleteFirst) => match slot.map_caps.get(i) {
+                        Some(map) => k.frame_map(FrameCap(map), vspace, gpa, rights),
+                        None => Ok(()),
+                    },
                     other => other,
                 }
             });
             if let Err(e) = r {
-                delete_pins(k, pins, i + 1);
+                abandon(k, vspace, &slot, pins, i + 1);
                 vm.stage2.rollback(k, mark);
                 let _ = self.cspace.free(pins);
                 return Err(e.into());
             }
         }
         if let Err(e) = self.charges.charge(owner, pages) {
-            delete_pins(k, pins, pages);
+            abandon(k, vspace, &slot, pins, pages);
             vm.stage2.rollback(k, mark);
             let _ = self.cspace.free(pins);
             return Err(e.into());
@@ -292,13 +333,14 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
             return Err(LockError::NoSuchSlot.into());
         };
         let owner = entry.owner;
+        let vspace = entry.vm.stage2.vspace;
         let Some(slot) = entry.vm.memslots.get_mut(idx) else {
             return Err(LockError::NoSuchSlot.into());
         };
         let Some(lock) = slot.lock.take() else {
             return Err(LockError::NotLocked.into());
         };
-        let r = unpin(&mut self.kernel, slot, lock.pins);
+        let r = unpin(&mut self.kernel, vspace, slot, lock);
         self.charges.uncharge(owner, slot.pages());
         let _ = self.cspace.free(lock.pins);
         Ok(r?)
