@@ -5,7 +5,7 @@
 #   make run          boot it in QEMU (Ctrl-a x quits)
 #   make test-qemu    test the backend's book on the host, then boot the
 #                     system headless with a time limit and check the output
-#   make test-book    only the host tests of the backend's book (pds/vmm-book)
+#   make test-book    only the host tests of the backend's book and the board table
 #   make system.xml   regenerate the default system.xml and system.toml from
 #                     their templates
 #
@@ -19,6 +19,8 @@
 
 MICROKIT_SDK ?= /opt/seL4/microkit-sdk-2.3.0
 MICROKIT_BOARD ?= qemu_virt_aarch64
+# pds/board reads the board table this names.
+export MICROKIT_BOARD
 MICROKIT_CONFIG ?= debug
 
 # rustup's cargo (Debian's cannot fetch git dependencies) with Debian's
@@ -38,7 +40,8 @@ LLD ?= $(firstword $(foreach l,rust-lld ld.lld ld.lld-22 ld.lld-19,$(shell comma
 BOARD_TABLE := boards/$(MICROKIT_BOARD).mk
 SYSTEM_TEMPLATE := boards/system.xml.in
 DESCRIPTION_TEMPLATE := boards/system.toml.in
-# The values of the board table, in the order board.rs lists them.
+# The values of the board table the templates use (pds/board reads the
+# table itself).
 BOARD_VARS := GUEST_RAM_BASE GUEST_RAM_SIZE GUEST_PRIVATE_BASE GUEST_PRIVATE_SIZE GUEST_UART_BASE \
 	GUEST_UNMAPPED_ADDR LOADER_ADDR
 
@@ -61,7 +64,6 @@ CLIENT_MEMLOCK_PAGES := $(shell printf '%d' $$(( $(GUEST_RAM_SIZE) / 2 / 4096 ))
 LAYOUT_VARS := VMM_RAM_VADDR GUEST_RAM_HALF GUEST_RAM_UPPER GUEST_RAM_QUARTER GUEST_RAM_SECOND_QUARTER CLIENT_MEMLOCK_PAGES
 
 B := build/$(MICROKIT_BOARD)-$(MICROKIT_CONFIG)
-BOARD_RS := $(B)/board.rs
 SYSTEM_XML := $(B)/system.xml
 # The VM description of this board's system.xml, and the boot manifests
 # `vmsys manifest` writes from the two (one per VMM PD), with the Rust table
@@ -87,15 +89,6 @@ define render
 endef
 
 # Files that need no SDK.
-
-$(BOARD_RS): $(BOARD_TABLE) Makefile
-	@mkdir -p $(@D)
-	@{ echo '// Generated from $(BOARD_TABLE) by the Makefile; edit the table, not this file.'; \
-	   echo '/// The board this was generated for.'; \
-	   echo 'pub const BOARD: &str = "$(MICROKIT_BOARD)";'; \
-	   $(foreach v,$(BOARD_VARS),echo '/// `$(v)` of the board table.'; echo 'pub const $(v): u64 = $($(v));';) \
-	 } >$@.tmp
-	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; fi
 
 $(SYSTEM_XML): $(SYSTEM_TEMPLATE) $(BOARD_TABLE) Makefile
 	@mkdir -p $(@D)
@@ -172,7 +165,6 @@ all loader run test-qemu test-book kernel-config-check guest pds:
 else
 
 export SEL4_INCLUDE_DIRS := $(abspath $(SDK_BOARD)/include)
-export VMM_BOARD_RS := $(abspath $(BOARD_RS))
 export VMM_MANIFESTS_RS := $(abspath $(MANIFESTS_RS))
 export RUSTC_BOOTSTRAP := 1
 
@@ -190,7 +182,7 @@ $(TARGET_SPEC): pds/support/target-spec
 	RUSTC=$(TARGET_RUSTC) pds/support/target-spec $@
 
 # The guest: bare metal, linked at guest RAM's base.
-guest: $(BOARD_RS)
+guest:
 	cd pds && RUSTC=$(TARGET_RUSTC) \
 	RUSTFLAGS="-Clinker=$(LLD) -Clink-arg=-T$(abspath pds/guest/guest.ld) -Clink-arg=--defsym=GUEST_RAM_BASE=$(GUEST_RAM_BASE) -Cstrip=debuginfo" \
 	$(CARGO) build -p guest --release --target aarch64-unknown-none -Zbuild-std=core \
@@ -219,7 +211,7 @@ run: loader
 # (it makes no seL4 call). Its cargo workspace pins rust-sel4 by git, which
 # is why it waits for an SDK like the rest of the target.
 test-book:
-	cd pds && env -u RUSTC_BOOTSTRAP -u SEL4_INCLUDE_DIRS $(CARGO) test -q -p vmm-book \
+	env -u RUSTC_BOOTSTRAP -u SEL4_INCLUDE_DIRS $(CARGO) test -q -p vmm-book -p board \
 	    --target-dir $(abspath build/host-target)
 
 test-qemu: test-book loader

@@ -1,9 +1,9 @@
 # Board table: qemu_virt_aarch64 (QEMU's `virt` machine).
 #
-# Every board-specific address and option lives in this file. The Makefile
-# turns it into build/<board>/board.rs (Rust constants for the PDs and the
-# guest) and build/<board>/system.xml (from boards/system.xml.in), so nothing
-# else names these numbers. Keep comments on lines of their own: make keeps
+# Every board-specific address and option lives in this file. pds/board's
+# build script turns each `NAME := number` line into a Rust constant (for
+# the PDs and the guest), and the Makefile renders build/<board>/system.xml
+# from boards/system.xml.in with it, so nothing else names these numbers. Keep comments on lines of their own: make keeps
 # trailing blanks of a value.
 
 # What each guest sees (guest-physical addresses):

@@ -112,7 +112,7 @@ $(BENCH)/vmm.toml: pds/bench/vmm.toml.in $(BOARD_TABLE) pds/bench/bench.mk
 
 # The bench guest, linked at guest RAM's base, and the raw image of it that
 # Microkit prefills the floor's guest RAM with.
-bench-guest: $(BOARD_RS) $(BENCH_CONFIG_RS)
+bench-guest: $(BENCH_CONFIG_RS)
 	@[ -n "$(BENCH_OBJCOPY)" ] || { echo "bench-qemu: no objcopy found (llvm-objcopy or aarch64-linux-gnu-objcopy): install llvm or binutils-aarch64-linux-gnu"; exit 1; }
 	cd pds && RUSTC=$(TARGET_RUSTC) BENCH_CONFIG_RS=$(abspath $(BENCH_CONFIG_RS)) \
 	RUSTFLAGS="-Clinker=$(LLD) -Clink-arg=-T$(abspath pds/bench-guest/bench-guest.ld) -Clink-arg=--defsym=GUEST_RAM_BASE=$(GUEST_RAM_BASE) -Cstrip=debuginfo" \
