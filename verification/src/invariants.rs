@@ -2,16 +2,16 @@
 //! one state; step invariants at a state, the operation applied to it, its
 //! result and the state after. Each returns which invariant broke and how.
 
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use vmm::caps::Slot;
+use vmm::model::invariants as core_invariants;
 use vmm::protocol::{Request, MAX_PAYLOAD};
 use vmm::registry::{Owner, Presence, VmId};
 use vmm::Errno;
 
 use crate::ops::Op;
-use crate::system::{HookCall, System, BUDGETS, RAM_FRAMES, RAM_PAGES, VMM_VSPACE};
+use crate::system::{HookCall, System, RAM_FRAMES, RAM_PAGES, VMM_VSPACE};
 
 /// What broke, prefixed by the invariant's number.
 pub type Check = Result<(), String>;
@@ -26,99 +26,38 @@ fn vspace_of(s: &System, id: VmId) -> Option<u64> {
     (e.vm.fixed.len > 0).then(|| s.vmm.kernel().object_at(e.vm.vspace().slot())).flatten()
 }
 
+/// Numbers a check of the core's own ([`vmm::model::invariants`]).
+fn numbered(n: u32, check: Result<(), String>) -> Check {
+    check.or_else(|e| fail(n, e))
+}
+
 /// I1: guest_memfd frames are mapped only into their own VM's VSpace,
 /// never into the VMM's or another VM's.
 pub fn i1_private_frames_stay_in_their_vm(s: &System) -> Check {
-    let m = s.vmm.kernel();
-    let vmm_vs = m.object_at(VMM_VSPACE);
-    for f in s.vmm.gmem().iter() {
-        let own = vspace_of(s, f.vm);
-        for i in 0..f.frames.len {
-            let Some(obj) = f.frames.get(i).and_then(|sl| m.object_at(sl)) else {
-                return fail(1, format!("file {} lost frame {i}", f.handle));
-            };
-            for map in m.mappings_of(obj) {
-                if Some(map.vspace) == vmm_vs {
-                    return fail(1, format!("file {} frame {i} mapped into the VMM", f.handle));
-                }
-                if Some(map.vspace) != own {
-                    return fail(1, format!("file {} frame {i} mapped outside VM {}", f.handle, f.vm.0));
-                }
-            }
-        }
-    }
-    Ok(())
+    numbered(1, core_invariants::private_frames_stay_in_their_vm(&s.vmm, VMM_VSPACE))
 }
 
 /// I2: the bindings of one guest_memfd never overlap and lie within it.
 pub fn i2_bindings_disjoint_and_inside(s: &System) -> Check {
-    for f in s.vmm.gmem().iter() {
-        let mut end = 0;
-        for b in &f.bindings {
-            if b.first < end {
-                return fail(2, format!("file {} bindings overlap at page {}", f.handle, b.first));
-            }
-            end = b.first + b.pages;
-            if end > f.pages() {
-                return fail(2, format!("file {} binding past its end", f.handle));
-            }
-        }
-    }
-    Ok(())
+    numbered(2, core_invariants::bindings_disjoint_and_inside(&s.vmm))
 }
 
 /// I3: the memslots of a VM never overlap in guest-physical space.
 pub fn i3_memslots_disjoint(s: &System) -> Check {
-    for e in s.vmm.registry().entries() {
-        let mut end = 0;
-        for slot in e.vm.memslots.iter() {
-            if slot.gpa < end {
-                return fail(3, format!("VM {} slot {} overlaps", e.id.0, slot.id));
-            }
-            end = slot.end();
-        }
-    }
-    Ok(())
+    numbered(3, core_invariants::memslots_disjoint(&s.vmm))
 }
 
 /// I4: a guest never holds more rights to a page than its slot allows
-/// (no mapping outside every slot, no write mapping in a READONLY slot).
+/// (no mapping outside every slot, no write mapping in a READONLY slot);
+/// outside a lock, exactly the slot's rights.
 pub fn i4_guest_rights_within_slots(s: &System) -> Check {
-    for e in s.vmm.registry().entries() {
-        let Some(vs) = vspace_of(s, e.id) else { continue };
-        for (gpa, (_, rights)) in s.vmm.kernel().pages_in(vs) {
-            match e.vm.memslots.find_gpa(gpa) {
-                None => return fail(4, format!("VM {} maps {gpa:#x} outside every slot", e.id.0)),
-                Some(slot) if slot.readonly() && rights.write => {
-                    return fail(4, format!("VM {} can write read-only {gpa:#x}", e.id.0))
-                }
-                Some(_) => {}
-            }
-        }
-    }
-    Ok(())
+    numbered(4, core_invariants::guest_rights_within_slots(&s.vmm))
 }
 
 /// I5: each client's memlock charge equals the pages of its locked slots,
-/// and never exceeds its budget (no client here is privileged).
+/// and never exceeds its budget.
 pub fn i5_memlock_charges(s: &System) -> Check {
-    let mut locked: BTreeMap<String, u64> = BTreeMap::new();
-    for e in s.vmm.registry().entries() {
-        for slot in e.vm.memslots.iter().filter(|x| x.lock.is_some()) {
-            *locked.entry(format!("{:?}", e.owner)).or_default() += slot.pages();
-        }
-    }
-    for (owner, budget) in BUDGETS {
-        let want = locked.get(&format!("{owner:?}")).copied().unwrap_or(0);
-        let got = s.vmm.charges().charged(owner);
-        if got != want {
-            return fail(5, format!("{owner:?} charged {got}, has {want} locked"));
-        }
-        if got > budget {
-            return fail(5, format!("{owner:?} charged {got} over its budget {budget}"));
-        }
-    }
-    Ok(())
+    numbered(5, core_invariants::memlock_charges(&s.vmm))
 }
 
 /// I6: a locked slot is never changed, moved or deleted; only unlocking
@@ -161,11 +100,8 @@ pub fn i7_failure_changes_nothing(before: &System, result: &Result<u64, Errno>, 
 /// the hooks count up and down one at a time: add runs on 0 to 1 and drop
 /// on 1 to 0, exactly once each.
 pub fn i8_usage_count_and_hooks(before: &System, after: &System) -> Check {
-    let listed = after.vmm.registry().entries().count() as u32;
-    if after.vmm.usage_count() != listed {
-        return fail(8, format!("usage count {} with {listed} VMs", after.vmm.usage_count()));
-    }
-    if after.vmm.hooks().enabled != (listed > 0) {
+    numbered(8, core_invariants::usage_count(&after.vmm))?;
+    if after.vmm.hooks().enabled != (after.vmm.usage_count() > 0) {
         return fail(8, "shared resources enabled state wrong");
     }
     let mut count = before.vmm.usage_count();

@@ -17,6 +17,7 @@
 //! move and suspend of a held capability cannot fail on seL4, so they are
 //! counted but never made to fail.
 
+pub mod invariants;
 mod invocations;
 mod objects;
 

@@ -91,14 +91,7 @@ impl Charges {
 
     /// Checks that `owner` may lock `pages` more (rule 5.3).
     pub fn check(&self, config: &VmmConfig, owner: Owner, pages: u64) -> Result<(), LockError> {
-        let limit = match owner {
-            Owner::Internal => return Ok(()),
-            Owner::Client(c) => match config.client(c) {
-                Some(cfg) if cfg.privileged => return Ok(()),
-                Some(cfg) => cfg.memlock_pages,
-                None => 0,
-            },
-        };
+        let Some(limit) = charge_limit(config, owner) else { return Ok(()) };
         match self.charged(owner).checked_add(pages) {
             Some(total) if total <= limit => Ok(()),
             _ => Err(LockError::OverBudget),
@@ -131,6 +124,19 @@ impl Charges {
                 self.clients.retain(|(_, n)| *n != 0);
             }
         }
+    }
+}
+
+/// The most pages `owner` may have locked at once: none for the VMM's own
+/// VMs and a privileged client (`None`), 0 for an unknown client.
+pub fn charge_limit(config: &VmmConfig, owner: Owner) -> Option<u64> {
+    match owner {
+        Owner::Internal => None,
+        Owner::Client(c) => match config.client(c) {
+            Some(cfg) if cfg.privileged => None,
+            Some(cfg) => Some(cfg.memlock_pages),
+            None => Some(0),
+        },
     }
 }
 

@@ -13,7 +13,7 @@ use std::vec::Vec;
 use vmm::caps::{Slot, SlotRange, PAGE_SIZE};
 use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig};
 use vmm::model::Model;
-use vmm::registry::{ArchHooks, Owner, Presence, VmId};
+use vmm::registry::{ArchHooks, Owner, VmId};
 use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD};
 use vmm::{Errno, Error, Vmm};
 
@@ -196,65 +196,13 @@ pub fn vm_vspace(v: &TestVmm, id: VmId) -> Option<u64> {
     v.kernel().object_at(e.vm.vspace().slot())
 }
 
-/// Every invariant the tests rely on, checked on the whole state.
+/// Every invariant the tests rely on, checked on the whole state: the
+/// core's own ([`vmm::model::invariants`]) and this harness's hooks.
 pub fn check_invariants(v: &TestVmm) {
-    let m = v.kernel();
-    m.check_consistency().unwrap();
-    let vmm_vspace = m.object_at(VMM_VSPACE).unwrap();
-    // guest_memfd frames are mapped only into their own VM's VSpace.
-    for f in v.gmem().iter() {
-        let own = vm_vspace(v, f.vm);
-        for i in 0..f.frames.len {
-            let obj = m.object_at(f.frames.get(i).unwrap()).expect("file frame missing");
-            for map in m.mappings_of(obj) {
-                assert_ne!(map.vspace, vmm_vspace, "guest_memfd frame mapped into the VMM");
-                assert_eq!(Some(map.vspace), own, "guest_memfd frame mapped outside its VM");
-            }
-        }
-        // Bindings are disjoint and within the file.
-        let mut prev_end = 0;
-        for b in &f.bindings {
-            assert!(b.first >= prev_end, "bindings overlap");
-            prev_end = b.first + b.pages;
-            assert!(prev_end <= f.pages(), "binding past the end of the file");
-        }
+    if let Err(e) = vmm::model::invariants::check_state(v, VMM_VSPACE) {
+        panic!("invariant broken: {e}");
     }
-    let mut usage = 0;
-    let mut locked: std::collections::BTreeMap<String, u64> = Default::default();
-    for e in v.registry().entries() {
-        usage += 1;
-        let mut prev_end = 0;
-        for s in e.vm.memslots.iter() {
-            assert!(s.gpa >= prev_end, "memslots overlap or are out of order");
-            prev_end = s.end();
-            if let Some(l) = s.lock {
-                *locked.entry(format!("{:?}", e.owner)).or_default() += s.pages();
-                assert_eq!(l.pins.len, s.pages());
-            }
-        }
-        // The guest never holds more rights than its slot allows.
-        if let Some(vs) = vm_vspace(v, e.id) {
-            for (gpa, (_, rights)) in m.pages_in(vs) {
-                let slot = e.vm.memslots.find_gpa(gpa).expect("a guest page is mapped outside every memslot");
-                if slot.readonly() {
-                    assert!(!rights.write, "write mapping in a READONLY slot at {gpa:#x}");
-                }
-            }
-        }
-        if e.presence == Presence::Removed {
-            assert!(e.file_refs > 0, "a removed VM with no open file should have been dropped");
-        }
-    }
-    assert_eq!(v.usage_count(), usage, "usage count differs from VMs added and not dropped");
-    for owner in [A, B, P, Owner::Internal] {
-        let want = locked.get(&format!("{owner:?}")).copied().unwrap_or(0);
-        assert_eq!(v.charges().charged(owner), want, "memlock charge of {owner:?}");
-        if let Owner::Client(c) = owner {
-            let cfg = v.config().client(c).unwrap();
-            assert!(cfg.privileged || want <= cfg.memlock_pages, "over budget");
-        }
-    }
-    assert_eq!(v.hooks().enabled, usage > 0, "shared resources enabled iff a VM exists");
+    assert_eq!(v.hooks().enabled, v.usage_count() > 0, "shared resources enabled iff a VM exists");
 }
 
 /// Which frame objects VM `id`'s guest can reach, by guest-physical address.
