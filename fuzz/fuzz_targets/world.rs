@@ -26,7 +26,9 @@ impl Console for Sink {
 }
 
 pub fn world() -> (Box<World>, VmId) {
-    let mut m = Model::new(64 << 20);
+    // Enough for the world and a few files; a file of every page of it
+    // (1024) is work enough per input.
+    let mut m = Model::new(4 << 20);
     m.setup_vspace(Slot(1)).expect("vspace");
     m.setup_ram(Slot(0x1000), 64, Slot(1), RAM_VADDR).expect("ram");
     let mut ram = heapless::Vec::new();

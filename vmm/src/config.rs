@@ -14,12 +14,16 @@ use crate::caps::{page_aligned, Slot, SlotRange, PAGE_SIZE};
 pub const MAX_VMS: usize = 4;
 /// vCPUs per VM (an upper bound for [`VmmConfig::vcpu_limit`]).
 pub const MAX_VCPUS: usize = 8;
-/// Memslot ids per VM are `0..MAX_MEMSLOTS` (KVM's 509 user slots fit).
-pub const MAX_MEMSLOTS: usize = 512;
+/// Memslot ids per VM are `0..MAX_MEMSLOTS`. Each costs its record (about
+/// 100 bytes) in every VM's table and two runs in the slot allocator, held
+/// whether used or not; an embedded system describes a handful of regions
+/// per VM, where KVM's 509 would cost 200 KiB per VMM.
+pub const MAX_MEMSLOTS: usize = 64;
 /// Open guest_memfd files per VMM instance.
 pub const MAX_GMEM_FILES: usize = 8;
-/// Bindings (memslots backed) per guest_memfd file.
-pub const MAX_BINDINGS: usize = 64;
+/// Bindings (memslots backed) per guest_memfd file: fewer than a VM has
+/// memslots, so that one file cannot take every slot record.
+pub const MAX_BINDINGS: usize = 16;
 /// Clients with a protected-call channel to this VMM.
 pub const MAX_CLIENTS: usize = 8;
 /// Guest RAM regions mapped into the VMM.

@@ -51,7 +51,7 @@ pub trait ArchHooks {
 }
 
 /// Hooks that do nothing, for backends with no shared resources.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct NoHooks;
 
 impl ArchHooks for NoHooks {

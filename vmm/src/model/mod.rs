@@ -294,12 +294,13 @@ impl Model {
     /// sides, rights never grow along the derivation tree, every capability
     /// names a live object. Returns a description of the first violation.
     pub fn check_consistency(&self) -> Result<(), std::string::String> {
-        let by_id: BTreeMap<u64, &Cap> = self.state.caps.values().map(|c| (c.id, c)).collect();
         for (slot, c) in &self.state.caps {
             if !self.state.objects.contains_key(&c.obj) {
                 return Err(std::format!("slot {slot} names a dead object"));
             }
-            if let Some(p) = c.parent.and_then(|p| by_id.get(&p)) {
+            // The parent through the index, which the loop below checks.
+            let parent = c.parent.and_then(|p| self.index.slot_of.get(&p)).and_then(|s| self.state.caps.get(s));
+            if let Some(p) = parent {
                 if !c.rights.within(p.rights) {
                     return Err(std::format!("slot {slot} has more rights than its parent"));
                 }
