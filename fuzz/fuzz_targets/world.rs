@@ -7,7 +7,8 @@ use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig};
 use vmm::devices::pl011::{Console, Pl011};
 use vmm::devices::Device;
 use vmm::model::Model;
-use vmm::registry::{NoHooks, Owner, VmId};
+use vmm::platform::NoHooks;
+use vmm::registry::{Owner, VmId};
 use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD};
 use vmm::Vmm;
 

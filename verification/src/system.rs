@@ -6,7 +6,8 @@ use std::vec::Vec;
 use vmm::caps::{Slot, SlotRange, PAGE_SIZE};
 use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig};
 use vmm::model::Model;
-use vmm::registry::{ArchHooks, Owner, VmId};
+use vmm::platform::Platform;
+use vmm::registry::{Owner, VmId};
 use vmm::{Errno, Vmm};
 
 /// The VMM's own VSpace.
@@ -57,7 +58,7 @@ impl core::hash::Hash for Hooks {
     }
 }
 
-impl ArchHooks for Hooks {
+impl Platform for Hooks {
     fn add(&mut self, vm: VmId, count: u32) -> Result<(), Errno> {
         self.calls.push(HookCall::Add(vm, count));
         if count == 1 {

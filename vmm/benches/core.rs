@@ -30,8 +30,9 @@ use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig, MAX_BINDINGS, MA
 use vmm::devices::pl011::{Console, Pl011};
 use vmm::devices::Device;
 use vmm::model::Model;
+use vmm::platform::NoHooks;
 use vmm::protocol::{label as op, Request, MAX_PAYLOAD};
-use vmm::registry::{NoHooks, Owner, VmId};
+use vmm::registry::{Owner, VmId};
 use vmm::vm::lock::{LOCK_READ, LOCK_WRITE};
 use vmm::vm::memslots::{Backing, MemoryRegion, Memslot, MemslotTable, GUEST_MEMFD};
 use vmm::Vmm;

@@ -21,8 +21,10 @@ pub enum Error {
     Config(ConfigError),
     /// The registry refused (no such VM, not the owner, full).
     Registry(RegistryError),
-    /// An architecture hook refused the VM.
-    Arch(Errno),
+    /// The platform refused ([`Platform`](crate::platform::Platform)): an
+    /// architecture hook refused the VM, or the platform's own work around a
+    /// creation or a RUN failed.
+    Platform(Errno),
     /// A vCPU or VM-wide operation was refused.
     Vm(VmError),
     /// A memslot request was refused.
@@ -46,7 +48,7 @@ impl AsErrno for Error {
         match self {
             Error::Config(e) => e.errno(),
             Error::Registry(e) => e.errno(),
-            Error::Arch(e) | Error::Protocol(e) => *e,
+            Error::Platform(e) | Error::Protocol(e) => *e,
             Error::Vm(e) => e.errno(),
             Error::Memslot(e) => e.errno(),
             Error::Gmem(e) => e.errno(),
@@ -70,7 +72,7 @@ impl fmt::Display for Error {
         match self {
             Error::Config(e) => write!(f, "configuration: {e}"),
             Error::Registry(e) => write!(f, "registry: {e}"),
-            Error::Arch(e) => write!(f, "architecture hook refused the VM ({e:?})"),
+            Error::Platform(e) => write!(f, "the platform refused ({e:?})"),
             Error::Vm(e) => write!(f, "VM: {e}"),
             Error::Memslot(e) => write!(f, "memslot: {e}"),
             Error::Gmem(e) => write!(f, "guest_memfd: {e}"),

@@ -39,6 +39,7 @@ pub mod devices;
 pub mod error;
 pub mod kernel;
 pub mod manifest;
+pub mod platform;
 pub mod protocol;
 pub mod registry;
 pub mod vm;
@@ -56,7 +57,8 @@ use crate::config::VmmConfig;
 use crate::cspace::SlotAllocator;
 
 use crate::kernel::Kernel;
-use crate::registry::{ArchHooks, Caller, Owner, Registry, RegistryError};
+use crate::platform::Platform;
+use crate::registry::{Caller, Owner, Registry, RegistryError};
 use crate::vm::guest_memfd::GmemTable;
 use crate::vm::lock::Charges;
 use crate::vm::Vm;
@@ -73,7 +75,7 @@ pub struct Vmm<K, A> {
     charges: Charges,
 }
 
-impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
+impl<K: Kernel, A: Platform> Vmm<K, A> {
     /// A VMM with no VMs, after checking its configuration.
     pub fn new(kernel: K, hooks: A, config: VmmConfig) -> Result<Self, Error> {
         config.validate()?;

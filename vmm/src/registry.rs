@@ -19,6 +19,7 @@ use heapless::Vec;
 
 use crate::config::{ClientId, MAX_VMS};
 use crate::errno::Errno;
+use crate::platform::Platform;
 
 /// A VM's identifier, never reused while anything refers to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -37,30 +38,6 @@ pub enum Owner {
 /// Who is asking. Clients are identified by the channel their request came
 /// on; the VMM's own initialisation code asks as `Internal`.
 pub type Caller = Owner;
-
-/// The architecture's hooks around the registry (`kvm_arch_add_vm`,
-/// `kvm_arch_remove_vm`, `kvm_arch_drop_vm`).
-pub trait ArchHooks {
-    /// Called with the usage count already incremented; `count == 1` is the
-    /// first VM, where shared resources are enabled. An error refuses the VM.
-    fn add(&mut self, vm: VmId, count: u32) -> Result<(), Errno>;
-    /// The VM has been unlisted; nothing new can reach it.
-    fn remove(&mut self, vm: VmId);
-    /// The VM is fully gone; `count == 0` releases shared resources.
-    fn drop(&mut self, count: u32);
-}
-
-/// Hooks that do nothing, for backends with no shared resources.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct NoHooks;
-
-impl ArchHooks for NoHooks {
-    fn add(&mut self, _vm: VmId, _count: u32) -> Result<(), Errno> {
-        Ok(())
-    }
-    fn remove(&mut self, _vm: VmId) {}
-    fn drop(&mut self, _count: u32) {}
-}
 
 crate::errors! {
     /// Why a registry operation failed.
@@ -152,7 +129,7 @@ impl<V> Registry<V> {
     /// Adds a VM under `id` (from [`Registry::next_free_id`]): count, hook,
     /// then list. On a hook error the count is restored inline and nothing
     /// is listed.
-    pub fn add<A: ArchHooks>(&mut self, hooks: &mut A, id: VmId, owner: Owner, vm: V) -> Result<(), (Errno, V)> {
+    pub fn add<A: Platform>(&mut self, hooks: &mut A, id: VmId, owner: Owner, vm: V) -> Result<(), (Errno, V)> {
         if self.entries.is_full() || self.entries.iter().any(|e| e.id == id) {
             return Err((Errno::ENOSPC, vm));
         }
@@ -207,7 +184,7 @@ impl<V> Registry<V> {
     }
 
     /// Unlists `id` and calls the remove hook.
-    pub fn remove<A: ArchHooks>(&mut self, hooks: &mut A, id: VmId) -> Result<(), RegistryError> {
+    pub fn remove<A: Platform>(&mut self, hooks: &mut A, id: VmId) -> Result<(), RegistryError> {
         let e = self.entry_mut(id).ok_or(RegistryError::NoSuchVm)?;
         if e.presence == Presence::Removed {
             return Err(RegistryError::NoSuchVm);
@@ -219,7 +196,7 @@ impl<V> Registry<V> {
 
     /// Forgets the removed VM `id` and calls the drop hook with the
     /// decremented count.
-    pub fn drop_vm<A: ArchHooks>(&mut self, hooks: &mut A, id: VmId) -> Result<V, RegistryError> {
+    pub fn drop_vm<A: Platform>(&mut self, hooks: &mut A, id: VmId) -> Result<V, RegistryError> {
         let i = self
             .entries
             .iter()
@@ -250,7 +227,7 @@ mod tests {
         fail_add: Option<Errno>,
     }
 
-    impl ArchHooks for Log {
+    impl Platform for Log {
         fn add(&mut self, vm: VmId, count: u32) -> Result<(), Errno> {
             self.calls.push(std::format!("add {} {}", vm.0, count));
             self.fail_add.map_or(Ok(()), Err)

@@ -155,11 +155,11 @@ fn locking_a_locked_slot_is_ebusy() {
     assert_eq!(v.charges().charged(A), 4, "charged twice");
 }
 
-/// `lock_target` answers what LOCK would, before LOCK pins anything: the
-/// range it pins, or the same error, and it changes nothing. (A VMM whose
-/// backend can pin only some memory asks it first.)
+/// Rule 8.2: a platform that can pin no memory refuses with EOPNOTSUPP,
+/// changing nothing, every LOCK the core would carry out, and leaves every
+/// LOCK the core refuses to the core's own error.
 #[test]
-fn lock_target_answers_as_lock_would_and_changes_nothing() {
+fn a_platform_that_cannot_pin_refuses_only_what_the_core_would_lock() {
     let (mut v, vm) = world_with_vm(A); // budget 16 pages
     let other = v.create_vm(B).unwrap();
     set(&mut v, A, vm, ram_region(0, GPA, 2, 0));
@@ -174,23 +174,25 @@ fn lock_target_answers_as_lock_would_and_changes_nothing() {
         for id in [vm, other, VmId(99)] {
             for slot in [0, 1, 2, 3, 4, 99] {
                 for flags in [0, LOCK_READ, RW, LOCK_READ | 4] {
-                    let before = v.clone();
-                    let target = v.lock_target(caller, id, slot, flags);
-                    assert!(*v == *before, "lock_target changed the state");
                     let mut w = v.clone();
                     let locked = w.lock_memslot(caller, id, slot, flags);
+                    let mut no_pins = v.clone();
+                    no_pins.hooks_mut().pinnable = Some(0..0);
+                    let before = no_pins.clone();
+                    let refused = no_pins.lock_memslot(caller, id, slot, flags);
+                    assert!(*no_pins == *before, "a refused lock changed the state");
                     let case = (caller, id, slot, flags);
-                    match (target, locked) {
-                        (Ok(range), Ok(())) => {
-                            let s = slot_of(&w, id, slot as u16);
-                            assert_eq!(range, (s.gpa, s.size), "{case:?}");
+                    match (locked, refused) {
+                        (Ok(()), Err(e)) => {
+                            assert_eq!(e, LockError::CannotPin.into(), "{case:?}");
+                            assert_eq!(e.errno(), Errno::EOPNOTSUPP);
                             *answered.entry("locked".to_string()).or_insert(0) += 1;
                         }
                         (Err(a), Err(b)) => {
                             assert_eq!(a, b, "{case:?}");
                             *answered.entry(format!("{a:?}")).or_insert(0) += 1;
                         }
-                        (t, l) => panic!("{case:?}: lock_target {t:?}, lock {l:?}"),
+                        (l, r) => panic!("{case:?}: lock {l:?}, with nothing pinnable {r:?}"),
                     }
                 }
             }
@@ -211,6 +213,18 @@ fn lock_target_answers_as_lock_would_and_changes_nothing() {
     for e in refusals {
         assert!(answered.contains_key(&format!("{e:?}")), "no case refused with {e}: {answered:?}");
     }
+}
+
+/// A platform that can pin only part of guest memory: a slot inside it
+/// locks, one reaching outside it is refused.
+#[test]
+fn a_lock_reaching_outside_what_the_platform_can_pin_is_eopnotsupp() {
+    let (mut v, vm) = world_with_vm(A);
+    v.hooks_mut().pinnable = Some(GPA..GPA + 4 * PG);
+    set(&mut v, A, vm, ram_region(0, GPA, 4, 0));
+    set(&mut v, A, vm, ram_region(1, GPA + 3 * PG + 4 * PG, 2, 4));
+    lock(&mut v, A, vm, 0, LOCK_READ);
+    refused(&mut v, Errno::EOPNOTSUPP, LockError::CannotPin.into(), |v| v.lock_memslot(A, vm, 1, LOCK_READ));
 }
 
 // ---- Rule 5.3: memlock budget ----

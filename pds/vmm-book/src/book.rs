@@ -52,12 +52,6 @@ impl Book {
         self.caps.iter().filter(|(_, c)| matches!(c.object, Object::Frame(_)) && c.mapped.is_some()).count()
     }
 
-    /// True if the static layout lets `[gpa, gpa + size)` be locked
-    /// ([`StaticMap::lockable`]).
-    pub fn lockable(&self, gpa: u64, size: u64) -> bool {
-        self.map.lockable(gpa, size)
-    }
-
     /// The core slot naming the TCB of Microkit vCPU `vcpu`, if any.
     pub fn tcb_slot_of(&self, vcpu: u64) -> Option<Slot> {
         self.caps.find(Object::Tcb(vcpu)).map(|i| self.caps.slot(i))

@@ -10,7 +10,8 @@ use vmm::kernel::{Kernel, KernelError};
 use vmm::manifest::{
     Dev, File, Manifest, Ram, SlotEntry, DEV_PL011, SLOT_GMEM, SLOT_LOCKABLE, SLOT_READONLY, VM_INTERNAL,
 };
-use vmm::registry::{NoHooks, Owner, VmId};
+use vmm::platform::NoHooks;
+use vmm::registry::{Owner, VmId};
 use vmm::vm::lock::{LOCK_READ, LOCK_WRITE};
 use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD};
 use vmm::FaultOutcome;
@@ -340,10 +341,8 @@ fn only_ram_the_manifest_marks_lockable_can_be_locked() {
     let mut m = manifest(false);
     m.slots[0].flags = U32::new(0);
     let map = StaticMap::new(&m, RAM_FRAME_SLOTS).unwrap();
-    let book = Book::new(1, map.clone());
     for (gpa, size) in [(RAM_GPA + HALF, HALF), (RAM_GPA + HALF + 0x1000, 0x1000)] {
         assert!(map.lockable(gpa, size), "{gpa:#x}+{size:#x}");
-        assert!(book.lockable(gpa, size), "{gpa:#x}+{size:#x}");
     }
     let refused = [
         (RAM_GPA, HALF),                   // the slot not marked lockable
@@ -354,6 +353,5 @@ fn only_ram_the_manifest_marks_lockable_can_be_locked() {
     ];
     for (gpa, size) in refused {
         assert!(!map.lockable(gpa, size), "{gpa:#x}+{size:#x}");
-        assert!(!book.lockable(gpa, size), "{gpa:#x}+{size:#x}");
     }
 }

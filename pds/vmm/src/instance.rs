@@ -1,5 +1,5 @@
-//! A started VMM: the core over the Microkit backend, its boot manifest,
-//! the guest image and the VM's console.
+//! A started VMM: the core over the Microkit backend and platform, its boot
+//! manifest and the VM's console.
 
 use core::fmt::Write;
 
@@ -7,13 +7,11 @@ use sel4_microkit::{debug_println, with_msg_regs, with_msg_regs_mut, Channel};
 
 use vmm::arch::aarch64::fault;
 use vmm::config::ClientId;
-use vmm::devices::pl011::Pl011;
-use vmm::devices::Device;
 use vmm::manifest::Manifest;
-use vmm::protocol::{Request, Response};
-use vmm::registry::{NoHooks, Owner, Presence, VmId};
+use vmm::protocol::Response;
+use vmm::registry::{Owner, VmId};
 use vmm::ExitAction;
-use vmm::{Errno, Vmm};
+use vmm::Vmm;
 
 use vmm_book::{StaticMap, CORE_SLOTS, RAM_FRAME_SLOTS};
 
@@ -21,10 +19,11 @@ use crate::backend::MicrokitKernel;
 use crate::boot_manifest::{self, Mapped};
 use crate::console::Console;
 use crate::guest_image::GuestImage;
+use crate::platform::MicrokitPlatform;
 use crate::refusal::Refusal;
 use crate::vcpu_caps::{VmVcpu, MAX_VCPU_ID};
 
-type Core = Vmm<MicrokitKernel, NoHooks>;
+type Core = Vmm<MicrokitKernel, MicrokitPlatform>;
 
 /// The core's VM and vCPU of each Microkit vCPU, indexed by its id.
 type VcpuMap = [Option<(VmId, u32)>; MAX_VCPU_ID as usize + 1];
@@ -46,7 +45,6 @@ pub struct Instance {
     vm: heapless::String<16>,
     vmm: Core,
     manifest: Manifest,
-    image: GuestImage,
     console: Console,
     /// Whose exit a fault from each Microkit vCPU is, found once per
     /// request instead of once per exit: only a request (or building the
@@ -63,8 +61,6 @@ impl Instance {
         let manifest = boot_manifest::load(pd, mapped).map_err(Refusal::Manifest)?;
         let config = manifest.config(CORE_SLOTS, RAM_FRAME_SLOTS).map_err(Refusal::Config)?;
         let layout = StaticMap::new(&manifest, RAM_FRAME_SLOTS).map_err(Refusal::Layout)?;
-        let kernel = MicrokitKernel::new(u64::from(manifest.vcpus), layout);
-        let vmm = Vmm::new(kernel, NoHooks, config).map_err(Refusal::Core)?;
         // Cannot be absent: boot_manifest::load insists on one RAM record.
         let gpa = manifest.ram.first().map_or(0, |r| r.gpa.get());
         let mut image = GuestImage::new(mapped.ram_vaddr, mapped.ram_size, gpa);
@@ -72,10 +68,13 @@ impl Instance {
         if loaded.entry != manifest.entry {
             return Err(Refusal::Entry { image: loaded.entry, manifest: manifest.entry });
         }
+        let platform = MicrokitPlatform::new(pd, manifest.devices.clone(), layout.clone(), image);
+        let kernel = MicrokitKernel::new(u64::from(manifest.vcpus), layout);
+        let vmm = Vmm::new(kernel, platform, config).map_err(Refusal::Core)?;
         let mut vm = heapless::String::new();
         let _ = write!(vm, "vm{}", pd.strip_prefix("vmm").unwrap_or(pd));
         let console = Console::new(vm.clone());
-        let mut this = Instance { pd, vm, vmm, manifest, image, console, vcpus: [None; MAX_VCPU_ID as usize + 1] };
+        let mut this = Instance { pd, vm, vmm, manifest, console, vcpus: [None; MAX_VCPU_ID as usize + 1] };
         match this.manifest.internal() {
             true => debug_println!("{pd}: VMM of {}, an internal VM; boot manifest verified", this.vm),
             false => debug_println!(
@@ -104,7 +103,6 @@ impl Instance {
         let (pd, vm) = (self.pd, &self.vm);
         match self.vmm.build_from_manifest(&self.manifest, Owner::Internal, Some(board::guest_mode::NORMAL)) {
             Ok(id) => {
-                self.image.started(id);
                 debug_println!(
                     "{pd}: built {vm} (VM id {}) from its boot manifest and started it at {:#x}",
                     id.0,
@@ -115,9 +113,11 @@ impl Instance {
         }
     }
 
-    /// One protected call from the client on `channel`.
+    /// One protected call from the client on `channel`: decoded once and
+    /// carried out by the core's one entry point, with this platform's work
+    /// around it.
     pub fn request(&mut self, channel: Channel, label: u64, payload: &[u8]) -> Response {
-        let response = self.serve(channel, label, payload);
+        let response = self.vmm.handle(ClientId(channel.index() as u32), label, payload);
         self.map_vcpus();
         response
     }
@@ -128,96 +128,6 @@ impl Instance {
         for (id, entry) in (0..).zip(self.vcpus.iter_mut()) {
             *entry = VmVcpu::new(id).and_then(|v| vmm.kernel().tcb_slot_of(v)).and_then(|slot| vmm.vcpu_by_tcb(slot));
         }
-    }
-
-    /// A request, as [`Instance::request`] answers it.
-    fn serve(&mut self, channel: Channel, label: u64, payload: &[u8]) -> Response {
-        let client = ClientId(channel.index() as u32);
-        let request = Request::decode(label, payload).ok();
-        let before = match request {
-            Some(Request::RunVcpu { vm, .. }) => self.refresh_image(client, vm),
-            Some(Request::LockMemslot { vm, slot, flags }) => self.check_lockable(client, vm, slot, flags),
-            _ => Ok(()),
-        };
-        if let Err(e) = before {
-            return Response { result: Err(e) };
-        }
-        let response = self.vmm.handle(client, label, payload);
-        match (request, response.result) {
-            (Some(Request::CreateVm), Ok(id)) => {
-                let id = VmId(id as u32);
-                if let Err(e) = self.add_devices(Owner::Client(client), id) {
-                    debug_println!("{}: VM {} cannot have its devices ({e}): destroyed", self.pd, id.0);
-                    let _ = self.vmm.destroy_vm(Owner::Client(client), id);
-                    return Response { result: Err(e.errno()) };
-                }
-            }
-            (Some(Request::RunVcpu { vm, .. }), Ok(_)) => self.image.started(vm),
-            _ => {}
-        }
-        response
-    }
-
-    /// Before `client` runs its VM `vm`: loads the guest image again if
-    /// another VM has run since it was loaded (the re-created VM's first
-    /// run). A request the core will refuse for want of authority changes
-    /// nothing.
-    fn refresh_image(&mut self, client: ClientId, vm: VmId) -> Result<(), Errno> {
-        let owned = self
-            .vmm
-            .registry()
-            .entry(vm)
-            .is_some_and(|e| e.owner == Owner::Client(client) && e.presence == Presence::Listed);
-        if !owned || !self.image.stale_for(vm) {
-            return Ok(());
-        }
-        match self.image.load() {
-            Ok(l) => {
-                debug_println!(
-                    "{}: guest image reloaded for VM {} ({} bytes); data cache cleaned over {:#x}..{:#x}",
-                    self.pd,
-                    vm.0,
-                    l.image_bytes,
-                    l.cleaned.0,
-                    l.cleaned.1
-                );
-                Ok(())
-            }
-            Err(e) => {
-                debug_println!("{}: cannot reload the guest image for VM {}: {e}", self.pd, vm.0);
-                Err(Errno::EIO)
-            }
-        }
-    }
-
-    /// Before `client` locks memslot `slot` of VM `vm`: a lock of memory
-    /// the boot manifest does not mark lockable is EOPNOTSUPP. Microkit maps
-    /// such memory in 2 MiB pages, and a lock pins 4 KiB pages (rule 5.4).
-    /// The core's own objections come first (`Vmm::lock_target`): if it
-    /// has one, the core answers.
-    fn check_lockable(&self, client: ClientId, vm: VmId, slot: u32, flags: u64) -> Result<(), Errno> {
-        let Ok((gpa, size)) = self.vmm.lock_target(Owner::Client(client), vm, slot, flags) else {
-            return Ok(());
-        };
-        if self.vmm.kernel().lockable(gpa, size) {
-            return Ok(());
-        }
-        debug_println!(
-            "{}: memslot {slot} of VM {} ({gpa:#x}..{:#x}) cannot be locked: the boot manifest marks no lockable slot (4 KiB pages) there",
-            self.pd,
-            vm.0,
-            gpa.saturating_add(size)
-        );
-        Err(Errno::EOPNOTSUPP)
-    }
-
-    /// Gives VM `id` the manifest's devices (the guest's UART; system.xml
-    /// leaves it unmapped, so every access traps).
-    fn add_devices(&mut self, owner: Owner, id: VmId) -> Result<(), vmm::Error> {
-        for d in &self.manifest.devices {
-            self.vmm.register_device(owner, id, d.base.get(), d.size.get(), Device::Pl011(Pl011::new()))?;
-        }
-        Ok(())
     }
 
     /// A fault of Microkit vCPU `child` with label `label` and `count`

@@ -11,9 +11,10 @@
 //! - `protected` hands a client's request to the core's one entry point,
 //!   `Vmm::handle`: label = the request label, payload = the message
 //!   registers as little-endian bytes; the answer is a `ResponseWire` in
-//!   MR0-1. A client's VM gets the manifest's devices when it is created
-//!   and a freshly loaded guest image before its first run, and a lock of
-//!   memory the manifest does not mark lockable is refused (EOPNOTSUPP).
+//!   MR0-1. What this deployment adds around a request is its `platform`:
+//!   a client's VM gets the manifest's devices when it is created and a
+//!   freshly loaded guest image before its first run, and a lock of memory
+//!   the manifest does not mark lockable is refused (EOPNOTSUPP).
 //! - `fault` hands the VM's exits to the core (`Vmm::handle_exit`) and
 //!   answers the kernel as it says: resume, resume with registers, or leave
 //!   the vCPU stopped (and tell the owner, if the VM has one, on its channel).
@@ -32,6 +33,7 @@ mod console;
 mod guest_image;
 mod instance;
 mod loader;
+mod platform;
 mod refusal;
 mod vcpu_caps;
 

@@ -7,7 +7,7 @@
 use vmm::caps::{Slot, SlotRange, PAGE_SIZE};
 use vmm::manifest::Manifest;
 use vmm::model::Model;
-use vmm::registry::NoHooks;
+use vmm::platform::NoHooks;
 use vmm::Vmm;
 
 /// The core on the model, with no arch hooks (Microkit has none).

@@ -10,7 +10,8 @@ use std::string::String;
 use std::vec::Vec;
 
 use crate::caps::{Rights, Slot};
-use crate::registry::{ArchHooks, Owner, Presence, VmId};
+use crate::platform::Platform;
+use crate::registry::{Owner, Presence, VmId};
 use crate::vm::lock::charge_limit;
 use crate::Vmm;
 
@@ -20,14 +21,14 @@ use super::{Model, ObjId};
 pub type Check = Result<(), String>;
 
 /// The VSpace object of VM `id`, while it has one.
-fn vspace_of<A: ArchHooks>(v: &Vmm<Model, A>, id: VmId) -> Option<ObjId> {
+fn vspace_of<A: Platform>(v: &Vmm<Model, A>, id: VmId) -> Option<ObjId> {
     let e = v.registry().entry(id)?;
     (e.vm.fixed.len > 0).then(|| v.kernel().object_at(e.vm.vspace().slot())).flatten()
 }
 
 /// guest_memfd frames are mapped only into their own VM's stage 2: never
 /// into the VMM, never into another VM.
-pub fn private_frames_stay_in_their_vm<A: ArchHooks>(v: &Vmm<Model, A>, vmm_vspace: Slot) -> Check {
+pub fn private_frames_stay_in_their_vm<A: Platform>(v: &Vmm<Model, A>, vmm_vspace: Slot) -> Check {
     let m = v.kernel();
     let vmm_vs = m.object_at(vmm_vspace);
     for f in v.gmem().iter() {
@@ -50,7 +51,7 @@ pub fn private_frames_stay_in_their_vm<A: ArchHooks>(v: &Vmm<Model, A>, vmm_vspa
 }
 
 /// The bindings of one guest_memfd never overlap and lie within it.
-pub fn bindings_disjoint_and_inside<A: ArchHooks>(v: &Vmm<Model, A>) -> Check {
+pub fn bindings_disjoint_and_inside<A: Platform>(v: &Vmm<Model, A>) -> Check {
     for f in v.gmem().iter() {
         let mut end = 0;
         for b in &f.bindings {
@@ -68,7 +69,7 @@ pub fn bindings_disjoint_and_inside<A: ArchHooks>(v: &Vmm<Model, A>) -> Check {
 
 /// The memslots of a VM never overlap in guest-physical space, and are kept
 /// in address order.
-pub fn memslots_disjoint<A: ArchHooks>(v: &Vmm<Model, A>) -> Check {
+pub fn memslots_disjoint<A: Platform>(v: &Vmm<Model, A>) -> Check {
     for e in v.registry().entries() {
         let mut end = 0;
         for slot in e.vm.memslots.iter() {
@@ -85,7 +86,7 @@ pub fn memslots_disjoint<A: ArchHooks>(v: &Vmm<Model, A>) -> Check {
 /// mapping outside every slot, no write mapping in a READONLY slot), and
 /// outside a lock every mapped page has exactly the slot's rights (rule
 /// 5.4: what lets a failed lock be undone exactly).
-pub fn guest_rights_within_slots<A: ArchHooks>(v: &Vmm<Model, A>) -> Check {
+pub fn guest_rights_within_slots<A: Platform>(v: &Vmm<Model, A>) -> Check {
     for e in v.registry().entries() {
         let Some(vs) = vspace_of(v, e.id) else { continue };
         for (gpa, (_, rights)) in v.kernel().pages_in(vs) {
@@ -109,7 +110,7 @@ pub fn guest_rights_within_slots<A: ArchHooks>(v: &Vmm<Model, A>) -> Check {
 
 /// Each owner's memlock charge equals the pages of its locked slots, and
 /// stays within its budget.
-pub fn memlock_charges<A: ArchHooks>(v: &Vmm<Model, A>) -> Check {
+pub fn memlock_charges<A: Platform>(v: &Vmm<Model, A>) -> Check {
     let mut locked: Vec<(Owner, u64)> = Vec::new();
     for e in v.registry().entries() {
         for slot in e.vm.memslots.iter() {
@@ -146,7 +147,7 @@ pub fn memlock_charges<A: ArchHooks>(v: &Vmm<Model, A>) -> Check {
 
 /// The usage count is the number of VMs added and not dropped, and a
 /// removed VM is kept only while an open guest_memfd refers to it.
-pub fn usage_count<A: ArchHooks>(v: &Vmm<Model, A>) -> Check {
+pub fn usage_count<A: Platform>(v: &Vmm<Model, A>) -> Check {
     let mut added = 0;
     for e in v.registry().entries() {
         added += 1;
@@ -161,7 +162,7 @@ pub fn usage_count<A: ArchHooks>(v: &Vmm<Model, A>) -> Check {
 }
 
 /// Every state invariant, and the model's own consistency.
-pub fn check_state<A: ArchHooks>(v: &Vmm<Model, A>, vmm_vspace: Slot) -> Check {
+pub fn check_state<A: Platform>(v: &Vmm<Model, A>, vmm_vspace: Slot) -> Check {
     v.kernel().check_consistency().map_err(|e| format!("the seL4 model is inconsistent: {e}"))?;
     private_frames_stay_in_their_vm(v, vmm_vspace)?;
     bindings_disjoint_and_inside(v)?;

@@ -4,10 +4,11 @@ use super::{Request, Response};
 use crate::config::ClientId;
 use crate::error::Error;
 use crate::kernel::Kernel;
-use crate::registry::{ArchHooks, Caller, Owner};
+use crate::platform::Platform;
+use crate::registry::{Caller, Owner};
 use crate::Vmm;
 
-impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
+impl<K: Kernel, A: Platform> Vmm<K, A> {
     /// Handles one protected call from `client`: decodes the request (any
     /// byte string is safe), performs it as that client, and answers.
     pub fn handle(&mut self, client: ClientId, label: u64, payload: &[u8]) -> Response {

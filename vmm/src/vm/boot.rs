@@ -12,7 +12,8 @@ use crate::devices::Device;
 use crate::error::Error;
 use crate::kernel::Kernel;
 use crate::manifest::Manifest;
-use crate::registry::{ArchHooks, Caller, VmId};
+use crate::platform::Platform;
+use crate::registry::{Caller, VmId};
 use crate::Vmm;
 
 /// Which part of the manifest a rule refused, and why.
@@ -45,7 +46,7 @@ impl core::fmt::Display for BootError {
     }
 }
 
-impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
+impl<K: Kernel, A: Platform> Vmm<K, A> {
     /// Builds the VM `m` describes, owned by `owner`; if `start`, runs
     /// vCPU 0 at the manifest's entry with x0 = `arg`.
     pub fn build_from_manifest(&mut self, m: &Manifest, owner: Caller, start: Option<u64>) -> Result<VmId, BootError> {

@@ -27,7 +27,8 @@ use crate::caps::{page_aligned, ObjectType, SlotRange, PAGE_SIZE};
 use crate::config::{MAX_BINDINGS, MAX_GMEM_FILES};
 use crate::error::Error;
 use crate::kernel::Kernel;
-use crate::registry::{ArchHooks, Caller, Presence, RegistryError, VmId};
+use crate::platform::Platform;
+use crate::registry::{Caller, Presence, RegistryError, VmId};
 use crate::vm::memslots::Backing;
 use crate::Vmm;
 
@@ -201,7 +202,7 @@ fn delete_frames<K: Kernel>(k: &mut K, frames: SlotRange, n: u64) {
     }
 }
 
-impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
+impl<K: Kernel, A: Platform> Vmm<K, A> {
     /// CREATE_GUEST_MEMFD(size, flags) for VM `id`; returns the handle.
     pub fn create_guest_memfd(&mut self, caller: Caller, id: VmId, size: u64, flags: u64) -> Result<u32, Error> {
         let entry = self.registry.get_mut(caller, id)?;

@@ -37,7 +37,8 @@ use crate::caps::{FrameCap, Rights, Slot, SlotRange, VSpaceCap, PAGE_SIZE};
 use crate::config::{ClientId, VmmConfig, MAX_CLIENTS};
 use crate::error::Error;
 use crate::kernel::{Kernel, KernelError};
-use crate::registry::{ArchHooks, Caller, Owner, VmId};
+use crate::platform::Platform;
+use crate::registry::{Caller, Owner, VmId};
 use crate::vm::memslots::{Backing, Memslot, SlotLock, LOG_DIRTY_PAGES};
 use crate::Vmm;
 
@@ -68,6 +69,8 @@ crate::errors! {
         OverBudget => ENOMEM, "memlock budget exceeded",
         /// Unlocking a slot that is not locked.
         NotLocked => EINVAL, "the memslot is not locked",
+        /// The platform cannot pin this memory in 4 KiB pages.
+        CannotPin => EOPNOTSUPP, "the platform cannot pin this memory in 4 KiB pages",
         /// The VM-wide capability cannot be enabled while a slot is locked.
         SlotsLocked => EPERM, "a memslot is locked",
     }
@@ -219,20 +222,9 @@ struct LockTarget {
     owner: crate::registry::Owner,
 }
 
-impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
-    /// The guest-physical range (address, bytes) that LOCK(slot, `flags`)
-    /// of VM `id` by `caller` would pin, or the error it would give before
-    /// pinning anything: every check of [`Vmm::lock_memslot`] up to the
-    /// memlock budget, in its order. Changes nothing. A VMM whose backend
-    /// can pin only part of guest memory (the Microkit VMM PD: the slots
-    /// its boot manifest marks lockable) asks this first, so that its own
-    /// refusal never hides one of these errors.
-    pub fn lock_target(&self, caller: Caller, id: VmId, slot_id: u32, flags: u64) -> Result<(u64, u64), Error> {
-        let t = self.check_lock(caller, id, slot_id, flags)?;
-        Ok((t.slot.gpa, t.slot.size))
-    }
-
-    /// The checks of LOCK (rules 5.1-5.3), in order.
+impl<K: Kernel, A: Platform> Vmm<K, A> {
+    /// The checks of LOCK (rules 5.1-5.3), in order, then the platform's
+    /// (rule 8.2).
     fn check_lock(&self, caller: Caller, id: VmId, slot_id: u32, flags: u64) -> Result<LockTarget, Error> {
         let entry = self.registry.get(caller, id)?;
         let write = check_lock_flags(flags)?;
@@ -249,6 +241,9 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
             return Err(LockError::AlreadyLocked.into());
         }
         self.charges.check(&self.config, entry.owner, slot.pages())?;
+        if !self.hooks.can_pin(slot.gpa, slot.size) {
+            return Err(LockError::CannotPin.into());
+        }
         Ok(LockTarget { idx, slot, frames, write, owner: entry.owner })
     }
 

@@ -35,7 +35,8 @@ use crate::caps::{page_aligned, FrameCap, Rights, Slot, SlotRange, PAGE_SIZE};
 use crate::config::{RamRegion, VmmConfig, GUEST_PHYS_LIMIT, MAX_MEMSLOTS};
 use crate::error::Error;
 use crate::kernel::{Kernel, KernelError};
-use crate::registry::{ArchHooks, Caller, VmId};
+use crate::platform::Platform;
+use crate::registry::{Caller, VmId};
 use crate::vm::guest_memfd::GmemError;
 use crate::Vmm;
 
@@ -402,7 +403,7 @@ pub(super) fn unmap_slot<K: Kernel>(k: &mut K, slot: &Memslot) -> Result<(), Ker
     first
 }
 
-impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
+impl<K: Kernel, A: Platform> Vmm<K, A> {
     /// KVM_SET_USER_MEMORY_REGION2 on VM `id`.
     pub fn set_memory_region(&mut self, caller: Caller, id: VmId, req: &MemoryRegion) -> Result<(), Error> {
         let vm = &mut self.registry.get_mut(caller, id)?.vm;

@@ -21,7 +21,8 @@ use crate::config::{MAX_PAGE_TABLES, MAX_VCPUS};
 use crate::devices::DeviceMap;
 use crate::error::Error;
 use crate::kernel::{Kernel, KernelError};
-use crate::registry::{ArchHooks, Caller, RegistryError, VmId};
+use crate::platform::Platform;
+use crate::registry::{Caller, RegistryError, VmId};
 use crate::Vmm;
 use memslots::MemslotTable;
 use stage2::Stage2;
@@ -162,7 +163,7 @@ impl Vm {
     }
 }
 
-impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
+impl<K: Kernel, A: Platform> Vmm<K, A> {
     /// Creates a VM owned by `caller`. A client can only ever create a VM it
     /// owns; internal VMs are created by the VMM itself with
     /// `Owner::Internal`.
@@ -177,12 +178,17 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
             self.release_fixed(fixed);
             return Err(e.into());
         }
-        if let Err((e, _vm)) = self.registry.add(&mut self.hooks, id, caller, Vm::new(fixed)) {
-            // The hook refused: its own failure is undone inline by the
-            // registry; here only the VSpace and the slots go back.
+        let mut vm = Vm::new(fixed);
+        let added = match self.hooks.vm_created(id, caller, &mut vm.devices) {
+            Ok(()) => self.registry.add(&mut self.hooks, id, caller, vm).map_err(|(e, _vm)| e),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = added {
+            // The platform refused: a failed add hook is undone inline by
+            // the registry; here only the VSpace and the slots go back.
             let _ = self.kernel.cnode_delete(fixed.base);
             self.release_fixed(fixed);
-            return Err(Error::Arch(e));
+            return Err(Error::Platform(e));
         }
         Ok(id)
     }

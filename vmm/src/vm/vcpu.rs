@@ -12,7 +12,8 @@ use crate::arch::aarch64::regs::{Reg, TcbReg, SPSR_EL1H_MASKED};
 use crate::caps::{ObjectType, TcbCap, VCpuCap};
 use crate::error::Error;
 use crate::kernel::Kernel;
-use crate::registry::{ArchHooks, Caller, VmId};
+use crate::platform::Platform;
+use crate::registry::{Caller, VmId};
 use crate::vm::lock::LockError;
 use crate::vm::{Boot, VmError, CAP_MEM_TAGGING};
 use crate::Vmm;
@@ -63,7 +64,7 @@ impl Vcpu {
     }
 }
 
-impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
+impl<K: Kernel, A: Platform> Vmm<K, A> {
     /// CREATE_VCPU: a TCB and a vCPU object, bound to the VM's VSpace, set to
     /// enter at EL1h.
     pub fn create_vcpu(&mut self, caller: Caller, id: VmId, vcpu: u32) -> Result<(), Error> {
@@ -104,6 +105,7 @@ impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
             VcpuState::Stopped => {}
         }
         let (tcb, _) = vm.vcpu_caps(vcpu).ok_or(VmError::NoSuchVcpu)?;
+        self.hooks.before_run(id).map_err(Error::Platform)?;
         let k = &mut self.kernel;
         let old_pc = k.tcb_read_register(tcb, TcbReg::Pc)?;
         let old_x0 = k.tcb_read_register(tcb, TcbReg::X(0))?;

@@ -13,7 +13,8 @@ use std::vec::Vec;
 use vmm::caps::{Slot, SlotRange, PAGE_SIZE};
 use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig};
 use vmm::model::Model;
-use vmm::registry::{ArchHooks, Owner, VmId};
+use vmm::platform::Platform;
+use vmm::registry::{Owner, VmId};
 use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD};
 use vmm::{Errno, Error, Vmm};
 
@@ -39,13 +40,23 @@ pub const P: Owner = Owner::Client(ClientId(3));
 /// A channel with no client configured on it.
 pub const STRANGER: Owner = Owner::Client(ClientId(9));
 
-/// Arch hooks that record their calls and whether shared resources are
-/// enabled; `fail_add` makes the next add refuse.
+/// A platform that records its calls and whether shared resources are
+/// enabled; `fail_add` makes the next add refuse, `refuse_create` and
+/// `refuse_run` refuse every creation or RUN, `pinnable` (when set) is the
+/// only guest-physical range it can pin, and `uart` the device each new VM
+/// gets.
 #[derive(Clone, Debug, Default)]
 pub struct Hooks {
+    /// The registry hooks' calls.
     pub log: Vec<String>,
+    /// The platform's own: creations and RUNs it was asked about.
+    pub asked: Vec<String>,
     pub enabled: bool,
     pub fail_add: Option<Errno>,
+    pub refuse_create: Option<Errno>,
+    pub refuse_run: Option<Errno>,
+    pub pinnable: Option<std::ops::Range<u64>>,
+    pub uart: Option<u64>,
 }
 
 /// Hooks compare by their effect (shared resources enabled), not by the log
@@ -57,7 +68,7 @@ impl PartialEq for Hooks {
 }
 impl Eq for Hooks {}
 
-impl ArchHooks for Hooks {
+impl Platform for Hooks {
     fn add(&mut self, vm: VmId, count: u32) -> Result<(), Errno> {
         self.log.push(format!("add {} {}", vm.0, count));
         if let Some(e) = self.fail_add.take() {
@@ -76,6 +87,24 @@ impl ArchHooks for Hooks {
         if count == 0 {
             self.enabled = false;
         }
+    }
+    fn vm_created(&mut self, vm: VmId, _owner: Owner, devices: &mut vmm::devices::DeviceMap) -> Result<(), Errno> {
+        self.asked.push(format!("created {}", vm.0));
+        if let Some(e) = self.refuse_create {
+            return Err(e);
+        }
+        if let Some(base) = self.uart {
+            let uart = vmm::devices::Device::Pl011(vmm::devices::pl011::Pl011::new());
+            devices.register(base, 0x1000, uart).map_err(|e| vmm::Error::from(e).errno())?;
+        }
+        Ok(())
+    }
+    fn before_run(&mut self, vm: VmId) -> Result<(), Errno> {
+        self.asked.push(format!("run {}", vm.0));
+        self.refuse_run.map_or(Ok(()), Err)
+    }
+    fn can_pin(&self, gpa: u64, size: u64) -> bool {
+        self.pinnable.as_ref().is_none_or(|r| r.start <= gpa && gpa + size <= r.end)
     }
 }
 

@@ -107,12 +107,6 @@ impl MicrokitKernel {
         MicrokitKernel { book: Book::new(vcpus, map), ctx: Default::default() }
     }
 
-    /// True if the static layout lets `[gpa, gpa + size)` be locked: the
-    /// manifest marks the slots there lockable (4 KiB pages).
-    pub fn lockable(&self, gpa: u64, size: u64) -> bool {
-        self.book.lockable(gpa, size)
-    }
-
     /// The core slot naming the TCB of Microkit vCPU `v`, if any: how a
     /// fault from `Child(v)` is traced back to the core's VM and vCPU.
     pub fn tcb_slot_of(&self, v: VmVcpu) -> Option<Slot> {

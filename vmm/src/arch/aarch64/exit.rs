@@ -23,7 +23,8 @@ use crate::devices::pl011::Console;
 use crate::devices::Device;
 use crate::error::Error;
 use crate::kernel::{Kernel, KernelError};
-use crate::registry::{ArchHooks, Caller, Owner, Presence, VmId};
+use crate::platform::Platform;
+use crate::registry::{Caller, Owner, Presence, VmId};
 use crate::vm::VcpuState;
 use crate::FaultOutcome;
 use crate::Vmm;
@@ -114,7 +115,7 @@ impl core::fmt::Display for StopReason {
     }
 }
 
-impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
+impl<K: Kernel, A: Platform> Vmm<K, A> {
     /// Registers an emulated device for VM `id` (the VMM does this from the
     /// system description when it creates the VM).
     pub fn register_device(

@@ -10,7 +10,8 @@
 use crate::config::{MAX_IRQ, MIN_IRQ};
 use crate::error::Error;
 use crate::kernel::Kernel;
-use crate::registry::{ArchHooks, Caller, VmId};
+use crate::platform::Platform;
+use crate::registry::{Caller, VmId};
 use crate::vm::{VcpuState, VmError};
 use crate::Vmm;
 
@@ -98,7 +99,7 @@ impl Lines {
     }
 }
 
-impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
+impl<K: Kernel, A: Platform> Vmm<K, A> {
     /// IRQ_LINE: set line `irq` to `level`; a rising edge injects it into
     /// vCPU 0 (a level that stays high is not injected again).
     pub fn irq_line(&mut self, caller: Caller, id: VmId, irq: u32, level: u32) -> Result<(), Error> {

@@ -4,7 +4,8 @@
 
 use crate::caps::{TcbCap, VCpuCap};
 use crate::kernel::{Kernel, KernelError};
-use crate::registry::{ArchHooks, VmId};
+use crate::platform::Platform;
+use crate::registry::VmId;
 use crate::vm::VcpuState;
 use crate::Vmm;
 
@@ -159,7 +160,7 @@ pub(super) enum Psci {
     Reset { vcpu: u32, entry: u64, arg: u64 },
 }
 
-impl<K: Kernel, A: ArchHooks> Vmm<K, A> {
+impl<K: Kernel, A: Platform> Vmm<K, A> {
     /// SYSTEM_RESET from the boot vCPU: its entry state goes into its TCB
     /// and vCPU, and an empty reply (seL4 then takes no registers from the
     /// reply) resumes it there.

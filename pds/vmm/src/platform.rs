@@ -1,0 +1,102 @@
+//! The Microkit platform: what this deployment adds around the core's
+//! requests, as the core's [`Platform`] (called only once a request has
+//! passed the core's own checks).
+//!
+//! - A client's VM gets the boot manifest's devices when it is created (the
+//!   internal VM gets them from its manifest build).
+//! - A RUN loads the guest image again if another VM has run since it was
+//!   loaded: the re-created VM's first run starts from a fresh image.
+//! - A LOCK pins only memory the boot manifest marks lockable: Microkit maps
+//!   the rest in 2 MiB pages, and a lock pins 4 KiB pages (rule 5.4).
+
+use sel4_microkit::debug_println;
+
+use vmm::devices::pl011::Pl011;
+use vmm::devices::{Device, DeviceMap, MAX_DEVICES};
+use vmm::manifest::Dev;
+use vmm::platform::Platform;
+use vmm::registry::{Owner, VmId};
+use vmm::Errno;
+
+use vmm_book::StaticMap;
+
+use crate::guest_image::GuestImage;
+
+/// The Microkit platform of one VMM PD.
+pub struct MicrokitPlatform {
+    pd: &'static str,
+    devices: heapless::Vec<Dev, MAX_DEVICES>,
+    layout: StaticMap,
+    image: GuestImage,
+}
+
+impl MicrokitPlatform {
+    /// The platform of the PD `pd`: the manifest's devices, its static
+    /// layout (which slots are lockable) and the guest image, loaded.
+    pub fn new(
+        pd: &'static str,
+        devices: heapless::Vec<Dev, MAX_DEVICES>,
+        layout: StaticMap,
+        image: GuestImage,
+    ) -> Self {
+        MicrokitPlatform { pd, devices, layout, image }
+    }
+}
+
+impl Platform for MicrokitPlatform {
+    fn add(&mut self, _vm: VmId, _count: u32) -> Result<(), Errno> {
+        Ok(())
+    }
+
+    fn remove(&mut self, _vm: VmId) {}
+
+    fn drop(&mut self, _count: u32) {}
+
+    fn vm_created(&mut self, vm: VmId, owner: Owner, devices: &mut DeviceMap) -> Result<(), Errno> {
+        if owner == Owner::Internal {
+            return Ok(());
+        }
+        for d in &self.devices {
+            if let Err(e) = devices.register(d.base.get(), d.size.get(), Device::Pl011(Pl011::new())) {
+                debug_println!("{}: VM {} cannot have its devices ({e}): refused", self.pd, vm.0);
+                return Err(vmm::Error::from(e).errno());
+            }
+        }
+        Ok(())
+    }
+
+    fn before_run(&mut self, vm: VmId) -> Result<(), Errno> {
+        if self.image.stale_for(vm) {
+            match self.image.load() {
+                Ok(l) => debug_println!(
+                    "{}: guest image reloaded for VM {} ({} bytes); data cache cleaned over {:#x}..{:#x}",
+                    self.pd,
+                    vm.0,
+                    l.image_bytes,
+                    l.cleaned.0,
+                    l.cleaned.1
+                ),
+                Err(e) => {
+                    debug_println!("{}: cannot reload the guest image for VM {}: {e}", self.pd, vm.0);
+                    return Err(Errno::EIO);
+                }
+            }
+        }
+        // The image is this VM's from now on, whether or not the RUN then
+        // succeeds: nothing else has run on it since it was loaded.
+        self.image.started(vm);
+        Ok(())
+    }
+
+    fn can_pin(&self, gpa: u64, size: u64) -> bool {
+        let lockable = self.layout.lockable(gpa, size);
+        if !lockable {
+            debug_println!(
+                "{}: {gpa:#x}..{:#x} cannot be locked: the boot manifest marks no lockable slot (4 KiB pages) there",
+                self.pd,
+                gpa.saturating_add(size)
+            );
+        }
+        lockable
+    }
+}

@@ -1,0 +1,64 @@
+//! What a deployment adds around the core's operations: the architecture's
+//! hooks around the registry (KVM's `kvm_arch_add_vm`, `_remove_vm`,
+//! `_drop_vm`, rule 1.3), and the platform's own work around a VM's
+//! creation, a RUN and a LOCK (rule 8.2). Each backend implements it, so
+//! that a protection domain decodes a request once and calls one entry point,
+//! [`Vmm::handle`](crate::Vmm::handle).
+//!
+//! The core's own checks come first: a platform method is called only once
+//! the request has passed every check the core makes, and its refusal
+//! leaves the state exactly as it was.
+
+use crate::devices::DeviceMap;
+use crate::errno::Errno;
+use crate::registry::{Owner, VmId};
+
+/// The hooks a deployment implements. Only the registry hooks are
+/// required; the others default to adding nothing.
+pub trait Platform {
+    /// Called with the usage count already incremented; `count == 1` is the
+    /// first VM, where shared resources are enabled. An error refuses the VM.
+    fn add(&mut self, vm: VmId, count: u32) -> Result<(), Errno>;
+
+    /// The VM has been unlisted; nothing new can reach it.
+    fn remove(&mut self, vm: VmId);
+
+    /// The VM is fully gone; `count == 0` releases shared resources.
+    fn drop(&mut self, count: u32);
+
+    /// A new VM of `owner`, before it is listed: the platform registers
+    /// the devices the VM is given (for example the UART of the system
+    /// description). An error refuses the VM, which is never listed.
+    fn vm_created(&mut self, vm: VmId, owner: Owner, devices: &mut DeviceMap) -> Result<(), Errno> {
+        let _ = (vm, owner, devices);
+        Ok(())
+    }
+
+    /// A RUN of a vCPU of `vm` that passed the core's checks, before the
+    /// vCPU is touched (for example: load the guest image again if another
+    /// VM ran since it was loaded). An error refuses the RUN.
+    fn before_run(&mut self, vm: VmId) -> Result<(), Errno> {
+        let _ = vm;
+        Ok(())
+    }
+
+    /// Whether the guest-physical range `[gpa, gpa + size)` can be pinned in
+    /// 4 KiB pages. A LOCK that passed the core's checks of a range that
+    /// cannot is refused with `EOPNOTSUPP`.
+    fn can_pin(&self, gpa: u64, size: u64) -> bool {
+        let _ = (gpa, size);
+        true
+    }
+}
+
+/// A platform with no shared resources and nothing to add.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NoHooks;
+
+impl Platform for NoHooks {
+    fn add(&mut self, _vm: VmId, _count: u32) -> Result<(), Errno> {
+        Ok(())
+    }
+    fn remove(&mut self, _vm: VmId) {}
+    fn drop(&mut self, _count: u32) {}
+}
