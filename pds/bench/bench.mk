@@ -1,4 +1,4 @@
-# The exit round trip on seL4 (issue 6, item 3), included at the end of the
+# The exit round trip on seL4, included at the end of the
 # top-level Makefile, whose variables it uses (B, the board table, the SDK,
 # the toolchain, QEMU_MACHINE).
 #
@@ -18,7 +18,7 @@
 #
 # Variables: BENCH_CONFIGS (default "release debug"), BENCH_TIMEOUT (seconds
 # per boot, default 600), BENCH_REQUIRE_TARGET (non-empty: fail when the
-# release figures miss issue 6's target; CI sets it).
+# release figures miss the target; CI sets it).
 
 BENCH_CONFIGS ?= release debug
 BENCH_TIMEOUT ?= 600

@@ -35,7 +35,7 @@ fn every_invariant_holds_in_every_reachable_state() {
 /// The broken variant, built only for this test: a guest_memfd memslot
 /// request that fails still takes a reference on the VM on its way out
 /// (a file it created), as the reviewed bind leaked a file reference on an
-/// early return (seed 002).
+/// early return (found in review of the KVM guest_memfd proposal).
 fn leak_on_failed_bind(s: &mut System, op: &Op, result: &Result<u64, Errno>) {
     if let (Op::SetGmem { who, vm, .. }, Err(_)) = (op, result) {
         let vm = vm.resolve(s, *who);

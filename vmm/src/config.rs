@@ -1,7 +1,7 @@
 //! Capacities and the static configuration a VMM instance starts from.
 //!
 //! Every table in the core has a fixed capacity named here; exceeding one is
-//! ENOSPC (SEMANTICS.md, capacities) unless a rule says otherwise. The
+//! ENOSPC (rule 9.4) unless a rule says otherwise. The
 //! configuration itself comes from the system description (the boot manifest
 //! on Microkit; the test harness on the host).
 

@@ -1,6 +1,6 @@
 //! What a deployment adds around the core's operations: the architecture's
 //! hooks around the registry (KVM's `kvm_arch_add_vm`, `_remove_vm`,
-//! `_drop_vm`, rule 1.3), and the platform's own work around a VM's
+//! `_drop_vm`, rules 1.4 and 1.5), and the platform's own work around a VM's
 //! creation, a RUN and a LOCK (rule 8.2). Each backend implements it, so
 //! that a protection domain decodes a request once and calls one entry point,
 //! [`Vmm::handle`](crate::Vmm::handle).

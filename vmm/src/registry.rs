@@ -1,6 +1,7 @@
 //! The VM registry: owners, the usage count and the arch hooks.
 //!
-//! The shape is the one the review of seed 003 asked for:
+//! The shape is the one review of KVM's usage-count rework asked for (rules
+//! 1.4 and 1.5):
 //!
 //! - *add*: increment the usage count, call `add(vm, count)`; if the hook
 //!   fails, undo inline (decrement) and return its error. Only then is the VM
@@ -25,7 +26,7 @@ use crate::platform::Platform;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VmId(pub u32);
 
-/// Who controls a VM (seed 000).
+/// Who controls a VM (rule 1.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Owner {
     /// The client that created it.

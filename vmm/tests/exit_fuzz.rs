@@ -1,4 +1,4 @@
-//! Fuzz targets for guest exits (issue 4 item 6; SEMANTICS.md 6.4: a guest
+//! Fuzz targets for guest exits (rule 6.4: a guest
 //! can never make the VMM panic or touch another VM).
 //!
 //! - `fuzz_exits_through_handle_exit`: up to four exits, each a label in

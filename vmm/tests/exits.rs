@@ -1,4 +1,4 @@
-//! Guest exits (issue 4; SEMANTICS.md section 6) on the seL4 model, one
+//! Guest exits (section 6 of the rules) on the seL4 model, one
 //! group per exit kind: decoding, MMIO on a PL011 and the device table,
 //! PSCI over HVC and SMC, stage-2 faults, WFx and other traps, virtual PPIs,
 //! exits naming nothing, and a fault storm on one VM that must leave another
@@ -250,7 +250,7 @@ fn rerun(v: &mut TestVmm, vm: VmId) {
 }
 
 // =====================================================================
-// Decoding (issue 4 item 1: every field validated, never a panic).
+// Decoding (rule 6.4: every field validated, never a panic).
 // =====================================================================
 
 /// One well-formed message per label, of exactly the length seL4 sends.
@@ -419,7 +419,7 @@ fn undecodable_message_stops_only_that_vm_with_bad_message() {
 }
 
 // =====================================================================
-// MMIO on a PL011 (issue 4 items 2 and 3; SEMANTICS.md 6.2).
+// MMIO on a PL011 (rules 6.2 and 6.9).
 // =====================================================================
 
 const MMIO_PC: u64 = RAM_GPA + 0x1230;
@@ -766,7 +766,7 @@ fn access_decode_and_load_result_for_narrow_and_wide_values() {
     assert_eq!(Access::decode(gpa, Esr(ec(EC_DABT_LOWER) | IL | sas(4))), Err(MmioError::NoSyndrome));
 }
 
-// ---- The device table (issue 4 item 2). ----
+// ---- The device table (rule 6.9). ----
 
 #[test]
 fn device_overlapping_another_is_refused_with_eexist_and_changes_nothing() {
@@ -874,7 +874,7 @@ fn device_lookup_at_first_and_last_byte_and_just_outside() {
 }
 
 // =====================================================================
-// PSCI over HVC and SMC (issue 4 item 4; SEMANTICS.md 6.3).
+// PSCI over HVC and SMC (rules 6.3, 6.5 and 6.6).
 // =====================================================================
 
 const HVC_PC: u64 = RAM_GPA + 0x800;
@@ -1299,7 +1299,7 @@ fn psci_system_reset_restarts_the_boot_vcpu_with_the_mmu_and_data_cache_off() {
 }
 
 // =====================================================================
-// Stage-2 faults (issue 4 item 5; SEMANTICS.md 6.1).
+// Stage-2 faults (rule 6.1).
 // =====================================================================
 
 /// The frame object behind RAM page `page`.
@@ -1411,7 +1411,7 @@ fn stage2_fault_in_a_guest_memfd_slot_whose_file_is_closed_is_no_backing() {
 }
 
 // =====================================================================
-// WFx, other traps, guest exceptions (issue 4 item 1; SEMANTICS.md 6.4).
+// WFx, other traps, guest exceptions (rule 6.4).
 // =====================================================================
 
 #[test]
@@ -1555,7 +1555,7 @@ fn exit_for_a_vcpu_that_does_not_exist_changes_nothing() {
 }
 
 // =====================================================================
-// Virtual PPIs and vGIC maintenance (issue 4 item 1).
+// Virtual PPIs and vGIC maintenance (rule 6.7).
 // =====================================================================
 
 #[test]
@@ -1594,7 +1594,7 @@ fn vppi_out_of_range_stops_the_vm_without_injecting() {
 }
 
 // =====================================================================
-// Fault storm (issue 4 item 7; SEMANTICS.md 6.4: a guest never touches
+// Fault storm (rule 6.4: a guest never touches
 // another VM, never makes the VMM panic).
 // =====================================================================
 

@@ -1,4 +1,4 @@
-//! SEMANTICS.md section 4: guest_memfd files (seed 002): creation, where
+//! Section 4 of the rules: guest_memfd files: creation, where
 //! their frames may be mapped, binding to memslots, unbinding and close,
 //! and the reference a file holds on its VM (rule 1.6).
 //!

@@ -1,4 +1,4 @@
-//! SEMANTICS.md section 1: VMs, owners and the registry.
+//! Section 1 of the rules: VMs, owners and the registry.
 //!
 //! Every refused request goes through `fails_unchanged` (errno and the whole
 //! state, model included, unchanged); every successful step is followed by
@@ -630,7 +630,7 @@ fn a_destroyed_vm_pinned_by_a_file_still_takes_its_registry_entry() {
     assert_ne!(id, pinned);
 }
 
-// Rule 1.2 with rule 7: authority comes before arguments. Once a request has
+// Rules 7.3 and 9.2: authority comes before arguments. Once a request has
 // decoded, naming a VM the caller does not own is EPERM, and naming a VM
 // that does not exist is ENOENT, however bad the rest of the request is.
 #[test]

@@ -1,4 +1,4 @@
-//! SEMANTICS.md section 5: memslot LOCK / UNLOCK / UNLOCK_ALL (seed 004):
+//! Section 5 of the rules: memslot LOCK / UNLOCK / UNLOCK_ALL:
 //! flags, the memlock budget, pinning and stage-2 mapping, all-or-nothing,
 //! rights, the VM-wide capability, unlocking and VM destruction.
 //!
@@ -397,7 +397,7 @@ fn lock_is_all_or_nothing_under_kernel_failures() {
 
 // ---- Rule 5.5: lock flags set the initial rights, slot flags decide ----
 
-/// Seed 004's answer: after a READ lock, a write fault relaxes the
+/// The corrected answer of the KVM lock proposal's review: after a READ lock, a write fault relaxes the
 /// permissions of a read-write slot.
 #[test]
 fn write_fault_after_a_read_lock_relaxes_the_mapping_to_read_write() {

@@ -1,4 +1,4 @@
-//! SEMANTICS.md section 3: SET_USER_MEMORY_REGION2 (seed 002), the lookup of
+//! Section 3 of the rules: SET_USER_MEMORY_REGION2, the lookup of
 //! the slot containing a guest-physical address, and the lazy stage-2
 //! mapping of memslots (rule 6.1 as far as slot flags decide it).
 //!
@@ -752,7 +752,7 @@ fn checks_run_in_the_documented_order() {
     for (req, errno, want) in cases {
         refused_region(&mut v, vm, req, errno, want);
     }
-    // 7 before the bind (rule 9): an overlapping guest_memfd create with an
+    // 7 before the bind (rule 3.9): an overlapping guest_memfd create with an
     // unknown handle is EEXIST, not EBADF.
     let req = gmem_region(3, GPA + 9 * PG, 1, 999, 0);
     refused_region(&mut v, vm, req, Errno::EEXIST, MemslotError::Overlap);

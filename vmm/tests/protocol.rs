@@ -1,4 +1,4 @@
-//! SEMANTICS.md section 7: the protocol, through the one entry point
+//! Section 7 of the rules: the protocol, through the one entry point
 //! `Vmm::handle(client, label, payload)`.
 //!
 //! Every refused request goes through `fails_unchanged` (errno and the whole
@@ -251,7 +251,7 @@ fn every_payload_is_a_whole_number_of_message_registers() {
     assert_eq!(size_of::<ResponseWire>(), 16);
 }
 
-// ---- Rule 7: unknown labels are EOPNOTSUPP.                             ----
+// ---- Rule 7.3: unknown labels are EOPNOTSUPP.                           ----
 
 #[test]
 fn unknown_labels_are_eopnotsupp_whatever_the_payload() {
@@ -275,7 +275,7 @@ fn unknown_labels_are_eopnotsupp_for_unconfigured_clients_too() {
     handle_fails(&mut v, ClientId(9), u64::MAX, &[0; 8], Errno::EOPNOTSUPP);
 }
 
-// ---- Rule 7: short or malformed payloads are EINVAL.                    ----
+// ---- Rule 7.3: short or malformed payloads are EINVAL.                  ----
 
 #[test]
 fn a_short_payload_is_einval_for_every_label() {

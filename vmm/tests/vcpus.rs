@@ -1,4 +1,4 @@
-//! SEMANTICS.md section 2 (vCPUs, registers, interrupt lines) and rule 5.6
+//! Section 2 of the rules (vCPUs, registers, interrupt lines) and rule 5.6
 //! (the VM-wide capability refused while a memslot is locked).
 //!
 //! Every refused request goes through `fails_unchanged` (errno and the whole

@@ -1,4 +1,4 @@
-//! The exit round-trip benchmark's guest (issue 6, item 3): a bare-metal
+//! The exit round-trip benchmark's guest: a bare-metal
 //! AArch64 program entered at EL1 with the MMU off.
 //!
 //! It times [`EXITS`] loads from the emulated PL011's flag register (each a
@@ -28,7 +28,7 @@ use core::fmt::Write;
 
 use report::Report;
 
-/// Exits per timed loop, as issue 6 asks.
+/// Exits per timed loop.
 const EXITS: u64 = 100_000;
 
 /// Exits of each kind made once before the timed loops, so that nothing

@@ -1,4 +1,4 @@
-//! The floor of the exit round trip (issue 6, item 3): a VMM protection
+//! The floor of the exit round trip: a VMM protection
 //! domain for the bench guest whose fault handler does the least a VMM can
 //! do for each exit, so that the real VMM's cost per exit can be read
 //! against it.
@@ -11,7 +11,7 @@
 //!   up to the destination, the destination and the PC written, one write
 //!   of the same registers, an empty reply) and an `hvc` (the registers
 //!   returned in the reply, no invocation), as the minimal C handler of
-//!   issue 6's reference figures does. PSCI SYSTEM_OFF, and anything else,
+//!   the reference figures does. PSCI SYSTEM_OFF, and anything else,
 //!   leaves the vCPU stopped; a debug build says why.
 //!
 //! It keeps no state but the vCPU's registers during an exit, and checks only what keeps a wrong exit from being

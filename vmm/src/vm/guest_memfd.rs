@@ -1,4 +1,4 @@
-//! guest_memfd files: guest-private memory and its bindings (seed 002).
+//! guest_memfd files: guest-private memory and its bindings (KVM's guest_memfd).
 //!
 //! A file is a run of frame capabilities the VMM created from untyped memory
 //! (so they start zeroed) and never maps anywhere but into its VM's stage 2,
@@ -6,12 +6,12 @@
 //! table of open files and their bindings; the VMM performs the capability
 //! operations.
 //!
-//! Corrected behaviour from the review of seed 002: ranges are half-open
+//! Corrected behaviour from the review of the KVM proposal: ranges are half-open
 //! (`[offset, offset + size)`, the end exclusive), and a failed bind takes
 //! nothing (there is no reference to leak: the file's reference is on the
 //! VM, taken at creation and put at close). A size of 0 is refused.
 //!
-//! CREATE_GUEST_MEMFD and CLOSE (SEMANTICS.md section 4).
+//! CREATE_GUEST_MEMFD and CLOSE (section 4 of the rules).
 //!
 //! A file's frames are created from untyped memory, so they start zeroed,
 //! and are held only by the file; memslots that bind the file map copies of

@@ -1,4 +1,4 @@
-//! Memslot lock/unlock flags and memlock accounting (seed 004).
+//! Memslot lock/unlock flags and memlock accounting.
 //!
 //! Each client may have at most its configured number of pages locked at
 //! once (the RLIMIT_MEMLOCK of this world); a privileged client has no limit
@@ -8,7 +8,7 @@
 //! lock charges nothing (the seed pinned first and accounted last, leaving a
 //! window where a failure after pinning had to unwind by hand).
 //!
-//! Memslot lock and unlock (SEMANTICS.md section 5, seed 004).
+//! Memslot lock and unlock (section 5 of the rules).
 //!
 //! Locking pins every page: the VMM derives a capability to each backing
 //! frame into a run of pin slots held for the lock's lifetime, and maps each

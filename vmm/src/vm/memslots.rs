@@ -1,10 +1,10 @@
 //! Memslots: the guest-physical memory map of a VM, with
-//! KVM_SET_USER_MEMORY_REGION2 semantics (seed 002).
+//! KVM_SET_USER_MEMORY_REGION2 semantics (section 3 of the rules).
 //!
 //! This module holds the table and the pure validation of a request; the
 //! effects (mappings, bindings, capability slots) are applied by the VMM,
 //! which first asks [`classify`] what a request would do. Checks run in the
-//! order SEMANTICS.md section 3 gives, so the same bad request always gets
+//! order section 3 of the rules gives, so the same bad request always gets
 //! the same errno.
 //!
 //! The table is kept sorted by guest-physical address and slots never
@@ -286,8 +286,8 @@ pub struct Env<'a> {
     pub config: &'a VmmConfig,
 }
 
-/// Validates `req` against `table` in SEMANTICS.md's order and says what it
-/// would do. Binding checks of a GUEST_MEMFD create (rule 9) are the
+/// Validates `req` against `table` in the order of rules 3.1-3.8 and says what it
+/// would do. Binding checks of a GUEST_MEMFD create (rule 3.9) are the
 /// guest_memfd module's.
 pub fn classify(table: &MemslotTable, req: &MemoryRegion, env: &Env<'_>) -> Result<Change, MemslotError> {
     // 1. Flags.
@@ -412,7 +412,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
         match change {
             Change::Nothing => Ok(()),
             Change::Create => {
-                // Rule 9: bind before commit, unbind if the commit fails.
+                // Rule 3.9: bind before commit, unbind if the commit fails.
                 let backing = if req.flags & GUEST_MEMFD != 0 {
                     let file = self.gmem.get_mut(req.guest_memfd).ok_or(GmemError::BadHandle)?;
                     let mut binding = file.check_bind(id, req.guest_memfd_offset, req.memory_size)?;

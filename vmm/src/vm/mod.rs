@@ -6,7 +6,7 @@
 //! for the capability that maps it, and one per page for pins while
 //! locked).
 //!
-//! Creating and destroying VMs (SEMANTICS.md section 1).
+//! Creating and destroying VMs (section 1 of the rules).
 
 pub mod boot;
 pub mod guest_memfd;
@@ -34,7 +34,7 @@ const VCPU_BASE: u64 = 1;
 const TABLE_BASE: u64 = 1 + 2 * MAX_VCPUS as u64;
 
 /// The VM-wide capability that changes how memory must be prepared (the
-/// memory tagging of seed 004): cannot be enabled while a slot is locked.
+/// memory tagging of the KVM lock proposal, rule 5.6): cannot be enabled while a slot is locked.
 pub const CAP_MEM_TAGGING: u32 = 1;
 
 crate::errors! {

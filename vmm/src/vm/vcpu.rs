@@ -1,5 +1,5 @@
 //! vCPUs, registers, interrupt lines and the VM-wide capability
-//! (SEMANTICS.md section 2 and rule 5.6).
+//! (section 2 of the rules and rule 5.6).
 //!
 //! Choices: as everywhere, the VM is looked up and its owner checked first
 //! (ENOENT, EPERM), then the arguments; a register number is validated

@@ -1,4 +1,4 @@
-//! Guest exits (SEMANTICS.md section 6): what the VMM does with each fault
+//! Guest exits (section 6 of the rules): what the VMM does with each fault
 //! its VM raises, and what the VMM PD should answer the kernel.
 //!
 //! - A stage-2 fault in a memslot is mapped and the vCPU resumes at the same
