@@ -49,6 +49,65 @@ crate::errors! {
     }
 }
 
+/// A kernel invocation, named as seL4 names it: what a failure was doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Invocation {
+    /// `seL4_TCB_ReadRegisters`.
+    TcbReadRegisters,
+    /// `seL4_TCB_WriteRegisters`.
+    TcbWriteRegisters,
+    /// `seL4_TCB_Resume`.
+    TcbResume,
+    /// `seL4_ARM_VCPU_WriteRegs`.
+    VcpuWriteRegs,
+    /// `seL4_ARM_VCPU_InjectIRQ`.
+    VcpuInjectIrq,
+    /// `seL4_ARM_VCPU_AckVPPI`.
+    VcpuAckVppi,
+}
+
+impl Invocation {
+    /// seL4's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Invocation::TcbReadRegisters => "seL4_TCB_ReadRegisters",
+            Invocation::TcbWriteRegisters => "seL4_TCB_WriteRegisters",
+            Invocation::TcbResume => "seL4_TCB_Resume",
+            Invocation::VcpuWriteRegs => "seL4_ARM_VCPU_WriteRegs",
+            Invocation::VcpuInjectIrq => "seL4_ARM_VCPU_InjectIRQ",
+            Invocation::VcpuAckVppi => "seL4_ARM_VCPU_AckVPPI",
+        }
+    }
+}
+
+/// An invocation the kernel refused, and why: how a VM stopped by a failed
+/// kernel call reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// The invocation.
+    pub call: Invocation,
+    /// The kernel's error.
+    pub error: KernelError,
+}
+
+impl core::fmt::Display for Refused {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} failed: {}", self.call.name(), self.error)
+    }
+}
+
+/// Names the invocation a kernel result came from.
+pub trait During<T> {
+    /// `Err(e)` becomes `Err(Refused { call, error: e })`.
+    fn during(self, call: Invocation) -> Result<T, Refused>;
+}
+
+impl<T> During<T> for Result<T, KernelError> {
+    fn during(self, call: Invocation) -> Result<T, Refused> {
+        self.map_err(|error| Refused { call, error })
+    }
+}
+
 /// The seL4 invocations of a VMM.
 pub trait Kernel {
     /// `seL4_Untyped_Retype`: creates one object of type `ty` in the empty

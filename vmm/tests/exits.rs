@@ -25,7 +25,7 @@ use vmm::caps::{Rights, Slot, PAGE_SIZE};
 use vmm::config::{ClientId, MAX_VCPUS};
 use vmm::devices::pl011::{self, Console, Pl011};
 use vmm::devices::{Device, DeviceMap, MAX_DEVICES};
-use vmm::kernel::Kernel;
+use vmm::kernel::{Invocation, Kernel, KernelError, Refused};
 use vmm::model::Object;
 use vmm::registry::{Owner, VmId};
 use vmm::vm::VcpuState;
@@ -1583,6 +1583,25 @@ fn vppi_is_injected_and_acknowledged_at_the_next_maintenance_not_before() {
     assert_eq!(v.kernel().injected(v0), [27]);
     assert!(running(&v, a, 0) && running(&v, b, 0));
     assert_eq!(view(&v, b), b_before);
+}
+
+/// A VM stopped by a failed kernel call says which invocation failed and
+/// why: here the injection of a virtual PPI, then the write of a WFI's PC.
+#[test]
+fn a_vm_stopped_by_a_failed_kernel_call_names_the_invocation() {
+    for (label, mrs, call) in [
+        (VPPI_EVENT, vec![27], Invocation::VcpuInjectIrq),
+        (VCPU_FAULT, vec![(EC_WFX << 26) | IL], Invocation::TcbReadRegisters),
+    ] {
+        let (mut v, a, b) = two_guests();
+        let b_before = view(&v, b);
+        v.kernel_mut().fail_nth(0, KernelError::InvalidCapability);
+        let want = StopReason::Kernel(Refused { call, error: KernelError::InvalidCapability });
+        assert_eq!(exit(&mut v, a, 0, label, &mrs), stop(want, 1), "{call:?}");
+        assert_eq!(want.to_string(), format!("kernel: {} failed: {}", call.name(), KernelError::InvalidCapability));
+        assert_all_stopped(&v, a);
+        assert_eq!(view(&v, b), b_before);
+    }
 }
 
 #[test]

@@ -38,7 +38,7 @@ pub fn stop_reason(r: &StopReason) -> String {
         StopReason::UnhandledTrap { ec } => format!("unhandled-trap ec={}", hex(u64::from(*ec))),
         StopReason::GuestException { pc } => format!("guest-exception pc={}", hex(*pc)),
         StopReason::NoSuchVcpu => "no-such-vcpu".into(),
-        StopReason::Kernel(e) => format!("kernel {}", kebab(&format!("{e:?}"))),
+        StopReason::Kernel(r) => format!("kernel {} {}", r.call.name(), kebab(&format!("{:?}", r.error))),
         StopReason::Map(e) => format!("map {:?}", e.errno()),
     }
 }

@@ -22,7 +22,7 @@ use crate::config::ClientId;
 use crate::devices::pl011::Console;
 use crate::devices::Device;
 use crate::error::Error;
-use crate::kernel::{Kernel, KernelError};
+use crate::kernel::{During, Invocation, Kernel, KernelError, Refused};
 use crate::platform::Platform;
 use crate::registry::{Caller, Owner, Presence, VmId};
 use crate::vm::VcpuState;
@@ -91,8 +91,8 @@ pub enum StopReason {
     /// The exit named a VM or vCPU the VMM does not run. Nothing was
     /// changed and nobody is told; the fault stays unanswered.
     NoSuchVcpu,
-    /// The kernel refused what the exit needed.
-    Kernel(KernelError),
+    /// The kernel refused what the exit needed: which invocation, and why.
+    Kernel(Refused),
     /// Mapping the page failed.
     Map(Error),
 }
@@ -241,7 +241,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
         let k = &mut self.kernel;
         let result = if access.write {
             let value = match access.reg {
-                Some(r) => match k.tcb_read_register(tcb, TcbReg::X(r)) {
+                Some(r) => match k.tcb_read_register(tcb, TcbReg::X(r)).during(Invocation::TcbReadRegisters) {
                     Ok(v) => v,
                     Err(e) => return self.stop_vm(id, StopReason::Kernel(e)),
                 },
@@ -254,7 +254,10 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
             let raw = device.read(offset);
             access.reg.map(|r| (TcbReg::X(r), access.load_result(raw)))
         };
-        match k.tcb_write_result(tcb, result, pc.wrapping_add(esr.instruction_len())) {
+        match k
+            .tcb_write_result(tcb, result, pc.wrapping_add(esr.instruction_len()))
+            .during(Invocation::TcbWriteRegisters)
+        {
             Ok(()) => ExitAction::Resume,
             Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
         }
@@ -280,7 +283,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
         let k = &mut self.kernel;
         let mut x = [0u64; 4];
         for (i, r) in x.iter_mut().enumerate() {
-            match k.tcb_read_register(tcb, TcbReg::X(i as u8)) {
+            match k.tcb_read_register(tcb, TcbReg::X(i as u8)).during(Invocation::TcbReadRegisters) {
                 Ok(v) => *r = v,
                 Err(e) => return self.stop_vm(id, StopReason::Kernel(e)),
             }
@@ -290,6 +293,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
                 let r = self
                     .kernel
                     .tcb_write_register(tcb, TcbReg::X(0), v)
+                    .during(Invocation::TcbWriteRegisters)
                     .and_then(|()| self.advance(id, vcpu, None, esr));
                 match r {
                     Ok(()) => ExitAction::Resume,
@@ -304,14 +308,20 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
     }
 
     /// Moves vCPU `vcpu`'s PC past the trapped instruction (`pc` if known).
-    pub(super) fn advance(&mut self, id: VmId, vcpu: u32, pc: Option<u64>, esr: Esr) -> Result<(), KernelError> {
-        let (tcb, _) =
-            self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(vcpu)).ok_or(KernelError::InvalidCapability)?;
+    pub(super) fn advance(&mut self, id: VmId, vcpu: u32, pc: Option<u64>, esr: Esr) -> Result<(), Refused> {
+        let (tcb, _) = self
+            .registry
+            .entry(id)
+            .and_then(|e| e.vm.vcpu_caps(vcpu))
+            .ok_or(KernelError::InvalidCapability)
+            .during(Invocation::TcbReadRegisters)?;
         let pc = match pc {
             Some(pc) => pc,
-            None => self.kernel.tcb_read_register(tcb, TcbReg::Pc)?,
+            None => self.kernel.tcb_read_register(tcb, TcbReg::Pc).during(Invocation::TcbReadRegisters)?,
         };
-        self.kernel.tcb_write_register(tcb, TcbReg::Pc, pc.wrapping_add(esr.instruction_len()))
+        self.kernel
+            .tcb_write_register(tcb, TcbReg::Pc, pc.wrapping_add(esr.instruction_len()))
+            .during(Invocation::TcbWriteRegisters)
     }
 
     /// Stops every vCPU of VM `id` (and only those) and says whom to tell.

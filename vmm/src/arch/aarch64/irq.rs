@@ -9,7 +9,7 @@
 
 use crate::config::{MAX_IRQ, MIN_IRQ};
 use crate::error::Error;
-use crate::kernel::Kernel;
+use crate::kernel::{During, Invocation, Kernel};
 use crate::platform::Platform;
 use crate::registry::{Caller, VmId};
 use crate::vm::{VcpuState, VmError};
@@ -136,7 +136,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
             v.irqs.ppis_waiting |= 1 << bit;
             return ExitAction::Resume;
         };
-        if let Err(err) = self.kernel.vcpu_inject_irq(vc, irq, lr) {
+        if let Err(err) = self.kernel.vcpu_inject_irq(vc, irq, lr).during(Invocation::VcpuInjectIrq) {
             v.irqs.free_list_register(Some(lr));
             return self.stop_vm(id, StopReason::Kernel(err));
         }
@@ -155,7 +155,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
         v.irqs.free_list_register(index);
         for bit in 0..16u16 {
             if v.irqs.ppis_pending >> bit & 1 == 1 {
-                if let Err(err) = self.kernel.vcpu_ack_vppi(vc, PPI_BASE + bit) {
+                if let Err(err) = self.kernel.vcpu_ack_vppi(vc, PPI_BASE + bit).during(Invocation::VcpuAckVppi) {
                     return self.stop_vm(id, StopReason::Kernel(err));
                 }
                 v.irqs.ppis_pending &= !(1 << bit);

@@ -3,7 +3,7 @@
 //! carried out on its vCPUs.
 
 use crate::caps::{TcbCap, VCpuCap};
-use crate::kernel::{Kernel, KernelError};
+use crate::kernel::{During, Invocation, Kernel, Refused};
 use crate::platform::Platform;
 use crate::registry::VmId;
 use crate::vm::VcpuState;
@@ -200,20 +200,15 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
     /// Sets a vCPU to enter at EL1h at `entry` with `arg` in x0, with its
     /// MMU and caches off (SCTLR_EL1 at its reset value), as PSCI CPU_ON
     /// and a reset promise the entry code.
-    fn start_at(
-        &mut self,
-        (tcb, vcpu): (TcbCap, VCpuCap),
-        entry: u64,
-        arg: u64,
-        resume: bool,
-    ) -> Result<(), KernelError> {
+    fn start_at(&mut self, (tcb, vcpu): (TcbCap, VCpuCap), entry: u64, arg: u64, resume: bool) -> Result<(), Refused> {
         let k = &mut self.kernel;
-        k.vcpu_write_reg(vcpu, VcpuReg::Sctlr, SCTLR_EL1_RESET)?;
-        k.tcb_write_register(tcb, TcbReg::Spsr, SPSR_EL1H_MASKED)?;
-        k.tcb_write_register(tcb, TcbReg::X(0), arg)?;
-        k.tcb_write_register(tcb, TcbReg::Pc, entry)?;
+        k.vcpu_write_reg(vcpu, VcpuReg::Sctlr, SCTLR_EL1_RESET).during(Invocation::VcpuWriteRegs)?;
+        let write = |k: &mut K, reg, value| k.tcb_write_register(tcb, reg, value).during(Invocation::TcbWriteRegisters);
+        write(k, TcbReg::Spsr, SPSR_EL1H_MASKED)?;
+        write(k, TcbReg::X(0), arg)?;
+        write(k, TcbReg::Pc, entry)?;
         if resume {
-            k.tcb_resume(tcb)?;
+            k.tcb_resume(tcb).during(Invocation::TcbResume)?;
         }
         Ok(())
     }
