@@ -103,8 +103,6 @@ pub struct Rights {
 }
 
 impl Rights {
-    /// No access.
-    pub const NONE: Rights = Rights { read: false, write: false };
     /// Read only.
     pub const READ: Rights = Rights { read: true, write: false };
     /// Read and write.
@@ -153,7 +151,12 @@ mod tests {
 
     #[test]
     fn derive_never_grows_rights() {
-        let all = [Rights::NONE, Rights::READ, Rights::READ_WRITE, Rights { read: false, write: true }];
+        let all = [
+            Rights { read: false, write: false },
+            Rights::READ,
+            Rights::READ_WRITE,
+            Rights { read: false, write: true },
+        ];
         for a in all {
             for m in all {
                 let d = a.derive(m);

@@ -29,9 +29,9 @@ pub const MAX_CLIENTS: usize = 8;
 /// Guest RAM regions mapped into the VMM.
 pub const MAX_RAM_REGIONS: usize = 4;
 /// Stage-2 page tables per VM (each level-3 table maps 2 MiB).
-pub const MAX_PAGE_TABLES: u64 = 1024;
+pub(crate) const MAX_PAGE_TABLES: u64 = 1024;
 /// Guest-physical address bits (stage 2 with a concatenated level-1 root).
-pub const GUEST_PHYS_BITS: u32 = 40;
+pub(crate) const GUEST_PHYS_BITS: u32 = 40;
 /// One past the highest guest-physical address.
 pub const GUEST_PHYS_LIMIT: u64 = 1 << GUEST_PHYS_BITS;
 /// Virtual interrupt lines are `MIN_IRQ..MAX_IRQ`: PPIs and SPIs of a GICv2/3
@@ -64,7 +64,7 @@ impl RamRegion {
     }
 
     /// The frame capability slot behind VMM address `vaddr`, if inside.
-    pub fn frame_at(&self, vaddr: u64) -> Option<Slot> {
+    pub(crate) fn frame_at(&self, vaddr: u64) -> Option<Slot> {
         if vaddr < self.vmm_vaddr || vaddr >= self.end() {
             return None;
         }
@@ -147,7 +147,7 @@ impl VmmConfig {
     }
 
     /// The RAM region holding `[vaddr, vaddr + size)` entirely, if any.
-    pub fn ram_containing(&self, vaddr: u64, size: u64) -> Option<&RamRegion> {
+    pub(crate) fn ram_containing(&self, vaddr: u64, size: u64) -> Option<&RamRegion> {
         let end = vaddr.checked_add(size)?;
         self.ram.iter().find(|r| vaddr >= r.vmm_vaddr && end <= r.end())
     }

@@ -18,7 +18,7 @@ use crate::config::{MAX_GMEM_FILES, MAX_MEMSLOTS, MAX_VMS};
 
 /// Runs outstanding at most: per VM its fixed run and a mapping run and a pin
 /// run per memslot; per guest_memfd file its frames.
-pub const MAX_ALLOCATIONS: usize = MAX_VMS * (1 + 2 * MAX_MEMSLOTS) + MAX_GMEM_FILES;
+pub(crate) const MAX_ALLOCATIONS: usize = MAX_VMS * (1 + 2 * MAX_MEMSLOTS) + MAX_GMEM_FILES;
 
 crate::errors! {
     /// Why slots could not be allocated or freed.

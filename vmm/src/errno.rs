@@ -58,13 +58,13 @@ impl Errno {
     }
 
     /// The errno with this positive number, if it is one of ours.
-    pub fn from_code(code: i32) -> Option<Errno> {
+    pub(crate) fn from_code(code: i32) -> Option<Errno> {
         Errno::ALL.iter().copied().find(|e| e.code() == code)
     }
 }
 
 /// Anything that is reported to a client as an errno.
-pub trait AsErrno {
+pub(crate) trait AsErrno {
     /// The errno the client sees.
     fn errno(&self) -> Errno;
 }

@@ -97,7 +97,7 @@ impl core::fmt::Display for Refused {
 }
 
 /// Names the invocation a kernel result came from.
-pub trait During<T> {
+pub(crate) trait During<T> {
     /// `Err(e)` becomes `Err(Refused { call, error: e })`.
     fn during(self, call: Invocation) -> Result<T, Refused>;
 }

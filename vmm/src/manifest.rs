@@ -25,7 +25,7 @@ use crate::devices::MAX_DEVICES;
 use crate::vm::memslots::{MemoryRegion, GUEST_MEMFD, READONLY};
 
 /// "VMMF".
-pub const MAGIC: [u8; 4] = *b"VMMF";
+pub(crate) const MAGIC: [u8; 4] = *b"VMMF";
 /// The format this core reads.
 pub const VERSION: u32 = 1;
 /// Memslots a manifest may describe.
@@ -47,7 +47,7 @@ pub const DEV_PL011: u32 = 1;
 /// The manifest header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
 #[repr(C)]
-pub struct Header {
+pub(crate) struct Header {
     /// [`MAGIC`].
     pub magic: [u8; 4],
     /// [`VERSION`].
@@ -113,7 +113,7 @@ pub struct SlotEntry {
 
 impl SlotEntry {
     /// True for a slot backed by a guest_memfd file.
-    pub fn is_gmem(&self) -> bool {
+    pub(crate) fn is_gmem(&self) -> bool {
         self.flags.get() & SLOT_GMEM != 0
     }
 
@@ -211,7 +211,8 @@ pub struct Manifest {
 }
 
 /// CRC-32 (IEEE 802.3, reflected, as zlib computes it).
-pub fn crc32(bytes: &[u8]) -> u32 {
+#[cfg(test)]
+fn crc32(bytes: &[u8]) -> u32 {
     !crc32_update(!0, bytes)
 }
 

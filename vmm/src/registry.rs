@@ -109,14 +109,14 @@ impl<V> Registry<V> {
     }
 
     /// True if another VM can be added.
-    pub fn has_room(&self) -> bool {
+    pub(crate) fn has_room(&self) -> bool {
         !self.entries.is_full()
     }
 
     /// The identifier the next successful add will use. Ids count up from 1
     /// and skip any still in the registry, so an id is not reused while
     /// anything refers to it.
-    pub fn next_free_id(&self) -> Result<VmId, RegistryError> {
+    pub(crate) fn next_free_id(&self) -> Result<VmId, RegistryError> {
         let mut id = self.next_id;
         for _ in 0..=MAX_VMS {
             if id != 0 && !self.entries.iter().any(|e| e.id.0 == id) {
@@ -175,7 +175,7 @@ impl<V> Registry<V> {
     }
 
     /// Mutable access to entry `id`, listed or removed.
-    pub fn entry_mut(&mut self, id: VmId) -> Option<&mut Entry<V>> {
+    pub(crate) fn entry_mut(&mut self, id: VmId) -> Option<&mut Entry<V>> {
         self.entries.iter_mut().find(|e| e.id == id)
     }
 
@@ -197,7 +197,7 @@ impl<V> Registry<V> {
 
     /// Forgets the removed VM `id` and calls the drop hook with the
     /// decremented count.
-    pub fn drop_vm<A: Platform>(&mut self, hooks: &mut A, id: VmId) -> Result<V, RegistryError> {
+    pub(crate) fn drop_vm<A: Platform>(&mut self, hooks: &mut A, id: VmId) -> Result<V, RegistryError> {
         let i = self
             .entries
             .iter()

@@ -95,7 +95,7 @@ impl GmemFile {
     }
 
     /// Checks that `[offset, offset + size)` can be bound (rule 4.3).
-    pub fn check_bind(&self, vm: VmId, offset: u64, size: u64) -> Result<Binding, GmemError> {
+    pub(crate) fn check_bind(&self, vm: VmId, offset: u64, size: u64) -> Result<Binding, GmemError> {
         if self.vm != vm {
             return Err(GmemError::OtherVm);
         }
@@ -143,7 +143,7 @@ impl Default for GmemTable {
 
 impl GmemTable {
     /// Checks a CREATE_GUEST_MEMFD request and picks the handle it would get.
-    pub fn check_create(&self, size: u64, flags: u64) -> Result<u32, GmemError> {
+    pub(crate) fn check_create(&self, size: u64, flags: u64) -> Result<u32, GmemError> {
         if flags != 0 {
             return Err(GmemError::BadFlags);
         }

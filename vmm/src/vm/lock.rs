@@ -47,7 +47,7 @@ pub const LOCK_READ: u64 = 1 << 0;
 /// Lock for writing too.
 pub const LOCK_WRITE: u64 = 1 << 1;
 /// Every lock flag.
-pub const LOCK_FLAGS: u64 = LOCK_READ | LOCK_WRITE;
+pub(crate) const LOCK_FLAGS: u64 = LOCK_READ | LOCK_WRITE;
 /// UNLOCK: every locked slot of the VM instead of one.
 pub const UNLOCK_ALL: u64 = 1 << 0;
 
@@ -117,7 +117,7 @@ impl Charges {
 
     /// Takes `pages` off `owner`'s charge; an entry that reaches 0 is
     /// forgotten so that charging and uncharging restores the state exactly.
-    pub fn uncharge(&mut self, owner: Owner, pages: u64) {
+    pub(crate) fn uncharge(&mut self, owner: Owner, pages: u64) {
         match owner {
             Owner::Internal => self.internal = self.internal.saturating_sub(pages),
             Owner::Client(c) => {
@@ -132,7 +132,7 @@ impl Charges {
 
 /// The most pages `owner` may have locked at once: none for the VMM's own
 /// VMs and a privileged client (`None`), 0 for an unknown client.
-pub fn charge_limit(config: &VmmConfig, owner: Owner) -> Option<u64> {
+pub(crate) fn charge_limit(config: &VmmConfig, owner: Owner) -> Option<u64> {
     match owner {
         Owner::Internal => None,
         Owner::Client(c) => match config.client(c) {
@@ -144,7 +144,7 @@ pub fn charge_limit(config: &VmmConfig, owner: Owner) -> Option<u64> {
 }
 
 /// Checks LOCK flags (rule 5.1).
-pub fn check_lock_flags(flags: u64) -> Result<bool, LockError> {
+pub(crate) fn check_lock_flags(flags: u64) -> Result<bool, LockError> {
     if flags & LOCK_READ == 0 || flags & !LOCK_FLAGS != 0 {
         return Err(LockError::BadFlags);
     }

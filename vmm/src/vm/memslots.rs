@@ -47,7 +47,7 @@ pub const READONLY: u32 = 1 << 1;
 /// Backed by a guest_memfd file instead of VMM-mapped RAM.
 pub const GUEST_MEMFD: u32 = 1 << 2;
 /// Every flag this VMM knows.
-pub const KNOWN_FLAGS: u32 = LOG_DIRTY_PAGES | READONLY | GUEST_MEMFD;
+pub(crate) const KNOWN_FLAGS: u32 = LOG_DIRTY_PAGES | READONLY | GUEST_MEMFD;
 
 /// A SET_USER_MEMORY_REGION2 request.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -170,7 +170,7 @@ crate::errors! {
 
 /// What a valid request does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Change {
+pub(crate) enum Change {
     /// Create slot `id`.
     Create,
     /// Delete the slot at table index.
@@ -281,7 +281,7 @@ impl<const N: usize> MemslotTable<N> {
 }
 
 /// The environment a request is checked against.
-pub struct Env<'a> {
+pub(crate) struct Env<'a> {
     /// The VMM configuration (guest RAM, dirty-log support).
     pub config: &'a VmmConfig,
 }
@@ -289,7 +289,7 @@ pub struct Env<'a> {
 /// Validates `req` against `table` in the order of rules 3.1-3.8 and says what it
 /// would do. Binding checks of a GUEST_MEMFD create (rule 3.9) are the
 /// guest_memfd module's.
-pub fn classify(table: &MemslotTable, req: &MemoryRegion, env: &Env<'_>) -> Result<Change, MemslotError> {
+pub(crate) fn classify(table: &MemslotTable, req: &MemoryRegion, env: &Env<'_>) -> Result<Change, MemslotError> {
     // 1. Flags.
     let gmem = req.flags & GUEST_MEMFD != 0;
     let unknown = req.flags & !KNOWN_FLAGS != 0;

@@ -66,7 +66,7 @@ pub struct Vm {
     /// The VM's own run of slots.
     pub fixed: SlotRange,
     /// Its stage-2 address space.
-    pub stage2: Stage2,
+    pub(crate) stage2: Stage2,
     /// Its vCPUs by id.
     pub(crate) vcpus: [Vcpu; MAX_VCPUS],
     /// Its memory map.
@@ -79,12 +79,12 @@ pub struct Vm {
     pub devices: DeviceMap,
     /// Where the VM starts: the first vCPU run and the entry and x0 of its
     /// latest RUN. SYSTEM_RESET restarts it there.
-    pub boot: Option<Boot>,
+    pub(crate) boot: Option<Boot>,
 }
 
 /// The VM's entry: its boot vCPU (the first run) and that vCPU's latest RUN.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Boot {
+pub(crate) struct Boot {
     /// The vCPU that ran first.
     pub vcpu: u32,
     /// Its entry point.
@@ -153,7 +153,7 @@ impl Vm {
     }
 
     /// True if any memslot is locked.
-    pub fn has_locked_slots(&self) -> bool {
+    pub(crate) fn has_locked_slots(&self) -> bool {
         self.memslots.iter().any(|s| s.lock.is_some())
     }
 

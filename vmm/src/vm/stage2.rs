@@ -16,7 +16,7 @@ const MISSING_LEVELS: usize = 2;
 
 /// A VM's stage-2 translation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Stage2 {
+pub(crate) struct Stage2 {
     /// The VM's VSpace.
     pub vspace: VSpaceCap,
     /// Slots reserved for page tables.
@@ -55,7 +55,7 @@ impl Stage2 {
     }
 
     /// Deletes the tables created since `mark`, newest first.
-    pub fn rollback<K: Kernel>(&mut self, k: &mut K, mark: u64) {
+    pub(crate) fn rollback<K: Kernel>(&mut self, k: &mut K, mark: u64) {
         while self.used > mark {
             self.used -= 1;
             if let Some(slot) = self.tables.get(self.used) {

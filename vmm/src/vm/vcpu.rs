@@ -57,11 +57,6 @@ impl Vcpu {
     pub fn state(&self) -> VcpuState {
         self.state
     }
-
-    /// Its virtual interrupts.
-    pub fn irqs(&self) -> &VcpuIrqs {
-        &self.irqs
-    }
 }
 
 impl<K: Kernel, A: Platform> Vmm<K, A> {
@@ -144,7 +139,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
 
     /// Marks vCPU `vcpu` of VM `id` stopped after the guest stopped it
     /// (a fault left unanswered, PSCI CPU_OFF or SYSTEM_OFF).
-    pub fn vcpu_stopped(&mut self, id: VmId, vcpu: u32) {
+    pub(crate) fn vcpu_stopped(&mut self, id: VmId, vcpu: u32) {
         if let Some(e) = self.registry.entry_mut(id) {
             if e.vm.vcpu_state(vcpu) == VcpuState::Running {
                 e.vm.set_vcpu_state(vcpu, VcpuState::Stopped);

@@ -34,7 +34,7 @@ pub mod label {
 }
 
 /// Message registers of the longest fault message (UnknownSyscall).
-pub const MAX_FAULT_MRS: usize = 13;
+pub(crate) const MAX_FAULT_MRS: usize = 13;
 
 /// Registers in the reply to an `hvc` (an UnknownSyscall fault): x0-x7 and
 /// the PC. seL4 copies as many registers as the reply carries, in the order

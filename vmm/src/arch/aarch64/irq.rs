@@ -20,7 +20,7 @@ use super::fault::ExitError;
 
 /// List registers of the virtual GIC interface the VMM fills (GICv2 and the
 /// GICv3 of the boards here have at least four).
-pub const LIST_REGISTERS: u8 = 4;
+pub(crate) const LIST_REGISTERS: u8 = 4;
 
 /// The first PPI; PPIs are interrupt ids 16 to 31.
 const PPI_BASE: u16 = 16;
@@ -53,26 +53,11 @@ impl VcpuIrqs {
             None => self.list_regs = 0,
         }
     }
-
-    /// List registers in use, a bit each.
-    pub fn list_registers_in_use(&self) -> u8 {
-        self.list_regs
-    }
-
-    /// Virtual PPIs delivered and not yet acknowledged (bit `ppi - 16`).
-    pub fn ppis_pending(&self) -> u16 {
-        self.ppis_pending
-    }
-
-    /// Virtual PPIs waiting for a free list register (bit `ppi - 16`).
-    pub fn ppis_waiting(&self) -> u16 {
-        self.ppis_waiting
-    }
 }
 
 /// The level of each of a VM's interrupt lines, a bit per line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Lines([u64; (MAX_IRQ as usize).div_ceil(64)]);
+pub(crate) struct Lines([u64; (MAX_IRQ as usize).div_ceil(64)]);
 
 impl Default for Lines {
     fn default() -> Self {

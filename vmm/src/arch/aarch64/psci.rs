@@ -35,7 +35,7 @@ pub mod fid {
     /// SYSTEM_RESET.
     pub const SYSTEM_RESET: u32 = 0x8400_0009;
     /// PSCI_FEATURES.
-    pub const FEATURES: u32 = 0x8400_000a;
+    pub(crate) const FEATURES: u32 = 0x8400_000a;
 }
 
 /// Return codes, as the 64-bit value a guest reads in x0.
@@ -47,7 +47,7 @@ pub mod ret {
     /// INVALID_PARAMETERS (-2).
     pub const INVALID_PARAMETERS: u64 = -2i64 as u64;
     /// INTERNAL_FAILURE (-6).
-    pub const INTERNAL_FAILURE: u64 = -6i64 as u64;
+    pub(crate) const INTERNAL_FAILURE: u64 = -6i64 as u64;
     /// ALREADY_ON (-4).
     pub const ALREADY_ON: u64 = -4i64 as u64;
     /// INVALID_ADDRESS (-9).
@@ -59,7 +59,7 @@ pub const VERSION_1_1: u64 = 0x0001_0001;
 
 /// Every function this VMM implements (PSCI_FEATURES answers 0 for these):
 /// those PSCI 1.1 makes mandatory.
-pub const IMPLEMENTED: [u32; 11] = [
+pub(crate) const IMPLEMENTED: [u32; 11] = [
     fid::VERSION,
     fid::CPU_SUSPEND_32,
     fid::CPU_SUSPEND_64,
@@ -74,13 +74,13 @@ pub const IMPLEMENTED: [u32; 11] = [
 ];
 
 /// AFFINITY_INFO: the target is on.
-pub const AFFINITY_ON: u64 = 0;
+pub(crate) const AFFINITY_ON: u64 = 0;
 /// AFFINITY_INFO: the target is off.
-pub const AFFINITY_OFF: u64 = 1;
+pub(crate) const AFFINITY_OFF: u64 = 1;
 
 /// A PSCI call, from x0-x3.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Call {
+pub(crate) enum Call {
     /// PSCI_VERSION.
     Version,
     /// PSCI_FEATURES(function id).
@@ -139,7 +139,7 @@ impl Call {
 }
 
 /// PSCI_FEATURES: 0 for an implemented function, else NOT_SUPPORTED.
-pub fn features(function: u64) -> u64 {
+pub(crate) fn features(function: u64) -> u64 {
     let implemented = u32::try_from(function).is_ok_and(|f| IMPLEMENTED.contains(&f));
     if implemented {
         ret::SUCCESS
