@@ -62,7 +62,7 @@ pub fn world() -> (Box<World>, VmId) {
         flags: GUEST_MEMFD,
         guest_phys_addr: 0x9000_0000,
         memory_size: 4 * PAGE_SIZE,
-        guest_memfd: fd,
+        guest_memfd: fd.0,
         ..MemoryRegion::default()
     };
     v.set_memory_region(a, vm, &private).expect("private slot");

@@ -11,6 +11,7 @@
 use bolero::{TypeGenerator, ValueGenerator};
 use vmm::caps::PAGE_SIZE;
 use vmm::registry::{Owner, Presence, VmId};
+use vmm::vm::guest_memfd::GmemHandle;
 use vmm::vm::lock::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
 use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD, READONLY};
 use vmm::vm::CAP_MEM_TAGGING;
@@ -100,7 +101,7 @@ fn files_of(s: &System, owner: Owner) -> Vec<u32> {
         .gmem()
         .iter()
         .filter(|f| s.vmm.registry().entry(f.vm).is_some_and(|e| e.owner == owner))
-        .map(|f| f.handle)
+        .map(|f| f.handle.0)
         .collect();
     hs.sort();
     hs
@@ -311,7 +312,7 @@ impl Op {
     /// The VM the operation names in state `s` (for CLOSE, the file's VM).
     pub fn named_vm(&self, s: &System) -> Option<VmId> {
         match *self {
-            Op::CloseGmem { who, file } => s.vmm.guest_memfd_vm(file.resolve(s, who)),
+            Op::CloseGmem { who, file } => s.vmm.guest_memfd_vm(GmemHandle(file.resolve(s, who))),
             _ => self.vm_ref().map(|r| r.resolve(s, self.who())),
         }
     }
@@ -357,7 +358,7 @@ impl Op {
             }
             Op::CreateGmem { pages, .. } => v.create_guest_memfd(caller, vm, pages * PAGE_SIZE, 0).map(u64::from),
             Op::CloseGmem { file, .. } => {
-                let handle = file.resolve(s, who);
+                let handle = GmemHandle(file.resolve(s, who));
                 s.vmm.close_guest_memfd(caller, handle).map(|()| 0)
             }
             Op::Lock { slot, write, .. } => {

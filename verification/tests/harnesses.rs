@@ -167,7 +167,7 @@ impl AnyRequest {
                 },
             },
             9 => Request::CreateGuestMemfd { vm, size: self.d, flags: self.e },
-            10 => Request::CloseGuestMemfd { handle: self.a },
+            10 => Request::CloseGuestMemfd { handle: vmm::vm::guest_memfd::GmemHandle(self.a) },
             11 => Request::LockMemslot { vm, slot: self.b, flags: self.d },
             12 => Request::UnlockMemslot { vm, slot: self.b, flags: self.d },
             _ => Request::EnableCap { vm, cap: self.b, arg: self.d },

@@ -162,7 +162,7 @@ fn gmem(c: &mut Criterion) {
         flags: GUEST_MEMFD,
         guest_phys_addr: 0x8000_0000 + page * PAGE_SIZE,
         memory_size: PAGE_SIZE,
-        guest_memfd: fd,
+        guest_memfd: fd.0,
         guest_memfd_offset: page * 2 * PAGE_SIZE,
         ..MemoryRegion::default()
     };
@@ -206,7 +206,7 @@ fn requests(vm: VmId) -> Vec<(&'static str, Request)> {
             },
         ),
         ("create_guest_memfd", Request::CreateGuestMemfd { vm, size: PAGE_SIZE, flags: 0 }),
-        ("close_guest_memfd", Request::CloseGuestMemfd { handle: 1 }),
+        ("close_guest_memfd", Request::CloseGuestMemfd { handle: vmm::vm::guest_memfd::GmemHandle(1) }),
         ("lock_memslot", Request::LockMemslot { vm, slot: 0, flags: LOCK_READ }),
         ("unlock_memslot", Request::UnlockMemslot { vm, slot: 0, flags: 0 }),
         ("enable_cap", Request::EnableCap { vm, cap: vmm::vm::CAP_MEM_TAGGING, arg: 0 }),

@@ -24,7 +24,7 @@ const GPA: u64 = 0x8000_0000;
 
 // ---- Helpers ----
 
-fn create(v: &mut TestVmm, owner: Owner, vm: VmId, pages: u64) -> u32 {
+fn create(v: &mut TestVmm, owner: Owner, vm: VmId, pages: u64) -> GmemHandle {
     let h = v.create_guest_memfd(owner, vm, pages * PG, 0).unwrap();
     check_invariants(v);
     h
@@ -35,7 +35,7 @@ fn set(v: &mut TestVmm, owner: Owner, vm: VmId, req: MemoryRegion) {
     check_invariants(v);
 }
 
-fn close(v: &mut TestVmm, owner: Owner, h: u32) {
+fn close(v: &mut TestVmm, owner: Owner, h: GmemHandle) {
     v.close_guest_memfd(owner, h).unwrap();
     check_invariants(v);
 }
@@ -46,11 +46,11 @@ fn fault(v: &mut TestVmm, vm: VmId, gpa: u64) -> FaultOutcome {
     r
 }
 
-fn file(v: &TestVmm, h: u32) -> &GmemFile {
+fn file(v: &TestVmm, h: GmemHandle) -> &GmemFile {
     v.gmem().get(h).unwrap_or_else(|| panic!("no open file {h}"))
 }
 
-fn bindings(v: &TestVmm, h: u32) -> Vec<Binding> {
+fn bindings(v: &TestVmm, h: GmemHandle) -> Vec<Binding> {
     file(v, h).bindings.to_vec()
 }
 
@@ -59,7 +59,7 @@ fn file_refs(v: &TestVmm, vm: VmId) -> u32 {
 }
 
 /// The frame objects of file `h`, page by page.
-fn frame_objs(v: &TestVmm, h: u32) -> Vec<u64> {
+fn frame_objs(v: &TestVmm, h: GmemHandle) -> Vec<u64> {
     let f = file(v, h);
     (0..f.frames.len).map(|i| v.kernel().object_at(f.frames.get(i).unwrap()).unwrap()).collect()
 }
@@ -162,7 +162,7 @@ fn create_returns_a_new_handle_and_takes_a_reference_on_the_vm() {
     let (mut v, vm) = world_with_vm(A);
     let h1 = create(&mut v, A, vm, 3);
     let h2 = create(&mut v, A, vm, 5);
-    assert!(h1 != 0 && h2 != 0 && h1 != h2);
+    assert!(h1.0 != 0 && h2.0 != 0 && h1 != h2);
     assert_eq!(file_refs(&v, vm), 2);
     for (h, pages) in [(h1, 3), (h2, 5)] {
         let f = file(&v, h);
@@ -244,7 +244,7 @@ fn frames_are_mapped_only_into_their_vm_where_a_slot_binds_them() {
 fn bind_with_an_unknown_handle_is_ebadf() {
     let (mut v, vm) = world_with_vm(A);
     let h = create(&mut v, A, vm, 4);
-    for bad in [0, h + 1, 999, u32::MAX] {
+    for bad in [0, h.0 + 1, 999, u32::MAX].map(GmemHandle) {
         refused(&mut v, Errno::EBADF, GmemError::BadHandle.into(), |v| {
             v.set_memory_region(A, vm, &gmem_region(0, GPA, 1, bad, 0))
         });
@@ -360,7 +360,7 @@ fn a_failed_bind_leaves_bindings_and_file_references_unchanged() {
     let (b, b_other) = (bindings(&v, h), bindings(&v, h_other));
     let refs = (file_refs(&v, vm), file_refs(&v, other));
     let cases: [(MemoryRegion, Errno, Error); 4] = [
-        (gmem_region(1, GPA + 8 * PG, 1, 77, 0), Errno::EBADF, GmemError::BadHandle.into()),
+        (gmem_region(1, GPA + 8 * PG, 1, GmemHandle(77), 0), Errno::EBADF, GmemError::BadHandle.into()),
         (gmem_region(1, GPA + 8 * PG, 1, h_other, 0), Errno::EINVAL, GmemError::OtherVm.into()),
         (gmem_region(1, GPA + 8 * PG, 3, h, 2), Errno::EINVAL, GmemError::BadRange.into()),
         (gmem_region(1, GPA + 8 * PG, 2, h, 1), Errno::EINVAL, GmemError::AlreadyBound.into()),
@@ -424,7 +424,7 @@ fn deleting_a_slot_whose_file_is_closed_has_nothing_to_unbind() {
 fn close_with_an_unknown_handle_is_ebadf() {
     let (mut v, vm) = world_with_vm(A);
     let h = create(&mut v, A, vm, 1);
-    for bad in [0, h + 1, u32::MAX] {
+    for bad in [0, h.0 + 1, u32::MAX].map(GmemHandle) {
         refused(&mut v, Errno::EBADF, GmemError::BadHandle.into(), |v| v.close_guest_memfd(A, bad));
     }
     close(&mut v, A, h);

@@ -419,7 +419,7 @@ fn changing_userspace_addr_size_readonly_or_guest_memfd_is_einval() {
         with_flags(rw, READONLY | LOG_DIRTY_PAGES),
         with_flags(ro, 0),
         with_flags(ro, LOG_DIRTY_PAGES),
-        MemoryRegion { flags: GUEST_MEMFD, guest_memfd: h, ..rw },
+        MemoryRegion { flags: GUEST_MEMFD, guest_memfd: h.0, ..rw },
         // The same changes combined with a move are refused as well.
         MemoryRegion { guest_phys_addr: GPA + 32 * PG, memory_size: 2 * PG, ..rw },
         MemoryRegion { guest_phys_addr: GPA + 32 * PG, flags: 0, ..ro },
@@ -754,10 +754,10 @@ fn checks_run_in_the_documented_order() {
     }
     // 7 before the bind (rule 3.9): an overlapping guest_memfd create with an
     // unknown handle is EEXIST, not EBADF.
-    let req = gmem_region(3, GPA + 9 * PG, 1, 999, 0);
+    let req = gmem_region(3, GPA + 9 * PG, 1, GmemHandle(999), 0);
     refused_region(&mut v, vm, req, Errno::EEXIST, MemslotError::Overlap);
     // Without the overlap, the bind is what refuses it.
-    let req = gmem_region(3, GPA + 64 * PG, 1, 999, 0);
+    let req = gmem_region(3, GPA + 64 * PG, 1, GmemHandle(999), 0);
     refused(&mut v, Errno::EBADF, GmemError::BadHandle.into(), |v| v.set_memory_region(A, vm, &req));
 }
 

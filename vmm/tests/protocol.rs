@@ -191,7 +191,7 @@ fn sample_requests() -> Vec<Request> {
                 },
             },
             Request::CreateGuestMemfd { vm, size: x, flags: y },
-            Request::CloseGuestMemfd { handle: a },
+            Request::CloseGuestMemfd { handle: GmemHandle(a) },
             Request::LockMemslot { vm, slot: a, flags: y },
             Request::UnlockMemslot { vm, slot: b, flags: x },
             Request::EnableCap { vm, cap: b, arg: y },
@@ -420,7 +420,7 @@ fn requests_encode_to_their_labels() {
         (Request::IrqLine { vm, irq: 0, level: 0 }, label::IRQ_LINE),
         (Request::SetMemoryRegion { vm, region: MemoryRegion::default() }, label::SET_USER_MEMORY_REGION2),
         (Request::CreateGuestMemfd { vm, size: 0, flags: 0 }, label::CREATE_GUEST_MEMFD),
-        (Request::CloseGuestMemfd { handle: 0 }, label::CLOSE_GUEST_MEMFD),
+        (Request::CloseGuestMemfd { handle: GmemHandle(0) }, label::CLOSE_GUEST_MEMFD),
         (Request::LockMemslot { vm, slot: 0, flags: 0 }, label::LOCK_MEMSLOT),
         (Request::UnlockMemslot { vm, slot: 0, flags: 0 }, label::UNLOCK_MEMSLOT),
         (Request::EnableCap { vm, cap: 0, arg: 0 }, label::ENABLE_CAP),
@@ -442,8 +442,9 @@ fn the_wire_layout_is_little_endian_in_field_order() {
     ];
     assert_eq!(&buf[..n], &want);
     let w = SetRegion::read_from_bytes(&{
-        let (_, n) = Request::SetMemoryRegion { vm: VmId(9), region: gmem_region(0x0001_0002, 0x3000, 2, 5, 1) }
-            .encode(&mut buf);
+        let (_, n) =
+            Request::SetMemoryRegion { vm: VmId(9), region: gmem_region(0x0001_0002, 0x3000, 2, GmemHandle(5), 1) }
+                .encode(&mut buf);
         buf[..n].to_vec()
     })
     .unwrap();
@@ -508,7 +509,7 @@ fn the_happy_path_through_handle() {
     assert_eq!(ok(&mut v, Request::SetMemoryRegion { vm, region: ram_region(0, GPA, 4, 0) }), 0);
     assert_eq!(v.registry().entry(vm).unwrap().vm.memslots.len(), 1);
 
-    let h = u32::try_from(ok(&mut v, Request::CreateGuestMemfd { vm, size: 2 * 4096, flags: 0 })).unwrap();
+    let h = GmemHandle(u32::try_from(ok(&mut v, Request::CreateGuestMemfd { vm, size: 2 * 4096, flags: 0 })).unwrap());
     assert_eq!(v.guest_memfd_vm(h), Some(vm));
     ok(&mut v, Request::SetMemoryRegion { vm, region: gmem_region(1, GPA + 0x10_0000, 2, h, 0) });
     assert_eq!(v.gmem().get(h).unwrap().bindings.len(), 1);

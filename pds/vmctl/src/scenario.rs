@@ -23,6 +23,7 @@ use vmm::config::MAX_GMEM_FILES;
 use vmm::manifest::SlotEntry;
 use vmm::protocol::Request;
 use vmm::registry::VmId;
+use vmm::vm::guest_memfd::GmemHandle;
 use vmm::vm::lock::{LOCK_READ, LOCK_WRITE};
 use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD, READONLY};
 use vmm::vm::CAP_MEM_TAGGING;
@@ -112,7 +113,7 @@ impl Scenario {
         for fd in files {
             let _ = c.check(
                 format_args!("close guest_memfd {fd}"),
-                call(&Request::CloseGuestMemfd { handle: *fd }),
+                call(&Request::CloseGuestMemfd { handle: GmemHandle(*fd) }),
                 Want::Ok,
             );
         }
@@ -420,7 +421,7 @@ impl Scenario {
         );
         let _ = c.check(
             format_args!("close guest_memfd {NO_SUCH_FILE}, which does not exist"),
-            call(&Request::CloseGuestMemfd { handle: NO_SUCH_FILE }),
+            call(&Request::CloseGuestMemfd { handle: GmemHandle(NO_SUCH_FILE) }),
             err(Errno::EBADF),
         );
         let _ = c.check(

@@ -12,6 +12,7 @@ use vmm::manifest::{
 };
 use vmm::platform::NoHooks;
 use vmm::registry::{Owner, VmId};
+use vmm::vm::guest_memfd::GmemHandle;
 use vmm::vm::lock::{LOCK_READ, LOCK_WRITE};
 use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD};
 use vmm::FaultOutcome;
@@ -160,7 +161,7 @@ fn ram_region(id: u32, gpa: u64, size: u64, uaddr: u64) -> MemoryRegion {
 
 /// vmctl's first act: the VM as the manifest describes it, locked and
 /// running; returns the VM and its guest_memfd.
-fn set_up(vmm: &mut Vmm<HostKernel, NoHooks>, lock: bool) -> (VmId, u32) {
+fn set_up(vmm: &mut Vmm<HostKernel, NoHooks>, lock: bool) -> (VmId, GmemHandle) {
     let vm = vmm.create_vm(ME).unwrap();
     vmm.create_vcpu(ME, vm, 0).unwrap();
     vmm.set_memory_region(ME, vm, &ram_region(0, RAM_GPA, HALF, RAM_VMM)).unwrap();
@@ -171,7 +172,7 @@ fn set_up(vmm: &mut Vmm<HostKernel, NoHooks>, lock: bool) -> (VmId, u32) {
         flags: GUEST_MEMFD,
         guest_phys_addr: PRIVATE_GPA,
         memory_size: PRIVATE_SIZE,
-        guest_memfd: fd,
+        guest_memfd: fd.0,
         ..Default::default()
     };
     vmm.set_memory_region(ME, vm, &gmem).unwrap();

@@ -15,6 +15,7 @@ use zerocopy::{FromBytes, IntoBytes};
 
 use crate::errno::Errno;
 use crate::registry::VmId;
+use crate::vm::guest_memfd::GmemHandle;
 use crate::vm::memslots::MemoryRegion;
 use wire::*;
 
@@ -136,7 +137,7 @@ pub enum Request {
     /// CLOSE_GUEST_MEMFD.
     CloseGuestMemfd {
         /// The handle.
-        handle: u32,
+        handle: GmemHandle,
     },
     /// LOCK_MEMSLOT.
     LockMemslot {
@@ -249,7 +250,7 @@ impl Request {
             CLOSE_GUEST_MEMFD => {
                 let w: CloseGmem = read(payload)?;
                 zero(w.pad.get())?;
-                Request::CloseGuestMemfd { handle: w.handle.get() }
+                Request::CloseGuestMemfd { handle: GmemHandle(w.handle.get()) }
             }
             LOCK_MEMSLOT | UNLOCK_MEMSLOT => {
                 let w: LockArg = read(payload)?;
@@ -328,7 +329,7 @@ impl Request {
                 CreateGmem { vm: u32le(vm.0), size: u64le(size), flags: u64le(flags), ..Default::default() },
             ),
             Request::CloseGuestMemfd { handle } => {
-                put(out, CLOSE_GUEST_MEMFD, CloseGmem { handle: u32le(handle), ..Default::default() })
+                put(out, CLOSE_GUEST_MEMFD, CloseGmem { handle: u32le(handle.0), ..Default::default() })
             }
             Request::LockMemslot { vm, slot, flags } => {
                 put(out, LOCK_MEMSLOT, LockArg { vm: u32le(vm.0), slot: u32le(slot), flags: u64le(flags) })

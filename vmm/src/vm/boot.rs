@@ -14,6 +14,7 @@ use crate::kernel::Kernel;
 use crate::manifest::Manifest;
 use crate::platform::Platform;
 use crate::registry::{Caller, VmId};
+use crate::vm::guest_memfd::GmemHandle;
 use crate::Vmm;
 
 /// Which part of the manifest a rule refused, and why.
@@ -56,7 +57,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
             // Take down what was built: files first would drop the VM after
             // destroy; destroy first keeps it pinned until they close.
             let _ = self.destroy_vm(owner, id);
-            let handles: heapless::Vec<u32, { crate::config::MAX_GMEM_FILES }> =
+            let handles: heapless::Vec<GmemHandle, { crate::config::MAX_GMEM_FILES }> =
                 self.gmem.iter().filter(|f| f.vm == id).map(|f| f.handle).collect();
             for h in handles {
                 let _ = self.close_guest_memfd(owner, h);
@@ -69,14 +70,14 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
         for v in 0..m.vcpus {
             self.create_vcpu(owner, id, v).map_err(|e| BootError::Vcpu(v, e))?;
         }
-        let mut handles: heapless::Vec<u32, { crate::config::MAX_GMEM_FILES }> = heapless::Vec::new();
+        let mut handles: heapless::Vec<GmemHandle, { crate::config::MAX_GMEM_FILES }> = heapless::Vec::new();
         for (n, f) in m.files.iter().enumerate() {
             let h = self.create_guest_memfd(owner, id, f.size.get(), 0).map_err(|e| BootError::File(n, e))?;
             // Cannot fail: the manifest holds at most as many files.
             let _ = handles.push(h);
         }
         for (n, s) in m.slots.iter().enumerate() {
-            let handle = if s.is_gmem() { handles.get(s.file.get() as usize).copied().unwrap_or(0) } else { 0 };
+            let handle = if s.is_gmem() { handles.get(s.file.get() as usize).map_or(0, |h| h.0) } else { 0 };
             self.set_memory_region(owner, id, &s.region(handle)).map_err(|e| BootError::Slot(n, e))?;
         }
         for (n, d) in m.devices.iter().enumerate() {

@@ -73,11 +73,29 @@ impl Binding {
     }
 }
 
+/// A guest_memfd handle: what CREATE_GUEST_MEMFD returns and a memslot's
+/// `guest_memfd` and CLOSE name (the file descriptor of KVM's guest_memfd).
+/// Handles are never 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GmemHandle(pub u32);
+
+impl From<GmemHandle> for u64 {
+    fn from(h: GmemHandle) -> u64 {
+        u64::from(h.0)
+    }
+}
+
+impl core::fmt::Display for GmemHandle {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// An open guest_memfd file.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct GmemFile {
     /// Its handle (the fd).
-    pub handle: u32,
+    pub handle: GmemHandle,
     /// The VM it belongs to and pins.
     pub vm: VmId,
     /// Size in bytes.
@@ -143,7 +161,7 @@ impl Default for GmemTable {
 
 impl GmemTable {
     /// Checks a CREATE_GUEST_MEMFD request and picks the handle it would get.
-    pub(crate) fn check_create(&self, size: u64, flags: u64) -> Result<u32, GmemError> {
+    pub(crate) fn check_create(&self, size: u64, flags: u64) -> Result<GmemHandle, GmemError> {
         if flags != 0 {
             return Err(GmemError::BadFlags);
         }
@@ -155,8 +173,8 @@ impl GmemTable {
         }
         let mut h = self.next_handle;
         for _ in 0..=MAX_GMEM_FILES {
-            if h != 0 && self.get(h).is_none() {
-                return Ok(h);
+            if h != 0 && self.get(GmemHandle(h)).is_none() {
+                return Ok(GmemHandle(h));
             }
             h = h.wrapping_add(1);
         }
@@ -165,24 +183,24 @@ impl GmemTable {
 
     /// Adds a file checked by [`GmemTable::check_create`].
     pub fn insert(&mut self, file: GmemFile) -> Result<(), GmemError> {
-        let next = file.handle.wrapping_add(1);
+        let next = file.handle.0.wrapping_add(1);
         self.files.push(file).map_err(|_| GmemError::TooManyFiles)?;
         self.next_handle = next;
         Ok(())
     }
 
     /// The open file `handle`.
-    pub fn get(&self, handle: u32) -> Option<&GmemFile> {
+    pub fn get(&self, handle: GmemHandle) -> Option<&GmemFile> {
         self.files.iter().find(|f| f.handle == handle)
     }
 
     /// Mutable access to the open file `handle`.
-    pub fn get_mut(&mut self, handle: u32) -> Option<&mut GmemFile> {
+    pub fn get_mut(&mut self, handle: GmemHandle) -> Option<&mut GmemFile> {
         self.files.iter_mut().find(|f| f.handle == handle)
     }
 
     /// Forgets the file `handle`.
-    pub fn remove(&mut self, handle: u32) -> Option<GmemFile> {
+    pub fn remove(&mut self, handle: GmemHandle) -> Option<GmemFile> {
         let i = self.files.iter().position(|f| f.handle == handle)?;
         Some(self.files.swap_remove(i))
     }
@@ -204,7 +222,7 @@ fn delete_frames<K: Kernel>(k: &mut K, frames: SlotRange, n: u64) {
 
 impl<K: Kernel, A: Platform> Vmm<K, A> {
     /// CREATE_GUEST_MEMFD(size, flags) for VM `id`; returns the handle.
-    pub fn create_guest_memfd(&mut self, caller: Caller, id: VmId, size: u64, flags: u64) -> Result<u32, Error> {
+    pub fn create_guest_memfd(&mut self, caller: Caller, id: VmId, size: u64, flags: u64) -> Result<GmemHandle, Error> {
         let entry = self.registry.get_mut(caller, id)?;
         let handle = self.gmem.check_create(size, flags)?;
         let refs = entry.file_refs.checked_add(1).ok_or(GmemError::TooManyFiles)?;
@@ -230,7 +248,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
 
     /// CLOSE(handle): unbind every slot, revoke every guest mapping, free
     /// the frames, then put the VM reference (dropping a destroyed VM).
-    pub fn close_guest_memfd(&mut self, caller: Caller, handle: u32) -> Result<(), Error> {
+    pub fn close_guest_memfd(&mut self, caller: Caller, handle: GmemHandle) -> Result<(), Error> {
         let vm_id = self.gmem.get(handle).ok_or(GmemError::BadHandle)?.vm;
         let entry = self.registry.entry_mut(vm_id).ok_or(RegistryError::NoSuchVm)?;
         if entry.owner != caller {
@@ -266,7 +284,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
     }
 
     /// The VM a guest_memfd handle belongs to.
-    pub fn guest_memfd_vm(&self, handle: u32) -> Option<VmId> {
+    pub fn guest_memfd_vm(&self, handle: GmemHandle) -> Option<VmId> {
         self.gmem.get(handle).map(|f| f.vm)
     }
 }
@@ -278,7 +296,7 @@ mod tests {
 
     fn file(pages: u64) -> GmemFile {
         GmemFile {
-            handle: 1,
+            handle: GmemHandle(1),
             vm: VmId(1),
             size: pages * PAGE_SIZE,
             frames: SlotRange { base: Slot(0), len: pages },
@@ -319,6 +337,6 @@ mod tests {
         assert_eq!(t.check_create(PAGE_SIZE, 1), Err(GmemError::BadFlags));
         assert_eq!(t.check_create(0, 0), Err(GmemError::BadSize));
         assert_eq!(t.check_create(PAGE_SIZE + 1, 0), Err(GmemError::BadSize));
-        assert_eq!(t.check_create(PAGE_SIZE, 0), Ok(1));
+        assert_eq!(t.check_create(PAGE_SIZE, 0), Ok(GmemHandle(1)));
     }
 }

@@ -37,7 +37,7 @@ use crate::error::Error;
 use crate::kernel::{Kernel, KernelError};
 use crate::platform::Platform;
 use crate::registry::{Caller, VmId};
-use crate::vm::guest_memfd::GmemError;
+use crate::vm::guest_memfd::{GmemError, GmemHandle};
 use crate::Vmm;
 
 /// Stage-2 writes are tracked (only where the backend supports it).
@@ -88,7 +88,7 @@ pub enum Backing {
     /// A guest_memfd file range; `file` is `None` once the file is closed.
     Gmem {
         /// The file's handle while it is open.
-        file: Option<u32>,
+        file: Option<GmemHandle>,
         /// Byte offset of the slot's first page in the file.
         offset: u64,
     },
@@ -414,11 +414,11 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
             Change::Create => {
                 // Rule 3.9: bind before commit, unbind if the commit fails.
                 let backing = if req.flags & GUEST_MEMFD != 0 {
-                    let file = self.gmem.get_mut(req.guest_memfd).ok_or(GmemError::BadHandle)?;
+                    let file = self.gmem.get_mut(GmemHandle(req.guest_memfd)).ok_or(GmemError::BadHandle)?;
                     let mut binding = file.check_bind(id, req.guest_memfd_offset, req.memory_size)?;
                     binding.slot = (req.slot & 0xffff) as u16;
                     file.bind(binding)?;
-                    Backing::Gmem { file: Some(req.guest_memfd), offset: req.guest_memfd_offset }
+                    Backing::Gmem { file: Some(GmemHandle(req.guest_memfd)), offset: req.guest_memfd_offset }
                 } else {
                     let frames = ram_frames(&self.config, req).ok_or(MemslotError::NotGuestRam)?;
                     Backing::Ram { frames }

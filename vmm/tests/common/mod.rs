@@ -15,6 +15,7 @@ use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig};
 use vmm::model::Model;
 use vmm::platform::Platform;
 use vmm::registry::{Owner, VmId};
+pub use vmm::vm::guest_memfd::GmemHandle;
 use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD};
 use vmm::{Errno, Error, Vmm};
 
@@ -153,14 +154,14 @@ pub fn ram_region(id: u32, gpa: u64, pages: u64, ram_page: u64) -> MemoryRegion 
 }
 
 /// A guest_memfd-backed region.
-pub fn gmem_region(id: u32, gpa: u64, pages: u64, handle: u32, offset_pages: u64) -> MemoryRegion {
+pub fn gmem_region(id: u32, gpa: u64, pages: u64, handle: GmemHandle, offset_pages: u64) -> MemoryRegion {
     MemoryRegion {
         slot: id,
         flags: GUEST_MEMFD,
         guest_phys_addr: gpa,
         memory_size: pages * PAGE_SIZE,
         userspace_addr: 0,
-        guest_memfd: handle,
+        guest_memfd: handle.0,
         guest_memfd_offset: offset_pages * PAGE_SIZE,
     }
 }

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use vmm::arch::aarch64::regs::{Reg, TcbReg};
 use vmm::protocol::Request;
 use vmm::registry::VmId;
+use vmm::vm::guest_memfd::GmemHandle;
 use vmm::vm::lock::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
 use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD, LOG_DIRTY_PAGES, READONLY};
 use vmm::vm::CAP_MEM_TAGGING;
@@ -451,7 +452,7 @@ fn request(tokens: &[Token]) -> Result<(Sent, Option<usize>, &'static str), Stri
             word = "fd";
             Request::CreateGuestMemfd { vm: a.vm()?, size: a.num("size")?, flags: a.num_or("flags", 0)? }
         }
-        "close_guest_memfd" => Request::CloseGuestMemfd { handle: a.u32("fd")? },
+        "close_guest_memfd" => Request::CloseGuestMemfd { handle: GmemHandle(a.u32("fd")?) },
         "lock" => {
             let (vm, slot) = (a.vm()?, a.u32("slot")?);
             Request::LockMemslot { vm, slot, flags: a.flags("flags", &[("read", LOCK_READ), ("write", LOCK_WRITE)])? }
