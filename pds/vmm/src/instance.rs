@@ -143,7 +143,7 @@ impl Instance {
         };
         // Decoded before the core makes any invocation, which would reuse
         // the IPC buffer.
-        let decoded = with_msg_regs(|r| exits::decode(label, r.get(..count).unwrap_or(&[])));
+        let decoded = with_msg_regs(|r| fault::decode(label, r.get(..count).unwrap_or(&[])));
         match self.vmm.handle_decoded_exit(id, vcpu, decoded, &mut self.console) {
             ExitAction::Resume => Reply::Resume,
             ExitAction::ResumeWith(regs) => {
