@@ -54,13 +54,14 @@ impl Book {
 
     /// The core slot naming the TCB of Microkit vCPU `vcpu`, if any.
     pub fn tcb_slot_of(&self, vcpu: u64) -> Option<Slot> {
+        let vcpu = u16::try_from(vcpu).ok()?;
         self.caps.find(Object::Tcb(vcpu)).map(|i| self.caps.slot(i))
     }
 
     /// The Microkit vCPU whose TCB `slot` names.
     pub fn tcb(&self, slot: Slot) -> Result<u64, KernelError> {
         match self.occupied(slot)?.1.object {
-            Object::Tcb(v) => Ok(v),
+            Object::Tcb(v) => Ok(u64::from(v)),
             _ => Err(KernelError::InvalidCapability),
         }
     }
@@ -68,7 +69,7 @@ impl Book {
     /// The Microkit vCPU whose vCPU object `slot` names.
     pub fn vcpu(&self, slot: Slot) -> Result<u64, KernelError> {
         match self.occupied(slot)?.1.object {
-            Object::VCpu(v) => Ok(v),
+            Object::VCpu(v) => Ok(u64::from(v)),
             _ => Err(KernelError::InvalidCapability),
         }
     }
@@ -102,8 +103,8 @@ impl Book {
     }
 
     /// The first Microkit vCPU whose TCB (or vCPU object) no slot names.
-    fn free_vcpu(&self, object: fn(u64) -> Object) -> Option<u64> {
-        (0..self.vcpus).find(|v| self.caps.find(object(*v)).is_none())
+    fn free_vcpu(&self, object: fn(u16) -> Object) -> Option<u16> {
+        (0..self.vcpus).filter_map(|v| u16::try_from(v).ok()).find(|v| self.caps.find(object(*v)).is_none())
     }
 
     /// The lowest page of the private pool that no capability names.

@@ -22,10 +22,11 @@ const MARK_WORDS: usize = TABLE_SLOTS / 64;
 pub enum Object {
     /// The VM's stage-2 address space (Microkit's; one per VMM PD).
     VSpace,
-    /// The TCB of the Microkit vCPU with this id.
-    Tcb(u64),
+    /// The TCB of the Microkit vCPU with this id. (Ids are below 64; a
+    /// narrow id keeps each of the table's entries at 24 bytes, not 32.)
+    Tcb(u16),
     /// The vCPU object of the Microkit vCPU with this id.
-    VCpu(u64),
+    VCpu(u16),
     /// A frame of the static layout.
     Frame(Frame),
     /// A page table (virtual: Microkit built the VM's tables).

@@ -157,7 +157,7 @@ impl Kernel for MicrokitKernel {
         if let Object::Tcb(id) = self.book.retype(ty, dest)? {
             // A new TCB is suspended with every register 0: make the reused
             // one so, or take the binding back.
-            let reset = microkit_vcpu(id).and_then(|v| {
+            let reset = microkit_vcpu(u64::from(id)).and_then(|v| {
                 v.tcb().tcb_suspend().map_err(kerr)?;
                 let mut zero = sel4::UserContext::default();
                 v.tcb().tcb_write_all_registers(false, &mut zero).map_err(kerr)
@@ -182,7 +182,7 @@ impl Kernel for MicrokitKernel {
         match self.book.delete(slot)? {
             // Deleting the last TCB capability would stop the thread for
             // good; Microkit's stays, stopped, for the next retype.
-            Some(Object::Tcb(id)) => microkit_vcpu(id)?.tcb().tcb_suspend().map_err(kerr),
+            Some(Object::Tcb(id)) => microkit_vcpu(u64::from(id))?.tcb().tcb_suspend().map_err(kerr),
             _ => Ok(()),
         }
     }
