@@ -9,6 +9,7 @@ mod world;
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
+use vmm::vm::VcpuId;
 
 fuzz_target!(|data: &[u8]| {
     static WORLD: OnceLock<(Box<world::World>, vmm::registry::VmId)> = OnceLock::new();
@@ -26,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
             take = after;
             n += 1;
         }
-        let _ = v.handle_exit(*vm, u32::from(*vcpu % 3), u64::from(*label % 12), &mrs[..n], &mut world::Sink);
+        let _ = v.handle_exit(*vm, VcpuId(u32::from(*vcpu % 3)), u64::from(*label % 12), &mrs[..n], &mut world::Sink);
         v.kernel().check_consistency().expect("model consistent");
         if rest.len() == take.len() {
             break;

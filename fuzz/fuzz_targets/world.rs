@@ -10,6 +10,7 @@ use vmm::model::Model;
 use vmm::platform::NoHooks;
 use vmm::registry::{Owner, VmId};
 use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD};
+use vmm::vm::VcpuId;
 use vmm::Vmm;
 
 pub type World = Vmm<Model, NoHooks>;
@@ -47,7 +48,7 @@ pub fn world() -> (Box<World>, VmId) {
     let mut v = Box::new(Vmm::new(m, NoHooks, config).expect("config"));
     let a = Owner::Client(CLIENT);
     let vm = v.create_vm(a).expect("vm");
-    v.create_vcpu(a, vm, 0).expect("vcpu");
+    v.create_vcpu(a, vm, VcpuId(0)).expect("vcpu");
     let ram_slot = MemoryRegion {
         slot: 0,
         guest_phys_addr: 0x8000_0000,
@@ -67,6 +68,6 @@ pub fn world() -> (Box<World>, VmId) {
     };
     v.set_memory_region(a, vm, &private).expect("private slot");
     v.register_device(a, vm, UART, 0x1000, Device::Pl011(Pl011::new())).expect("uart");
-    v.run_vcpu(a, vm, 0, 0x8000_0000, 0).expect("run");
+    v.run_vcpu(a, vm, VcpuId(0), 0x8000_0000, 0).expect("run");
     (v, vm)
 }

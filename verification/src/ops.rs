@@ -14,7 +14,7 @@ use vmm::registry::{Owner, Presence, VmId};
 use vmm::vm::guest_memfd::GmemHandle;
 use vmm::vm::lock::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
 use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD, READONLY};
-use vmm::vm::CAP_MEM_TAGGING;
+use vmm::vm::{VcpuId, CAP_MEM_TAGGING};
 use vmm::Errno;
 use vmm::FaultOutcome;
 
@@ -326,8 +326,8 @@ impl Op {
         let r = match *self {
             Op::CreateVm { .. } => v.create_vm(caller).map(|id| u64::from(id.0)),
             Op::DestroyVm { .. } => v.destroy_vm(caller, vm).map(|()| 0),
-            Op::CreateVcpu { vcpu, .. } => v.create_vcpu(caller, vm, vcpu).map(|()| 0),
-            Op::RunVcpu { vcpu, .. } => v.run_vcpu(caller, vm, vcpu, gpa(0), 0).map(|()| 0),
+            Op::CreateVcpu { vcpu, .. } => v.create_vcpu(caller, vm, VcpuId(vcpu)).map(|()| 0),
+            Op::RunVcpu { vcpu, .. } => v.run_vcpu(caller, vm, VcpuId(vcpu), gpa(0), 0).map(|()| 0),
             Op::SetRam { slot, gpa_page, pages, ram_page, readonly, .. } => {
                 let region = MemoryRegion {
                     slot,

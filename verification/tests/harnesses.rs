@@ -8,6 +8,7 @@ use verification::ops::{step, Op, VmRef, Who};
 use verification::System;
 use vmm::protocol::{label, Request, MAX_PAYLOAD};
 use vmm::registry::VmId;
+use vmm::vm::VcpuId;
 use vmm::Errno;
 
 /// Operations per sequence: long enough to create, bind, lock, fault and
@@ -148,11 +149,11 @@ impl AnyRequest {
         match self.kind {
             0 => Request::CreateVm,
             1 => Request::DestroyVm { vm },
-            2 => Request::CreateVcpu { vm, vcpu: self.b },
-            3 => Request::RunVcpu { vm, vcpu: self.b, entry: self.d, arg: self.e },
-            4 => Request::StopVcpu { vm, vcpu: self.b },
-            5 => Request::GetReg { vm, vcpu: self.b, reg: self.c },
-            6 => Request::SetReg { vm, vcpu: self.b, reg: self.c, value: self.d },
+            2 => Request::CreateVcpu { vm, vcpu: VcpuId(self.b) },
+            3 => Request::RunVcpu { vm, vcpu: VcpuId(self.b), entry: self.d, arg: self.e },
+            4 => Request::StopVcpu { vm, vcpu: VcpuId(self.b) },
+            5 => Request::GetReg { vm, vcpu: VcpuId(self.b), reg: self.c },
+            6 => Request::SetReg { vm, vcpu: VcpuId(self.b), reg: self.c, value: self.d },
             7 => Request::IrqLine { vm, irq: self.b, level: self.c },
             8 => Request::SetMemoryRegion {
                 vm,

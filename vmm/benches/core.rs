@@ -35,6 +35,7 @@ use vmm::protocol::{label as op, Request, MAX_PAYLOAD};
 use vmm::registry::{Owner, VmId};
 use vmm::vm::lock::{LOCK_READ, LOCK_WRITE};
 use vmm::vm::memslots::{Backing, MemoryRegion, Memslot, MemslotTable, GUEST_MEMFD};
+use vmm::vm::VcpuId;
 use vmm::Vmm;
 
 #[global_allocator]
@@ -60,7 +61,7 @@ fn model_world(ram_pages: u64) -> (Box<Vmm<Model, NoHooks>>, VmId) {
     m.setup_ram(Slot(1 << 32), ram_pages, Slot(1), RAM_VADDR).expect("ram");
     let mut v = Box::new(Vmm::new(m, NoHooks, config(ram_pages)).expect("config"));
     let vm = v.create_vm(A).expect("vm");
-    v.create_vcpu(A, vm, 0).expect("vcpu");
+    v.create_vcpu(A, vm, VcpuId(0)).expect("vcpu");
     (v, vm)
 }
 
@@ -186,11 +187,11 @@ fn requests(vm: VmId) -> Vec<(&'static str, Request)> {
     vec![
         ("create_vm", Request::CreateVm),
         ("destroy_vm", Request::DestroyVm { vm }),
-        ("create_vcpu", Request::CreateVcpu { vm, vcpu: 1 }),
-        ("run_vcpu", Request::RunVcpu { vm, vcpu: 0, entry: 0x4000_0000, arg: 0 }),
-        ("stop_vcpu", Request::StopVcpu { vm, vcpu: 0 }),
-        ("get_reg", Request::GetReg { vm, vcpu: 0, reg: 32 }),
-        ("set_reg", Request::SetReg { vm, vcpu: 0, reg: 1, value: 5 }),
+        ("create_vcpu", Request::CreateVcpu { vm, vcpu: VcpuId(1) }),
+        ("run_vcpu", Request::RunVcpu { vm, vcpu: VcpuId(0), entry: 0x4000_0000, arg: 0 }),
+        ("stop_vcpu", Request::StopVcpu { vm, vcpu: VcpuId(0) }),
+        ("get_reg", Request::GetReg { vm, vcpu: VcpuId(0), reg: 32 }),
+        ("set_reg", Request::SetReg { vm, vcpu: VcpuId(0), reg: 1, value: 5 }),
         ("irq_line", Request::IrqLine { vm, irq: 40, level: 0 }),
         (
             "set_user_memory_region2",
@@ -257,7 +258,7 @@ impl Console for Sink {
 fn null_world() -> (Box<Vmm<NullKernel, NoHooks>>, VmId) {
     let mut v = Box::new(Vmm::new(NullKernel::new(), NoHooks, config(16)).expect("config"));
     let vm = v.create_vm(A).expect("vm");
-    v.create_vcpu(A, vm, 0).expect("vcpu");
+    v.create_vcpu(A, vm, VcpuId(0)).expect("vcpu");
     v.register_device(A, vm, UART, 0x1000, Device::Pl011(Pl011::new())).expect("uart");
     (v, vm)
 }
@@ -281,10 +282,10 @@ fn exits(c: &mut Criterion) {
         b.iter(|| vmm::arch::aarch64::fault::decode(label::VM_FAULT, black_box(&uart_store())))
     });
     g.bench_function("pl011_store", |b| {
-        b.iter(|| v.handle_exit(vm, 0, label::VM_FAULT, black_box(&uart_store()), &mut sink))
+        b.iter(|| v.handle_exit(vm, VcpuId(0), label::VM_FAULT, black_box(&uart_store()), &mut sink))
     });
     g.bench_function("hvc_psci_version", |b| {
-        b.iter(|| v.handle_exit(vm, 0, label::UNKNOWN_SYSCALL, black_box(&hvc_version()), &mut sink))
+        b.iter(|| v.handle_exit(vm, VcpuId(0), label::UNKNOWN_SYSCALL, black_box(&hvc_version()), &mut sink))
     });
     g.finish();
 }
@@ -371,8 +372,8 @@ fn report() {
     });
     let exit = allocations_in(|| {
         for _ in 0..1000 {
-            black_box(v.handle_exit(vm, 0, label::VM_FAULT, &uart_store(), &mut sink));
-            black_box(v.handle_exit(vm, 0, label::UNKNOWN_SYSCALL, &hvc_version(), &mut sink));
+            black_box(v.handle_exit(vm, VcpuId(0), label::VM_FAULT, &uart_store(), &mut sink));
+            black_box(v.handle_exit(vm, VcpuId(0), label::UNKNOWN_SYSCALL, &hvc_version(), &mut sink));
         }
     });
     println!(

@@ -10,6 +10,7 @@ use vmm::caps::PAGE_SIZE;
 use vmm::kernel::KernelError;
 use vmm::registry::VmId;
 use vmm::vm::lock::{LOCK_READ, LOCK_WRITE};
+use vmm::vm::VcpuId;
 
 /// Runs `op` on clones of `base` with the `n`th fallible invocation
 /// failing, for n = 0, 1, ... until `op` no longer reaches it. Returns how
@@ -56,15 +57,15 @@ fn create_vm() {
 #[test]
 fn create_vcpu() {
     let (v, vm) = with_vm();
-    assert!(every_failure_point(&v, |v| v.create_vcpu(A, vm, 0)) >= 4);
+    assert!(every_failure_point(&v, |v| v.create_vcpu(A, vm, VcpuId(0))) >= 4);
 }
 
 #[test]
 fn run_vcpu() {
     let (mut v, vm) = with_vm();
-    v.create_vcpu(A, vm, 0).unwrap();
-    v.set_reg(A, vm, 0, 32, 0x1234).unwrap();
-    assert!(every_failure_point(&v, |v| v.run_vcpu(A, vm, 0, 0x8000, 7)) >= 5);
+    v.create_vcpu(A, vm, VcpuId(0)).unwrap();
+    v.set_reg(A, vm, VcpuId(0), 32, 0x1234).unwrap();
+    assert!(every_failure_point(&v, |v| v.run_vcpu(A, vm, VcpuId(0), 0x8000, 7)) >= 5);
 }
 
 #[test]
@@ -104,7 +105,7 @@ fn guest_memfd_slot_bind() {
 #[test]
 fn register_and_interrupt_access() {
     let (mut v, vm) = with_vm();
-    v.create_vcpu(A, vm, 0).unwrap();
-    every_failure_point(&v, |v| v.set_reg(A, vm, 0, 0x100, 5));
+    v.create_vcpu(A, vm, VcpuId(0)).unwrap();
+    every_failure_point(&v, |v| v.set_reg(A, vm, VcpuId(0), 0x100, 5));
     every_failure_point(&v, |v| v.irq_line(A, vm, 40, 1));
 }

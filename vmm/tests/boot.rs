@@ -7,6 +7,7 @@ use common::*;
 use vmm::caps::PAGE_SIZE;
 use vmm::manifest::{Dev, File, Manifest, Ram, SlotEntry, DEV_PL011, SLOT_GMEM, SLOT_READONLY};
 use vmm::registry::Owner;
+use vmm::vm::VcpuId;
 use vmm::BootError;
 use vmm::Errno;
 use zerocopy::little_endian::{U32, U64};
@@ -48,7 +49,7 @@ fn an_internal_vm_is_built_and_started_from_its_manifest() {
     assert_eq!(e.vm.memslots.len(), 3);
     assert!(e.vm.memslots.find_gpa(0x4800_0000).unwrap().readonly());
     assert_eq!(e.file_refs, 1);
-    let (tcb, _) = e.vm.vcpu_caps(0).unwrap();
+    let (tcb, _) = e.vm.vcpu_caps(VcpuId(0)).unwrap();
     assert!(v.kernel().tcb_running(tcb.slot()));
     assert_eq!(v.kernel().tcb_reg(tcb.slot(), vmm::arch::aarch64::regs::TcbReg::Pc), Some(0x4000_0000));
     assert_eq!(v.kernel().tcb_reg(tcb.slot(), vmm::arch::aarch64::regs::TcbReg::X(0)), Some(7));

@@ -41,6 +41,7 @@ use vmm::caps::PAGE_SIZE;
 use vmm::config::ClientId;
 use vmm::devices::pl011::{self, Console};
 use vmm::registry::VmId;
+use vmm::vm::VcpuId;
 use vmm::{ExitAction, StopReason};
 
 /// Inputs per target under `cargo test` (overridden by
@@ -164,7 +165,7 @@ fn fuzz_exits_through_handle_exit() {
         let mut v = template.clone();
         for e in exits.iter().take(usize::from(n % 4) + 1) {
             let (label, mrs, vcpu) = message(e);
-            let action = v.handle_exit(a, vcpu, label, &mrs, &mut Sink);
+            let action = v.handle_exit(a, VcpuId(vcpu), label, &mrs, &mut Sink);
             match action {
                 // An exit from a vCPU the VMM does not run tells nobody.
                 ExitAction::Stop { reason: StopReason::NoSuchVcpu, notify } => assert_eq!(notify, None),

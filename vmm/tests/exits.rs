@@ -28,6 +28,7 @@ use vmm::devices::{Device, DeviceMap, MAX_DEVICES};
 use vmm::kernel::{Invocation, Kernel, KernelError, Refused};
 use vmm::model::Object;
 use vmm::registry::{Owner, VmId};
+use vmm::vm::VcpuId;
 use vmm::vm::VcpuState;
 use vmm::Errno;
 use vmm::{ExitAction, StopReason};
@@ -174,11 +175,11 @@ fn two_guests() -> (Box<TestVmm>, VmId, VmId) {
 }
 
 fn tcb(v: &TestVmm, vm: VmId, vcpu: u32) -> Slot {
-    v.registry().entry(vm).unwrap().vm.vcpu_caps(vcpu).unwrap().0.slot()
+    v.registry().entry(vm).unwrap().vm.vcpu_caps(VcpuId(vcpu)).unwrap().0.slot()
 }
 
 fn vcpu_obj(v: &TestVmm, vm: VmId, vcpu: u32) -> Slot {
-    v.registry().entry(vm).unwrap().vm.vcpu_caps(vcpu).unwrap().1.slot()
+    v.registry().entry(vm).unwrap().vm.vcpu_caps(VcpuId(vcpu)).unwrap().1.slot()
 }
 
 fn reg(v: &TestVmm, vm: VmId, vcpu: u32, r: TcbReg) -> u64 {
@@ -194,7 +195,7 @@ fn running(v: &TestVmm, vm: VmId, vcpu: u32) -> bool {
 }
 
 fn state(v: &TestVmm, vm: VmId, vcpu: u32) -> VcpuState {
-    v.registry().entry(vm).unwrap().vm.vcpu_state(vcpu)
+    v.registry().entry(vm).unwrap().vm.vcpu_state(VcpuId(vcpu))
 }
 
 /// The owner of `vm`, to set registers as the client would.
@@ -205,7 +206,7 @@ fn owner_of(v: &TestVmm, vm: VmId) -> Owner {
 /// SET_REG by the VM's owner (wire numbers: 0-30 x, 32 PC).
 fn set(v: &mut TestVmm, vm: VmId, vcpu: u32, wire: u32, value: u64) {
     let owner = owner_of(v, vm);
-    v.set_reg(owner, vm, vcpu, wire, value).unwrap();
+    v.set_reg(owner, vm, VcpuId(vcpu), wire, value).unwrap();
 }
 
 /// A value for x`n` whose upper half is non-zero, distinct per register.
@@ -226,7 +227,7 @@ fn xregs(v: &TestVmm, vm: VmId, vcpu: u32) -> Vec<u64> {
 }
 
 fn exit(v: &mut TestVmm, vm: VmId, vcpu: u32, label: u64, mrs: &[u64]) -> ExitAction {
-    v.handle_exit(vm, vcpu, label, mrs, &mut Out::default())
+    v.handle_exit(vm, VcpuId(vcpu), label, mrs, &mut Out::default())
 }
 
 fn stop(reason: StopReason, client: u32) -> ExitAction {
@@ -246,7 +247,7 @@ fn assert_all_stopped(v: &TestVmm, vm: VmId) {
 /// Puts VM `vm`'s vCPU 0 back to running after a test stopped it.
 fn rerun(v: &mut TestVmm, vm: VmId) {
     let owner = owner_of(v, vm);
-    v.run_vcpu(owner, vm, 0, RAM_GPA, BOOT_ARG).unwrap();
+    v.run_vcpu(owner, vm, VcpuId(0), RAM_GPA, BOOT_ARG).unwrap();
 }
 
 // =====================================================================
@@ -428,7 +429,7 @@ const MMIO_PC: u64 = RAM_GPA + 0x1230;
 /// PC at the faulting instruction as seL4 leaves it.
 fn mmio(v: &mut TestVmm, vm: VmId, offset: u64, esr: u64, out: &mut Out) -> ExitAction {
     set(v, vm, 0, WIRE_PC, MMIO_PC);
-    v.handle_exit(vm, 0, VM_FAULT, &[MMIO_PC, UART + offset, 0, esr], out)
+    v.handle_exit(vm, VcpuId(0), VM_FAULT, &[MMIO_PC, UART + offset, 0, esr], out)
 }
 
 /// A store of `value` from x1 (or w1) to the UART register at `offset`.
@@ -961,7 +962,7 @@ fn returns_unchanged(v: &mut TestVmm, vm: VmId, vcpu: u32, conduit: Conduit, arg
     }
     let mut expected = v.clone();
     if conduit == Conduit::Smc {
-        let t = expected.registry().entry(vm).unwrap().vm.vcpu_caps(vcpu).unwrap().0;
+        let t = expected.registry().entry(vm).unwrap().vm.vcpu_caps(VcpuId(vcpu)).unwrap().0;
         expected.kernel_mut().tcb_write_register(t, TcbReg::X(0), want).unwrap();
         expected.kernel_mut().tcb_write_register(t, TcbReg::Pc, SMC_PC + 4).unwrap();
     }
@@ -1173,8 +1174,8 @@ fn three_running() -> (Box<TestVmm>, VmId, VmId) {
     let mut v = world();
     let a = guest(&mut v, A, A_RAM, 3);
     let b = guest(&mut v, B, B_RAM, 1);
-    v.run_vcpu(A, a, 1, RAM_GPA + 0x100, 1).unwrap();
-    v.run_vcpu(A, a, 2, RAM_GPA + 0x200, 2).unwrap();
+    v.run_vcpu(A, a, VcpuId(1), RAM_GPA + 0x100, 1).unwrap();
+    v.run_vcpu(A, a, VcpuId(2), RAM_GPA + 0x200, 2).unwrap();
     set(&mut v, a, 0, WIRE_PC, RAM_GPA + 0x5000);
     set(&mut v, a, 0, 0, 0x99);
     (v, a, b)
@@ -1279,7 +1280,7 @@ fn psci_cpu_on_starts_the_target_with_the_mmu_and_data_cache_off() {
         assert_eq!(psci(&mut v, a, 1, conduit, [CPU_OFF, 0, 0, 0]), Psci::Other(ExitAction::Park));
         assert_eq!(psci(&mut v, a, 0, conduit, [CPU_ON_64, 1, RAM_GPA + 0x100, 0]), Psci::Returned(SUCCESS));
         assert_eq!(Reg::from_wire(WIRE_SCTLR), Some(Reg::Vcpu(VcpuReg::Sctlr)));
-        let sctlr = v.get_reg(A, a, 1, WIRE_SCTLR).unwrap();
+        let sctlr = v.get_reg(A, a, VcpuId(1), WIRE_SCTLR).unwrap();
         assert_eq!(sctlr & (SCTLR_M | SCTLR_C), 0, "{conduit:?}: SCTLR_EL1 {sctlr:#x} on entry");
     }
 }
@@ -1293,7 +1294,7 @@ fn psci_system_reset_restarts_the_boot_vcpu_with_the_mmu_and_data_cache_off() {
         set(&mut v, a, 0, WIRE_SCTLR, 0x30d0_199d);
         let r = psci(&mut v, a, 0, conduit, [SYSTEM_RESET, 0, 0, 0]);
         assert_eq!(r, Psci::Other(ExitAction::Resume), "{conduit:?}");
-        let sctlr = v.get_reg(A, a, 0, WIRE_SCTLR).unwrap();
+        let sctlr = v.get_reg(A, a, VcpuId(0), WIRE_SCTLR).unwrap();
         assert_eq!(sctlr & (SCTLR_M | SCTLR_C), 0, "{conduit:?}: SCTLR_EL1 {sctlr:#x} after reset");
     }
 }
@@ -1481,8 +1482,8 @@ fn an_exit_decoded_where_it_arrived_is_handled_as_its_raw_message_is() {
         let (mut raw, a, b) = two_guests();
         let (mut decoded, _, _) = two_guests();
         let (mut raw_out, mut decoded_out) = (Out::default(), Out::default());
-        let want = raw.handle_exit(a, 0, label, &mrs, &mut raw_out);
-        let got = decoded.handle_decoded_exit(a, 0, decode(label, &mrs), &mut decoded_out);
+        let want = raw.handle_exit(a, VcpuId(0), label, &mrs, &mut raw_out);
+        let got = decoded.handle_decoded_exit(a, VcpuId(0), decode(label, &mrs), &mut decoded_out);
         assert_eq!(got, want, "label {label}, {mrs:x?}");
         for vm in [a, b] {
             assert_eq!(view(&decoded, vm), view(&raw, vm), "label {label}, {mrs:x?}");
@@ -1789,7 +1790,7 @@ fn fault_storm_on_one_vm_leaves_the_other_vm_untouched() {
     assert_eq!(exit(&mut v, b, 0, VPPI_EVENT, &[27]), ExitAction::Resume);
     set(&mut v, b, 0, 1, 0x1c);
     assert_eq!(mmio(&mut v, b, IBRD, dabt(2, 1, WNR), &mut Out::default()), ExitAction::Resume);
-    v.run_vcpu(B, b, 1, RAM_GPA + 0x100, 5).unwrap();
+    v.run_vcpu(B, b, VcpuId(1), RAM_GPA + 0x100, 5).unwrap();
     for n in 0..31 {
         set(&mut v, b, 1, n, 0xb0b0_0000 + u64::from(n));
     }
@@ -1814,7 +1815,7 @@ fn fault_storm_on_one_vm_leaves_the_other_vm_untouched() {
                 set(&mut v, a, vcpu, n as u32, *x);
             }
         }
-        let action = v.handle_exit(vm, vcpu, label, &mrs, &mut out);
+        let action = v.handle_exit(vm, VcpuId(vcpu), label, &mrs, &mut out);
         if let ExitAction::Stop { notify, reason } = action {
             // An exit from a vCPU the VMM does not run changes nothing and
             // tells nobody; every other stop tells A's owner.
@@ -1878,7 +1879,7 @@ fn psci_affinity_info_reports_each_vcpu_on_or_off() {
     // vCPU 0 off: reported off.
     assert_eq!(psci(&mut v, a, 0, Conduit::Hvc, [CPU_OFF, 0, 0, 0]), Psci::Other(ExitAction::Park));
     assert_eq!(state(&v, a, 0), VcpuState::Stopped);
-    v.run_vcpu(A, a, 1, RAM_GPA, 0).ok();
+    v.run_vcpu(A, a, VcpuId(1), RAM_GPA, 0).ok();
     returns_unchanged(&mut v, a, 1, Conduit::Hvc, [AFFINITY_INFO_64, 0, 0, 0], 1);
 }
 

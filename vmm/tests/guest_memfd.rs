@@ -16,6 +16,7 @@ use vmm::model::Mapping;
 use vmm::registry::{Owner, Presence, RegistryError, VmId};
 use vmm::vm::guest_memfd::{Binding, GmemError, GmemFile};
 use vmm::vm::memslots::{Backing, MemoryRegion, Memslot, MemslotError};
+use vmm::vm::VcpuId;
 use vmm::FaultOutcome;
 use vmm::{Errno, Error};
 
@@ -541,7 +542,7 @@ fn close_puts_the_files_reference_on_its_vm() {
 fn a_destroyed_vm_is_dropped_when_its_last_file_closes() {
     let fresh = world();
     let (mut v, vm) = world_with_vm(A);
-    v.create_vcpu(A, vm, 0).unwrap();
+    v.create_vcpu(A, vm, VcpuId(0)).unwrap();
     let h1 = create(&mut v, A, vm, 4);
     let h2 = create(&mut v, A, vm, 2);
     set(&mut v, A, vm, gmem_region(0, GPA, 4, h1, 0));

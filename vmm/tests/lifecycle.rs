@@ -14,6 +14,7 @@ use vmm::protocol::wire::CreateVm;
 use vmm::protocol::{label, Request, MAX_PAYLOAD};
 use vmm::registry::{Owner, Presence, VmId};
 use vmm::vm::lock::UNLOCK_ALL;
+use vmm::vm::VcpuId;
 use vmm::vm::{VcpuState, CAP_MEM_TAGGING};
 use vmm::{Errno, Error, Vmm};
 use zerocopy::little_endian::U64;
@@ -41,7 +42,7 @@ fn send(v: &mut TestVmm, client: ClientId, req: Request) -> Result<u64, Errno> {
 /// [`GPA`], backed from RAM page `ram_page`).
 fn populated_vm(v: &mut TestVmm, owner: Owner, ram_page: u64) -> VmId {
     let vm = v.create_vm(owner).unwrap();
-    v.create_vcpu(owner, vm, 0).unwrap();
+    v.create_vcpu(owner, vm, VcpuId(0)).unwrap();
     v.set_memory_region(owner, vm, &ram_region(0, GPA, 1, ram_page)).unwrap();
     check_invariants(v);
     vm
@@ -52,11 +53,11 @@ fn populated_vm(v: &mut TestVmm, owner: Owner, ram_page: u64) -> VmId {
 fn requests_naming(vm: VmId) -> Vec<Request> {
     vec![
         Request::DestroyVm { vm },
-        Request::CreateVcpu { vm, vcpu: 1 },
-        Request::RunVcpu { vm, vcpu: 0, entry: GPA, arg: 7 },
-        Request::StopVcpu { vm, vcpu: 0 },
-        Request::GetReg { vm, vcpu: 0, reg: 32 },
-        Request::SetReg { vm, vcpu: 0, reg: 0, value: 5 },
+        Request::CreateVcpu { vm, vcpu: VcpuId(1) },
+        Request::RunVcpu { vm, vcpu: VcpuId(0), entry: GPA, arg: 7 },
+        Request::StopVcpu { vm, vcpu: VcpuId(0) },
+        Request::GetReg { vm, vcpu: VcpuId(0), reg: 32 },
+        Request::SetReg { vm, vcpu: VcpuId(0), reg: 0, value: 5 },
         Request::IrqLine { vm, irq: 32, level: 1 },
         Request::SetMemoryRegion { vm, region: ram_region(1, GPA + 0x10_0000, 1, 100) },
         Request::CreateGuestMemfd { vm, size: 4096, flags: 0 },
@@ -95,7 +96,7 @@ fn hooks_failing_first_add(errno: Errno) -> Box<TestVmm> {
 }
 
 fn tcb_slot(v: &TestVmm, vm: VmId, vcpu: u32) -> Slot {
-    v.registry().entry(vm).unwrap().vm.vcpu_caps(vcpu).unwrap().0.slot()
+    v.registry().entry(vm).unwrap().vm.vcpu_caps(VcpuId(vcpu)).unwrap().0.slot()
 }
 
 // ---- Rule 1.1: a VM's owner is the client that created it, or internal. ----
@@ -307,7 +308,7 @@ fn a_vm_is_listed_once_its_add_succeeded() {
     assert_eq!(e.presence, Presence::Listed);
     assert_eq!(e.file_refs, 0);
     // Listed: the owner reaches it.
-    v.create_vcpu(A, vm, 0).unwrap();
+    v.create_vcpu(A, vm, VcpuId(0)).unwrap();
     check_invariants(&v);
 }
 
@@ -406,9 +407,9 @@ fn destroy_stops_vcpus_unlocks_and_releases_every_capability() {
     let mut v = world();
     let before = v.clone();
     let vm = populated_vm(&mut v, A, 0);
-    v.create_vcpu(A, vm, 1).unwrap();
-    v.run_vcpu(A, vm, 0, GPA, 0).unwrap();
-    v.run_vcpu(A, vm, 1, GPA, 1).unwrap();
+    v.create_vcpu(A, vm, VcpuId(1)).unwrap();
+    v.run_vcpu(A, vm, VcpuId(0), GPA, 0).unwrap();
+    v.run_vcpu(A, vm, VcpuId(1), GPA, 1).unwrap();
     v.set_memory_region(A, vm, &ram_region(1, GPA + 0x20_0000, 4, 8)).unwrap();
     assert_eq!(v.stage2_fault(vm, GPA, true).unwrap(), vmm::FaultOutcome::Mapped);
     v.lock_memslot(A, vm, 1, 3).unwrap();
@@ -437,7 +438,7 @@ fn destroy_tears_down_before_the_drop() {
     // happened between remove and drop: the whole teardown.
     let mut v = world();
     let vm = populated_vm(&mut v, A, 0);
-    v.run_vcpu(A, vm, 0, GPA, 0).unwrap();
+    v.run_vcpu(A, vm, VcpuId(0), GPA, 0).unwrap();
     v.lock_memslot(A, vm, 0, 1).unwrap();
     let h = v.create_guest_memfd(A, vm, 4 * 4096, 0).unwrap();
     v.set_memory_region(A, vm, &gmem_region(1, GPA + 0x10_0000, 4, h, 0)).unwrap();
@@ -538,7 +539,7 @@ fn closing_a_file_of_a_live_vm_neither_removes_nor_drops_it() {
     assert_eq!(v.registry().entry(vm).unwrap().file_refs, 0);
     assert_eq!(v.usage_count(), 1);
     // Still reachable; and its destroy now drops at once.
-    v.create_vcpu(A, vm, 0).unwrap();
+    v.create_vcpu(A, vm, VcpuId(0)).unwrap();
     v.destroy_vm(A, vm).unwrap();
     check_invariants(&v);
     assert_eq!(v.usage_count(), 0);
@@ -585,7 +586,7 @@ fn the_id_of_a_dropped_vm_does_not_name_a_later_vm() {
     let new = v.create_vm(A).unwrap();
     check_invariants(&v);
     assert_ne!(old, new);
-    fails_unchanged(&mut v, Errno::ENOENT, |v| v.create_vcpu(A, old, 0));
+    fails_unchanged(&mut v, Errno::ENOENT, |v| v.create_vcpu(A, old, VcpuId(0)));
 }
 
 // ---- Capacity: VMs per VMM instance, ENOSPC.                            ----
@@ -642,11 +643,11 @@ fn authority_is_checked_before_every_other_argument() {
     let bad_region = vmm::vm::memslots::MemoryRegion { flags: 0x8000_0000, memory_size: 1, ..Default::default() };
     type Op = fn(&mut TestVmm, Owner, VmId) -> Result<u64, vmm::Error>;
     let ops: [(&str, Op); 11] = [
-        ("create_vcpu id out of range", |v, c, vm| v.create_vcpu(c, vm, 1000).map(|_| 0)),
-        ("run of no vCPU", |v, c, vm| v.run_vcpu(c, vm, 9, 0, 0).map(|_| 0)),
-        ("stop of no vCPU", |v, c, vm| v.stop_vcpu(c, vm, 9).map(|_| 0)),
-        ("get of an unknown register", |v, c, vm| v.get_reg(c, vm, 0, 9999)),
-        ("set of an unknown register", |v, c, vm| v.set_reg(c, vm, 0, 9999, 1).map(|_| 0)),
+        ("create_vcpu id out of range", |v, c, vm| v.create_vcpu(c, vm, VcpuId(1000)).map(|_| 0)),
+        ("run of no vCPU", |v, c, vm| v.run_vcpu(c, vm, VcpuId(9), 0, 0).map(|_| 0)),
+        ("stop of no vCPU", |v, c, vm| v.stop_vcpu(c, vm, VcpuId(9)).map(|_| 0)),
+        ("get of an unknown register", |v, c, vm| v.get_reg(c, vm, VcpuId(0), 9999)),
+        ("set of an unknown register", |v, c, vm| v.set_reg(c, vm, VcpuId(0), 9999, 1).map(|_| 0)),
         ("irq out of range", |v, c, vm| v.irq_line(c, vm, 5000, 7).map(|_| 0)),
         ("unknown capability", |v, c, vm| v.enable_cap(c, vm, 999, 1).map(|_| 0)),
         ("lock with bad flags", |v, c, vm| v.lock_memslot(c, vm, 99, 0xf0).map(|_| 0)),

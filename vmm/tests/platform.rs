@@ -8,6 +8,7 @@ use common::*;
 
 use vmm::devices::DeviceError;
 use vmm::registry::VmId;
+use vmm::vm::VcpuId;
 use vmm::vm::{VcpuState, VmError};
 use vmm::{Errno, Error};
 
@@ -43,25 +44,27 @@ fn a_new_vm_has_the_devices_its_platform_registers() {
 #[test]
 fn the_cores_checks_come_before_the_platforms_run_hook() {
     let (mut v, vm) = world_with_vm(A);
-    v.create_vcpu(A, vm, 0).unwrap();
+    v.create_vcpu(A, vm, VcpuId(0)).unwrap();
     v.hooks_mut().refuse_run = Some(Errno::EIO);
     v.hooks_mut().asked.clear();
     // The core refuses first: no such VM, not the owner, no such vCPU.
     refused(&mut v, Errno::ENOENT, vmm::registry::RegistryError::NoSuchVm.into(), |v| {
-        v.run_vcpu(A, VmId(7), 0, 0x8000, 0)
+        v.run_vcpu(A, VmId(7), VcpuId(0), 0x8000, 0)
     });
-    refused(&mut v, Errno::EPERM, vmm::registry::RegistryError::NotOwner.into(), |v| v.run_vcpu(B, vm, 0, 0x8000, 0));
-    refused(&mut v, Errno::ENOENT, VmError::NoSuchVcpu.into(), |v| v.run_vcpu(A, vm, 1, 0x8000, 0));
+    refused(&mut v, Errno::EPERM, vmm::registry::RegistryError::NotOwner.into(), |v| {
+        v.run_vcpu(B, vm, VcpuId(0), 0x8000, 0)
+    });
+    refused(&mut v, Errno::ENOENT, VmError::NoSuchVcpu.into(), |v| v.run_vcpu(A, vm, VcpuId(1), 0x8000, 0));
     assert!(v.hooks().asked.is_empty(), "the platform was asked first: {:?}", v.hooks().asked);
     // Then the platform: its refusal leaves the vCPU stopped, registers and
     // all.
-    refused(&mut v, Errno::EIO, Error::Platform(Errno::EIO), |v| v.run_vcpu(A, vm, 0, 0x8000, 0));
+    refused(&mut v, Errno::EIO, Error::Platform(Errno::EIO), |v| v.run_vcpu(A, vm, VcpuId(0), 0x8000, 0));
     assert_eq!(v.hooks().asked, [format!("run {}", vm.0)]);
     v.hooks_mut().refuse_run = None;
-    v.run_vcpu(A, vm, 0, 0x8000, 0).unwrap();
-    assert_eq!(v.registry().entry(vm).unwrap().vm.vcpu_state(0), VcpuState::Running);
+    v.run_vcpu(A, vm, VcpuId(0), 0x8000, 0).unwrap();
+    assert_eq!(v.registry().entry(vm).unwrap().vm.vcpu_state(VcpuId(0)), VcpuState::Running);
     // A running vCPU is the core's refusal again, not the platform's.
     v.hooks_mut().refuse_run = Some(Errno::EIO);
-    refused(&mut v, Errno::EBUSY, VmError::VcpuRunning.into(), |v| v.run_vcpu(A, vm, 0, 0x8000, 0));
+    refused(&mut v, Errno::EBUSY, VmError::VcpuRunning.into(), |v| v.run_vcpu(A, vm, VcpuId(0), 0x8000, 0));
     check_invariants(&v);
 }

@@ -18,6 +18,7 @@ use vmm::protocol::{label, Request, Response, MAX_PAYLOAD};
 use vmm::registry::VmId;
 use vmm::vm::lock::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
 use vmm::vm::memslots::MemoryRegion;
+use vmm::vm::VcpuId;
 use vmm::vm::CAP_MEM_TAGGING;
 use vmm::{Errno, Error};
 use zerocopy::little_endian::{U32, U64};
@@ -82,7 +83,7 @@ fn payload_size(l: u64) -> Option<usize> {
 fn fixture() -> (Box<TestVmm>, VmId, u32) {
     let mut v = world();
     let vm = VmId(u32::try_from(ok(&mut v, Request::CreateVm)).unwrap());
-    ok(&mut v, Request::CreateVcpu { vm, vcpu: 0 });
+    ok(&mut v, Request::CreateVcpu { vm, vcpu: VcpuId(0) });
     ok(&mut v, Request::SetMemoryRegion { vm, region: ram_region(0, GPA, 4, 0) });
     let h = u32::try_from(ok(&mut v, Request::CreateGuestMemfd { vm, size: 4096, flags: 0 })).unwrap();
     (v, vm, h)
@@ -172,11 +173,11 @@ fn sample_requests() -> Vec<Request> {
     ] {
         out.extend([
             Request::DestroyVm { vm },
-            Request::CreateVcpu { vm, vcpu: a },
-            Request::RunVcpu { vm, vcpu: a, entry: x, arg: y },
-            Request::StopVcpu { vm, vcpu: a },
-            Request::GetReg { vm, vcpu: a, reg: b },
-            Request::SetReg { vm, vcpu: a, reg: b, value: y },
+            Request::CreateVcpu { vm, vcpu: VcpuId(a) },
+            Request::RunVcpu { vm, vcpu: VcpuId(a), entry: x, arg: y },
+            Request::StopVcpu { vm, vcpu: VcpuId(a) },
+            Request::GetReg { vm, vcpu: VcpuId(a), reg: b },
+            Request::SetReg { vm, vcpu: VcpuId(a), reg: b, value: y },
             Request::IrqLine { vm, irq: a, level: b },
             Request::SetMemoryRegion {
                 vm,
@@ -412,11 +413,11 @@ fn requests_encode_to_their_labels() {
     let want = [
         (Request::CreateVm, label::CREATE_VM),
         (Request::DestroyVm { vm }, label::DESTROY_VM),
-        (Request::CreateVcpu { vm, vcpu: 0 }, label::CREATE_VCPU),
-        (Request::RunVcpu { vm, vcpu: 0, entry: 0, arg: 0 }, label::RUN_VCPU),
-        (Request::StopVcpu { vm, vcpu: 0 }, label::STOP_VCPU),
-        (Request::GetReg { vm, vcpu: 0, reg: 0 }, label::GET_REG),
-        (Request::SetReg { vm, vcpu: 0, reg: 0, value: 0 }, label::SET_REG),
+        (Request::CreateVcpu { vm, vcpu: VcpuId(0) }, label::CREATE_VCPU),
+        (Request::RunVcpu { vm, vcpu: VcpuId(0), entry: 0, arg: 0 }, label::RUN_VCPU),
+        (Request::StopVcpu { vm, vcpu: VcpuId(0) }, label::STOP_VCPU),
+        (Request::GetReg { vm, vcpu: VcpuId(0), reg: 0 }, label::GET_REG),
+        (Request::SetReg { vm, vcpu: VcpuId(0), reg: 0, value: 0 }, label::SET_REG),
         (Request::IrqLine { vm, irq: 0, level: 0 }, label::IRQ_LINE),
         (Request::SetMemoryRegion { vm, region: MemoryRegion::default() }, label::SET_USER_MEMORY_REGION2),
         (Request::CreateGuestMemfd { vm, size: 0, flags: 0 }, label::CREATE_GUEST_MEMFD),
@@ -434,7 +435,8 @@ fn requests_encode_to_their_labels() {
 #[test]
 fn the_wire_layout_is_little_endian_in_field_order() {
     let mut buf = [0u8; MAX_PAYLOAD];
-    let req = Request::SetReg { vm: VmId(0x0403_0201), vcpu: 0x0807_0605, reg: 0x21, value: 0x1817_1615_1413_1211 };
+    let req =
+        Request::SetReg { vm: VmId(0x0403_0201), vcpu: VcpuId(0x0807_0605), reg: 0x21, value: 0x1817_1615_1413_1211 };
     let (_, n) = req.encode(&mut buf);
     let want: [u8; 24] = [
         0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x21, 0, 0, 0, 0, 0, 0, 0, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16,
@@ -490,7 +492,7 @@ fn handle_answers_with_the_errno_of_the_operation() {
     // One errno per layer: decode, registry, vCPU table.
     assert_eq!(v.handle(CA, 0, &[]).to_wire().status.get() as i64, -95);
     assert_eq!(call(&mut v, CA, Request::DestroyVm { vm: VmId(77) }), Err(Errno::ENOENT));
-    assert_eq!(call(&mut v, CA, Request::CreateVcpu { vm, vcpu: 0 }), Err(Errno::EEXIST));
+    assert_eq!(call(&mut v, CA, Request::CreateVcpu { vm, vcpu: VcpuId(0) }), Err(Errno::EEXIST));
     check_invariants(&v);
 }
 
@@ -505,7 +507,7 @@ fn the_happy_path_through_handle() {
     let vm = VmId(u32::try_from(id).unwrap());
     assert_eq!(v.registry().entry(vm).unwrap().owner, A);
 
-    assert_eq!(ok(&mut v, Request::CreateVcpu { vm, vcpu: 0 }), 0);
+    assert_eq!(ok(&mut v, Request::CreateVcpu { vm, vcpu: VcpuId(0) }), 0);
     assert_eq!(ok(&mut v, Request::SetMemoryRegion { vm, region: ram_region(0, GPA, 4, 0) }), 0);
     assert_eq!(v.registry().entry(vm).unwrap().vm.memslots.len(), 1);
 
@@ -525,21 +527,21 @@ fn the_happy_path_through_handle() {
     ok(&mut v, Request::EnableCap { vm, cap: CAP_MEM_TAGGING, arg: 0 });
     assert!(v.registry().entry(vm).unwrap().vm.mem_tagging);
 
-    assert_eq!(ok(&mut v, Request::GetReg { vm, vcpu: 0, reg: 33 }), 0x3c5);
-    ok(&mut v, Request::SetReg { vm, vcpu: 0, reg: 5, value: 0x55 });
-    assert_eq!(ok(&mut v, Request::GetReg { vm, vcpu: 0, reg: 5 }), 0x55);
-    ok(&mut v, Request::SetReg { vm, vcpu: 0, reg: 0x100, value: 0x30d0_0800 });
-    assert_eq!(ok(&mut v, Request::GetReg { vm, vcpu: 0, reg: 0x100 }), 0x30d0_0800);
+    assert_eq!(ok(&mut v, Request::GetReg { vm, vcpu: VcpuId(0), reg: 33 }), 0x3c5);
+    ok(&mut v, Request::SetReg { vm, vcpu: VcpuId(0), reg: 5, value: 0x55 });
+    assert_eq!(ok(&mut v, Request::GetReg { vm, vcpu: VcpuId(0), reg: 5 }), 0x55);
+    ok(&mut v, Request::SetReg { vm, vcpu: VcpuId(0), reg: 0x100, value: 0x30d0_0800 });
+    assert_eq!(ok(&mut v, Request::GetReg { vm, vcpu: VcpuId(0), reg: 0x100 }), 0x30d0_0800);
 
-    ok(&mut v, Request::RunVcpu { vm, vcpu: 0, entry: GPA + 0x80, arg: 0x1234 });
-    let (tcb, vc) = v.registry().entry(vm).unwrap().vm.vcpu_caps(0).unwrap();
+    ok(&mut v, Request::RunVcpu { vm, vcpu: VcpuId(0), entry: GPA + 0x80, arg: 0x1234 });
+    let (tcb, vc) = v.registry().entry(vm).unwrap().vm.vcpu_caps(VcpuId(0)).unwrap();
     assert!(v.kernel().tcb_running(tcb.slot()));
     assert_eq!(v.kernel().tcb_reg(tcb.slot(), TcbReg::Pc), Some(GPA + 0x80));
     assert_eq!(v.kernel().tcb_reg(tcb.slot(), TcbReg::X(0)), Some(0x1234));
     ok(&mut v, Request::IrqLine { vm, irq: 33, level: 1 });
     assert_eq!(v.kernel().injected(vc.slot()), [33]);
     ok(&mut v, Request::IrqLine { vm, irq: 33, level: 0 });
-    ok(&mut v, Request::StopVcpu { vm, vcpu: 0 });
+    ok(&mut v, Request::StopVcpu { vm, vcpu: VcpuId(0) });
     assert!(!v.kernel().tcb_running(tcb.slot()));
 
     ok(&mut v, Request::CloseGuestMemfd { handle: h });

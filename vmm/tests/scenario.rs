@@ -8,6 +8,7 @@ use vmm::caps::PAGE_SIZE;
 use vmm::registry::Presence;
 use vmm::vm::lock::{LOCK_READ, LOCK_WRITE};
 use vmm::vm::memslots::{LOG_DIRTY_PAGES, READONLY};
+use vmm::vm::VcpuId;
 use vmm::vm::CAP_MEM_TAGGING;
 use vmm::Errno;
 use vmm::FaultOutcome;
@@ -26,7 +27,7 @@ fn client_vm_with_private_memory_from_create_to_last_close() {
     // A client creates a VM and a vCPU.
     let vm = v.create_vm(A).unwrap();
     step(&v);
-    v.create_vcpu(A, vm, 0).unwrap();
+    v.create_vcpu(A, vm, VcpuId(0)).unwrap();
     step(&v);
 
     // Shared RAM, a read-only region, and a guest_memfd bound in two ranges.
@@ -52,7 +53,7 @@ fn client_vm_with_private_memory_from_create_to_last_close() {
     }
 
     // Run the vCPU; the guest touches private and read-only memory.
-    v.run_vcpu(A, vm, 0, RAM_GPA, 0x4400_0000).unwrap();
+    v.run_vcpu(A, vm, VcpuId(0), RAM_GPA, 0x4400_0000).unwrap();
     step(&v);
     for gpa in [PRIV0_GPA, PRIV0_GPA + 3 * PAGE_SIZE, PRIV1_GPA, PRIV1_GPA + 2 * PAGE_SIZE] {
         assert_eq!(v.stage2_fault(vm, gpa, true).unwrap(), FaultOutcome::Mapped);
@@ -85,7 +86,7 @@ fn client_vm_with_private_memory_from_create_to_last_close() {
     fails_unchanged(&mut v, Errno::EPERM, |v| v.lock_memslot(A, vm, 1, LOCK_READ | LOCK_WRITE));
     fails_unchanged(&mut v, Errno::EINVAL, |v| v.lock_memslot(A, vm, 2, LOCK_READ));
     fails_unchanged(&mut v, Errno::EPERM, |v| v.enable_cap(A, vm, CAP_MEM_TAGGING, 0));
-    fails_unchanged(&mut v, Errno::EBUSY, |v| v.run_vcpu(A, vm, 0, RAM_GPA, 0));
+    fails_unchanged(&mut v, Errno::EBUSY, |v| v.run_vcpu(A, vm, VcpuId(0), RAM_GPA, 0));
     fails_unchanged(&mut v, Errno::EPERM, |v| v.destroy_vm(B, vm));
     fails_unchanged(&mut v, Errno::EPERM, |v| v.close_guest_memfd(B, fd));
     fails_unchanged(&mut v, Errno::EPERM, |v| v.set_memory_region(B, vm, &ram_region(6, 0x2000_0000, 1, 40)));
@@ -97,7 +98,7 @@ fn client_vm_with_private_memory_from_create_to_last_close() {
     assert_eq!(v.registry().entry(vm).unwrap().presence, Presence::Removed);
     assert_eq!(v.usage_count(), 1);
     assert_eq!(&v.hooks().log[log_before..], [format!("remove {}", vm.0)]);
-    fails_unchanged(&mut v, Errno::ENOENT, |v| v.create_vcpu(A, vm, 1));
+    fails_unchanged(&mut v, Errno::ENOENT, |v| v.create_vcpu(A, vm, VcpuId(1)));
     fails_unchanged(&mut v, Errno::ENOENT, |v| v.destroy_vm(A, vm));
     assert_eq!(v.charges().charged(A), 0, "destroy unlocked everything");
     for i in 0..file.frames.len {
@@ -127,11 +128,11 @@ fn destroy_and_recreate_runs_again_from_a_clean_slate() {
     let mut v = world();
     for round in 0..3 {
         let vm = v.create_vm(A).unwrap();
-        v.create_vcpu(A, vm, 0).unwrap();
+        v.create_vcpu(A, vm, VcpuId(0)).unwrap();
         v.set_memory_region(A, vm, &ram_region(0, RAM_GPA, 8, 0)).unwrap();
         v.lock_memslot(A, vm, 0, LOCK_READ).unwrap();
-        v.run_vcpu(A, vm, 0, RAM_GPA, round).unwrap();
-        let (tcb, _) = v.registry().entry(vm).unwrap().vm.vcpu_caps(0).unwrap();
+        v.run_vcpu(A, vm, VcpuId(0), RAM_GPA, round).unwrap();
+        let (tcb, _) = v.registry().entry(vm).unwrap().vm.vcpu_caps(VcpuId(0)).unwrap();
         assert!(v.kernel().tcb_running(tcb.slot()));
         assert_eq!(v.kernel().tcb_reg(tcb.slot(), vmm::arch::aarch64::regs::TcbReg::X(0)), Some(round));
         check_invariants(&v);
@@ -160,7 +161,7 @@ fn two_clients_and_an_internal_vm_stay_apart() {
     fails_unchanged(&mut v, Errno::EINVAL, |v| v.set_memory_region(B, b, &gmem_region(0, RAM_GPA, 1, fa, 0)));
     fails_unchanged(&mut v, Errno::EINVAL, |v| v.set_memory_region(B, b, &gmem_region(0, RAM_GPA, 1, fi, 0)));
     fails_unchanged(&mut v, Errno::EPERM, |v| v.close_guest_memfd(B, fi));
-    fails_unchanged(&mut v, Errno::EPERM, |v| v.create_vcpu(B, internal, 0));
+    fails_unchanged(&mut v, Errno::EPERM, |v| v.create_vcpu(B, internal, VcpuId(0)));
     fails_unchanged(&mut v, Errno::EPERM, |v| v.destroy_vm(A, internal));
     // The two private pages are different frames, each in its own VM only.
     let pa = guest_pages(&v, a)[&RAM_GPA].0;

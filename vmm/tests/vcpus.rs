@@ -15,6 +15,7 @@ use vmm::kernel::KernelError;
 use vmm::model::Object;
 use vmm::registry::VmId;
 use vmm::vm::lock::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
+use vmm::vm::VcpuId;
 use vmm::vm::{VcpuState, CAP_MEM_TAGGING};
 use vmm::{Errno, Error};
 
@@ -31,22 +32,22 @@ const SPSR: u32 = 33;
 fn vm_with(v: &mut TestVmm, ids: &[u32]) -> VmId {
     let vm = v.create_vm(A).unwrap();
     for &id in ids {
-        v.create_vcpu(A, vm, id).unwrap();
+        v.create_vcpu(A, vm, VcpuId(id)).unwrap();
     }
     check_invariants(v);
     vm
 }
 
 fn tcb(v: &TestVmm, vm: VmId, vcpu: u32) -> Slot {
-    v.registry().entry(vm).unwrap().vm.vcpu_caps(vcpu).unwrap().0.slot()
+    v.registry().entry(vm).unwrap().vm.vcpu_caps(VcpuId(vcpu)).unwrap().0.slot()
 }
 
 fn vcpu_obj(v: &TestVmm, vm: VmId, vcpu: u32) -> Slot {
-    v.registry().entry(vm).unwrap().vm.vcpu_caps(vcpu).unwrap().1.slot()
+    v.registry().entry(vm).unwrap().vm.vcpu_caps(VcpuId(vcpu)).unwrap().1.slot()
 }
 
 fn state(v: &TestVmm, vm: VmId, vcpu: u32) -> VcpuState {
-    v.registry().entry(vm).unwrap().vm.vcpu_state(vcpu)
+    v.registry().entry(vm).unwrap().vm.vcpu_state(VcpuId(vcpu))
 }
 
 /// The TCB register behind a wire number 0..=33.
@@ -106,7 +107,7 @@ fn every_vcpu_id_below_the_limit_can_be_created() {
     let mut v = world();
     let vm = vm_with(&mut v, &[]);
     for id in 0..LIMIT {
-        v.create_vcpu(A, vm, id).unwrap();
+        v.create_vcpu(A, vm, VcpuId(id)).unwrap();
         check_invariants(&v);
         assert_eq!(state(&v, vm, id), VcpuState::Stopped);
         let t = tcb(&v, vm, id);
@@ -129,7 +130,7 @@ fn create_vcpu_at_or_above_the_limit_is_einval() {
     let vm = vm_with(&mut v, &[]);
     assert!((LIMIT as usize) < MAX_VCPUS, "the world must have a limit below the table size");
     for id in [LIMIT, LIMIT + 1, MAX_VCPUS as u32 - 1, MAX_VCPUS as u32, 1000, u32::MAX] {
-        fails_unchanged(&mut v, Errno::EINVAL, |v| v.create_vcpu(A, vm, id));
+        fails_unchanged(&mut v, Errno::EINVAL, |v| v.create_vcpu(A, vm, VcpuId(id)));
     }
 }
 
@@ -137,11 +138,11 @@ fn create_vcpu_at_or_above_the_limit_is_einval() {
 fn creating_a_vcpu_twice_is_eexist() {
     let mut v = world();
     let vm = vm_with(&mut v, &[0, 3]);
-    fails_unchanged(&mut v, Errno::EEXIST, |v| v.create_vcpu(A, vm, 0));
-    fails_unchanged(&mut v, Errno::EEXIST, |v| v.create_vcpu(A, vm, 3));
-    v.run_vcpu(A, vm, 0, GPA, 0).unwrap();
+    fails_unchanged(&mut v, Errno::EEXIST, |v| v.create_vcpu(A, vm, VcpuId(0)));
+    fails_unchanged(&mut v, Errno::EEXIST, |v| v.create_vcpu(A, vm, VcpuId(3)));
+    v.run_vcpu(A, vm, VcpuId(0), GPA, 0).unwrap();
     check_invariants(&v);
-    fails_unchanged(&mut v, Errno::EEXIST, |v| v.create_vcpu(A, vm, 0));
+    fails_unchanged(&mut v, Errno::EEXIST, |v| v.create_vcpu(A, vm, VcpuId(0)));
 }
 
 #[test]
@@ -158,7 +159,7 @@ fn a_new_vcpu_enters_at_el1h_with_interrupts_masked() {
     let vm = vm_with(&mut v, &[0, 2]);
     assert_eq!(SPSR_EL1H_MASKED, 0x3c5);
     for id in [0, 2] {
-        assert_eq!(v.get_reg(A, vm, id, SPSR).unwrap(), 0x3c5);
+        assert_eq!(v.get_reg(A, vm, VcpuId(id), SPSR).unwrap(), 0x3c5);
         assert_eq!(v.kernel().tcb_reg(tcb(&v, vm, id), TcbReg::Spsr), Some(0x3c5));
     }
 }
@@ -167,7 +168,7 @@ fn a_new_vcpu_enters_at_el1h_with_interrupts_masked() {
 fn a_vcpu_refused_by_the_kernel_changes_nothing() {
     let mut v = world();
     let vm = vm_with(&mut v, &[0]);
-    let points = each_kernel_failure_changes_nothing(&v, |v| v.create_vcpu(A, vm, 1));
+    let points = each_kernel_failure_changes_nothing(&v, |v| v.create_vcpu(A, vm, VcpuId(1)));
     assert!(points >= 4, "retype TCB, retype vCPU, bind, write SPSR: {points}");
 }
 
@@ -178,8 +179,8 @@ fn a_vcpu_refused_by_the_kernel_changes_nothing() {
 fn run_sets_pc_and_x0_and_resumes() {
     let mut v = world();
     let vm = vm_with(&mut v, &[0, 1]);
-    v.set_reg(A, vm, 0, 1, 0x1111).unwrap();
-    v.run_vcpu(A, vm, 0, 0x8000_1000, 0xdead_beef_0000_0001).unwrap();
+    v.set_reg(A, vm, VcpuId(0), 1, 0x1111).unwrap();
+    v.run_vcpu(A, vm, VcpuId(0), 0x8000_1000, 0xdead_beef_0000_0001).unwrap();
     check_invariants(&v);
     let t = tcb(&v, vm, 0);
     let m = v.kernel();
@@ -199,7 +200,7 @@ fn run_of_a_vcpu_not_created_is_enoent() {
     let mut v = world();
     let vm = vm_with(&mut v, &[0]);
     for id in [1, LIMIT - 1, LIMIT, MAX_VCPUS as u32, u32::MAX] {
-        fails_unchanged(&mut v, Errno::ENOENT, |v| v.run_vcpu(A, vm, id, GPA, 0));
+        fails_unchanged(&mut v, Errno::ENOENT, |v| v.run_vcpu(A, vm, VcpuId(id), GPA, 0));
     }
 }
 
@@ -207,10 +208,10 @@ fn run_of_a_vcpu_not_created_is_enoent() {
 fn run_of_a_running_vcpu_is_ebusy() {
     let mut v = world();
     let vm = vm_with(&mut v, &[0]);
-    v.run_vcpu(A, vm, 0, GPA, 1).unwrap();
+    v.run_vcpu(A, vm, VcpuId(0), GPA, 1).unwrap();
     check_invariants(&v);
     // A different entry and argument: nothing of them may land.
-    fails_unchanged(&mut v, Errno::EBUSY, |v| v.run_vcpu(A, vm, 0, GPA + 0x1000, 2));
+    fails_unchanged(&mut v, Errno::EBUSY, |v| v.run_vcpu(A, vm, VcpuId(0), GPA + 0x1000, 2));
     assert_eq!(v.kernel().tcb_reg(tcb(&v, vm, 0), TcbReg::Pc), Some(GPA));
 }
 
@@ -218,9 +219,9 @@ fn run_of_a_running_vcpu_is_ebusy() {
 fn run_after_stop_restarts_at_the_new_entry() {
     let mut v = world();
     let vm = vm_with(&mut v, &[0]);
-    v.run_vcpu(A, vm, 0, GPA, 1).unwrap();
-    v.stop_vcpu(A, vm, 0).unwrap();
-    v.run_vcpu(A, vm, 0, GPA + 0x2000, 2).unwrap();
+    v.run_vcpu(A, vm, VcpuId(0), GPA, 1).unwrap();
+    v.stop_vcpu(A, vm, VcpuId(0)).unwrap();
+    v.run_vcpu(A, vm, VcpuId(0), GPA + 0x2000, 2).unwrap();
     check_invariants(&v);
     let t = tcb(&v, vm, 0);
     assert!(v.kernel().tcb_running(t));
@@ -233,13 +234,13 @@ fn run_refused_by_the_kernel_changes_nothing() {
     let mut v = world();
     let vm = vm_with(&mut v, &[0]);
     // PC and x0 never written (they read as 0) ...
-    let points = each_kernel_failure_changes_nothing(&v, |v| v.run_vcpu(A, vm, 0, GPA, 9));
+    let points = each_kernel_failure_changes_nothing(&v, |v| v.run_vcpu(A, vm, VcpuId(0), GPA, 9));
     assert!(points >= 5, "read PC, read x0, write PC, write x0, resume: {points}");
     // ... and holding values that must be put back.
-    v.set_reg(A, vm, 0, PC, 0x4000).unwrap();
-    v.set_reg(A, vm, 0, 0, 0x77).unwrap();
+    v.set_reg(A, vm, VcpuId(0), PC, 0x4000).unwrap();
+    v.set_reg(A, vm, VcpuId(0), 0, 0x77).unwrap();
     check_invariants(&v);
-    let points = each_kernel_failure_changes_nothing(&v, |v| v.run_vcpu(A, vm, 0, GPA, 9));
+    let points = each_kernel_failure_changes_nothing(&v, |v| v.run_vcpu(A, vm, VcpuId(0), GPA, 9));
     assert!(points >= 5, "read PC, read x0, write PC, write x0, resume: {points}");
 }
 
@@ -250,15 +251,15 @@ fn run_refused_by_the_kernel_changes_nothing() {
 fn stop_suspends_a_running_vcpu_and_keeps_its_registers() {
     let mut v = world();
     let vm = vm_with(&mut v, &[0, 1]);
-    v.run_vcpu(A, vm, 0, GPA + 0x40, 3).unwrap();
-    v.run_vcpu(A, vm, 1, GPA + 0x80, 4).unwrap();
-    v.stop_vcpu(A, vm, 0).unwrap();
+    v.run_vcpu(A, vm, VcpuId(0), GPA + 0x40, 3).unwrap();
+    v.run_vcpu(A, vm, VcpuId(1), GPA + 0x80, 4).unwrap();
+    v.stop_vcpu(A, vm, VcpuId(0)).unwrap();
     check_invariants(&v);
     let t = tcb(&v, vm, 0);
     assert!(!v.kernel().tcb_running(t));
     assert_eq!(state(&v, vm, 0), VcpuState::Stopped);
-    assert_eq!(v.get_reg(A, vm, 0, PC).unwrap(), GPA + 0x40);
-    assert_eq!(v.get_reg(A, vm, 0, 0).unwrap(), 3);
+    assert_eq!(v.get_reg(A, vm, VcpuId(0), PC).unwrap(), GPA + 0x40);
+    assert_eq!(v.get_reg(A, vm, VcpuId(0), 0).unwrap(), 3);
     // Only that vCPU.
     assert!(v.kernel().tcb_running(tcb(&v, vm, 1)));
     assert_eq!(state(&v, vm, 1), VcpuState::Running);
@@ -270,13 +271,13 @@ fn stopping_a_stopped_vcpu_succeeds_and_changes_nothing() {
     let vm = vm_with(&mut v, &[0, 1]);
     // Never run.
     let before = v.clone();
-    v.stop_vcpu(A, vm, 0).unwrap();
+    v.stop_vcpu(A, vm, VcpuId(0)).unwrap();
     assert!(v == before, "stopping a never-run vCPU changed the state");
     // Run, then stopped.
-    v.run_vcpu(A, vm, 1, GPA, 0).unwrap();
-    v.stop_vcpu(A, vm, 1).unwrap();
+    v.run_vcpu(A, vm, VcpuId(1), GPA, 0).unwrap();
+    v.stop_vcpu(A, vm, VcpuId(1)).unwrap();
     let before = v.clone();
-    v.stop_vcpu(A, vm, 1).unwrap();
+    v.stop_vcpu(A, vm, VcpuId(1)).unwrap();
     assert!(v == before, "stopping a stopped vCPU changed the state");
     check_invariants(&v);
 }
@@ -286,7 +287,7 @@ fn stop_of_a_vcpu_not_created_is_enoent() {
     let mut v = world();
     let vm = vm_with(&mut v, &[0]);
     for id in [1, LIMIT, u32::MAX] {
-        fails_unchanged(&mut v, Errno::ENOENT, |v| v.stop_vcpu(A, vm, id));
+        fails_unchanged(&mut v, Errno::ENOENT, |v| v.stop_vcpu(A, vm, VcpuId(id)));
     }
 }
 
@@ -298,13 +299,13 @@ fn every_tcb_register_reads_back_what_was_written() {
     let mut v = world();
     let vm = vm_with(&mut v, &[0]);
     for n in 0..=SPSR {
-        v.set_reg(A, vm, 0, n, value_for(n)).unwrap();
+        v.set_reg(A, vm, VcpuId(0), n, value_for(n)).unwrap();
         check_invariants(&v);
         assert_eq!(v.kernel().tcb_reg(tcb(&v, vm, 0), tcb_reg(n)), Some(value_for(n)), "register {n} in the TCB");
     }
     // No two registers share storage.
     for n in 0..=SPSR {
-        assert_eq!(v.get_reg(A, vm, 0, n).unwrap(), value_for(n), "register {n}");
+        assert_eq!(v.get_reg(A, vm, VcpuId(0), n).unwrap(), value_for(n), "register {n}");
     }
     assert_eq!(tcb_reg(SP), TcbReg::Sp);
     assert_eq!(tcb_reg(PC), TcbReg::Pc);
@@ -316,7 +317,7 @@ fn every_vcpu_system_register_reads_back_what_was_written() {
     let vm = vm_with(&mut v, &[0]);
     for (i, r) in VcpuReg::ALL.iter().enumerate() {
         let n = VCPU_REG_BASE + i as u32;
-        v.set_reg(A, vm, 0, n, value_for(n)).unwrap();
+        v.set_reg(A, vm, VcpuId(0), n, value_for(n)).unwrap();
         check_invariants(&v);
         assert_eq!(model_vcpu_reg(&v, vm, 0, *r), value_for(n), "{r:?} in the vCPU object");
     }
@@ -328,7 +329,7 @@ fn every_vcpu_system_register_reads_back_what_was_written() {
         } else {
             0
         };
-        assert_eq!(v.get_reg(A, vm, 0, n).unwrap(), want, "register {n:#x}");
+        assert_eq!(v.get_reg(A, vm, VcpuId(0), n).unwrap(), want, "register {n:#x}");
     }
 }
 
@@ -336,11 +337,11 @@ fn every_vcpu_system_register_reads_back_what_was_written() {
 fn registers_are_per_vcpu() {
     let mut v = world();
     let vm = vm_with(&mut v, &[0, 1]);
-    v.set_reg(A, vm, 0, 5, 55).unwrap();
-    v.set_reg(A, vm, 0, VCPU_REG_BASE, 66).unwrap();
+    v.set_reg(A, vm, VcpuId(0), 5, 55).unwrap();
+    v.set_reg(A, vm, VcpuId(0), VCPU_REG_BASE, 66).unwrap();
     check_invariants(&v);
-    assert_eq!(v.get_reg(A, vm, 1, 5).unwrap(), 0);
-    assert_eq!(v.get_reg(A, vm, 1, VCPU_REG_BASE).unwrap(), 0);
+    assert_eq!(v.get_reg(A, vm, VcpuId(1), 5).unwrap(), 0);
+    assert_eq!(v.get_reg(A, vm, VcpuId(1), VCPU_REG_BASE).unwrap(), 0);
 }
 
 #[test]
@@ -349,8 +350,8 @@ fn unknown_register_numbers_are_einval() {
     let vm = vm_with(&mut v, &[0]);
     let end = VCPU_REG_BASE + VcpuReg::ALL.len() as u32;
     for n in [SPSR + 1, 64, VCPU_REG_BASE - 1, end, end + 1, 0x1ff, 0x8000_0000, u32::MAX] {
-        fails_unchanged(&mut v, Errno::EINVAL, |v| v.get_reg(A, vm, 0, n));
-        fails_unchanged(&mut v, Errno::EINVAL, |v| v.set_reg(A, vm, 0, n, 1));
+        fails_unchanged(&mut v, Errno::EINVAL, |v| v.get_reg(A, vm, VcpuId(0), n));
+        fails_unchanged(&mut v, Errno::EINVAL, |v| v.set_reg(A, vm, VcpuId(0), n, 1));
     }
 }
 
@@ -360,8 +361,8 @@ fn registers_of_a_vcpu_not_created_are_enoent() {
     let vm = vm_with(&mut v, &[0]);
     for id in [1, LIMIT, u32::MAX] {
         for n in [0, PC, VCPU_REG_BASE] {
-            fails_unchanged(&mut v, Errno::ENOENT, |v| v.get_reg(A, vm, id, n));
-            fails_unchanged(&mut v, Errno::ENOENT, |v| v.set_reg(A, vm, id, n, 1));
+            fails_unchanged(&mut v, Errno::ENOENT, |v| v.get_reg(A, vm, VcpuId(id), n));
+            fails_unchanged(&mut v, Errno::ENOENT, |v| v.set_reg(A, vm, VcpuId(id), n, 1));
         }
     }
 }
@@ -371,7 +372,7 @@ fn set_reg_refused_by_the_kernel_changes_nothing() {
     let mut v = world();
     let vm = vm_with(&mut v, &[0]);
     for n in [0, PC, VCPU_REG_BASE] {
-        let points = each_kernel_failure_changes_nothing(&v, |v| v.set_reg(A, vm, 0, n, 42));
+        let points = each_kernel_failure_changes_nothing(&v, |v| v.set_reg(A, vm, VcpuId(0), n, 42));
         assert!(points >= 1);
     }
 }
@@ -467,7 +468,7 @@ fn a_rising_edge_with_no_vcpu_0_is_enoent_and_leaves_the_line_low() {
     fails_unchanged(&mut v, Errno::ENOENT, |v| v.irq_line(A, vm, 40, 1));
     assert!(!v.registry().entry(vm).unwrap().vm.irq_level(40));
     // The line was not left high: once vCPU 0 exists, raising it injects.
-    v.create_vcpu(A, vm, 0).unwrap();
+    v.create_vcpu(A, vm, VcpuId(0)).unwrap();
     v.irq_line(A, vm, 40, 1).unwrap();
     check_invariants(&v);
     assert_eq!(v.kernel().injected(vcpu_obj(&v, vm, 0)), [40]);

@@ -26,6 +26,7 @@ use vmm::registry::VmId;
 use vmm::vm::guest_memfd::GmemHandle;
 use vmm::vm::lock::{LOCK_READ, LOCK_WRITE};
 use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD, READONLY};
+use vmm::vm::VcpuId;
 use vmm::vm::CAP_MEM_TAGGING;
 use vmm::Errno;
 
@@ -107,7 +108,7 @@ impl Scenario {
         let _ = c.check(format_args!("destroy VM {}", vm.0), call(&Request::DestroyVm { vm }), Want::Ok);
         let _ = c.check(
             format_args!("create a vCPU of the destroyed VM {}", vm.0),
-            call(&Request::CreateVcpu { vm, vcpu: 0 }),
+            call(&Request::CreateVcpu { vm, vcpu: VcpuId(0) }),
             Want::Err(Errno::ENOENT),
         );
         for fd in files {
@@ -179,7 +180,7 @@ impl Scenario {
     fn create_vcpu(&mut self, vm: VmId) {
         let _ = self.c.check(
             format_args!("create vCPU 0 of VM {}", vm.0),
-            call(&Request::CreateVcpu { vm, vcpu: 0 }),
+            call(&Request::CreateVcpu { vm, vcpu: VcpuId(0) }),
             Want::Ok,
         );
     }
@@ -274,7 +275,7 @@ impl Scenario {
         let entry = self.plan.manifest.entry;
         let _ = self.c.check(
             format_args!("run vCPU 0 of VM {} at {entry:#x}, {how}", vm.0),
-            call(&Request::RunVcpu { vm, vcpu: 0, entry, arg: mode }),
+            call(&Request::RunVcpu { vm, vcpu: VcpuId(0), entry, arg: mode }),
             Want::Ok,
         );
     }
@@ -288,7 +289,7 @@ impl Scenario {
         let err = Want::Err;
 
         let _ = c.check(format_args!("unknown label"), call_raw(NO_SUCH_LABEL, &[], 0), err(Errno::EOPNOTSUPP));
-        let (l, payload, len) = encode(&Request::RunVcpu { vm, vcpu: 0, entry, arg: 0 });
+        let (l, payload, len) = encode(&Request::RunVcpu { vm, vcpu: VcpuId(0), entry, arg: 0 });
         let short = (len / 8).saturating_sub(1);
         let _ = c.check(
             format_args!("RUN_VCPU with a short payload ({short} of {} words)", len / 8),
@@ -312,17 +313,17 @@ impl Scenario {
         let vcpus = plan.manifest.vcpus;
         let _ = c.check(
             format_args!("create vCPU {vcpus}, beyond the VM's {vcpus}"),
-            call(&Request::CreateVcpu { vm, vcpu: vcpus }),
+            call(&Request::CreateVcpu { vm, vcpu: VcpuId(vcpus) }),
             err(Errno::EINVAL),
         );
         let _ = c.check(
             format_args!("create vCPU 0 again"),
-            call(&Request::CreateVcpu { vm, vcpu: 0 }),
+            call(&Request::CreateVcpu { vm, vcpu: VcpuId(0) }),
             err(Errno::EEXIST),
         );
         let _ = c.check(
             format_args!("run vCPU 0 while it runs"),
-            call(&Request::RunVcpu { vm, vcpu: 0, entry, arg: 0 }),
+            call(&Request::RunVcpu { vm, vcpu: VcpuId(0), entry, arg: 0 }),
             err(Errno::EBUSY),
         );
 
@@ -426,7 +427,7 @@ impl Scenario {
         );
         let _ = c.check(
             format_args!("read register {NO_SUCH_REG:#x}, which does not exist"),
-            call(&Request::GetReg { vm, vcpu: 0, reg: NO_SUCH_REG }),
+            call(&Request::GetReg { vm, vcpu: VcpuId(0), reg: NO_SUCH_REG }),
             err(Errno::EINVAL),
         );
     }

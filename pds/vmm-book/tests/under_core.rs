@@ -15,6 +15,7 @@ use vmm::registry::{Owner, VmId};
 use vmm::vm::guest_memfd::GmemHandle;
 use vmm::vm::lock::{LOCK_READ, LOCK_WRITE};
 use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD};
+use vmm::vm::VcpuId;
 use vmm::FaultOutcome;
 use vmm::{Errno, Vmm};
 use vmm_book::{Book, StaticMap, CORE_SLOTS, RAM_FRAME_SLOTS};
@@ -163,7 +164,7 @@ fn ram_region(id: u32, gpa: u64, size: u64, uaddr: u64) -> MemoryRegion {
 /// running; returns the VM and its guest_memfd.
 fn set_up(vmm: &mut Vmm<HostKernel, NoHooks>, lock: bool) -> (VmId, GmemHandle) {
     let vm = vmm.create_vm(ME).unwrap();
-    vmm.create_vcpu(ME, vm, 0).unwrap();
+    vmm.create_vcpu(ME, vm, VcpuId(0)).unwrap();
     vmm.set_memory_region(ME, vm, &ram_region(0, RAM_GPA, HALF, RAM_VMM)).unwrap();
     vmm.set_memory_region(ME, vm, &ram_region(2, RAM_GPA + HALF, HALF, RAM_VMM + HALF)).unwrap();
     let fd = vmm.create_guest_memfd(ME, vm, PRIVATE_SIZE, 0).unwrap();
@@ -191,7 +192,7 @@ fn the_internal_vm_builds_from_its_manifest_and_starts_body() {
     let m = manifest(true);
     let mut vmm = vmm_for(&m);
     let id = vmm.build_from_manifest(&m, Owner::Internal, Some(0)).unwrap();
-    assert_eq!(vmm.vcpu_by_tcb(vmm.kernel().book.tcb_slot_of(0).unwrap()), Some((id, 0)));
+    assert_eq!(vmm.vcpu_by_tcb(vmm.kernel().book.tcb_slot_of(0).unwrap()), Some((id, VcpuId(0))));
     // Its guest_memfd was created before the vCPU ran; a second VM cannot
     // have Microkit's one VSpace.
     assert_eq!(errno(vmm.create_vm(Owner::Internal)), Errno::EOPNOTSUPP);
@@ -210,7 +211,7 @@ fn the_client_scenario_runs_and_leaves_nothing_behind_body() {
     assert_eq!(vmm.kernel().book.frames_mapped(), 256);
     assert_eq!(errno(vmm.lock_memslot(ME, vm, 0, LOCK_READ)), Errno::ENOMEM);
     assert_eq!(errno(vmm.lock_memslot(ME, vm, 1, LOCK_READ)), Errno::EINVAL);
-    vmm.run_vcpu(ME, vm, 0, RAM_GPA, 0).unwrap();
+    vmm.run_vcpu(ME, vm, VcpuId(0), RAM_GPA, 0).unwrap();
     // Guest faults in described slots map (the guest had them already).
     assert_eq!(vmm.stage2_fault(vm, RAM_GPA + 0x3000, true).unwrap(), FaultOutcome::Mapped);
     assert_eq!(vmm.stage2_fault(vm, PRIVATE_GPA + 0x8000, true).unwrap(), FaultOutcome::Mapped);
@@ -221,7 +222,7 @@ fn the_client_scenario_runs_and_leaves_nothing_behind_body() {
 
     // Re-created: the guest has run, so a new guest_memfd cannot be zeroed.
     let vm = vmm.create_vm(ME).unwrap();
-    vmm.create_vcpu(ME, vm, 0).unwrap();
+    vmm.create_vcpu(ME, vm, VcpuId(0)).unwrap();
     vmm.set_memory_region(ME, vm, &ram_region(2, RAM_GPA + HALF, HALF, RAM_VMM + HALF)).unwrap();
     assert_eq!(errno(vmm.create_guest_memfd(ME, vm, PRIVATE_SIZE, 0)), Errno::EOPNOTSUPP);
     vmm.lock_memslot(ME, vm, 2, LOCK_READ).unwrap();

@@ -10,6 +10,7 @@ use vmm::config::ClientId;
 use vmm::manifest::Manifest;
 use vmm::protocol::Response;
 use vmm::registry::{Owner, VmId};
+use vmm::vm::VcpuId;
 use vmm::ExitAction;
 use vmm::Vmm;
 
@@ -26,7 +27,7 @@ use crate::vcpu_caps::{VmVcpu, MAX_VCPU_ID};
 type Core = Vmm<MicrokitKernel, MicrokitPlatform>;
 
 /// The core's VM and vCPU of each Microkit vCPU, indexed by its id.
-type VcpuMap = [Option<(VmId, u32)>; MAX_VCPU_ID as usize + 1];
+type VcpuMap = [Option<(VmId, VcpuId)>; MAX_VCPU_ID as usize + 1];
 
 /// What a fault asks of the Microkit event loop.
 pub enum Reply {

@@ -17,6 +17,7 @@ use crate::errno::Errno;
 use crate::registry::VmId;
 use crate::vm::guest_memfd::GmemHandle;
 use crate::vm::memslots::MemoryRegion;
+use crate::vm::VcpuId;
 use wire::*;
 
 /// Operation labels.
@@ -69,14 +70,14 @@ pub enum Request {
         /// The VM.
         vm: VmId,
         /// The vCPU id.
-        vcpu: u32,
+        vcpu: VcpuId,
     },
     /// RUN_VCPU.
     RunVcpu {
         /// The VM.
         vm: VmId,
         /// The vCPU id.
-        vcpu: u32,
+        vcpu: VcpuId,
         /// Entry point.
         entry: u64,
         /// x0.
@@ -87,14 +88,14 @@ pub enum Request {
         /// The VM.
         vm: VmId,
         /// The vCPU id.
-        vcpu: u32,
+        vcpu: VcpuId,
     },
     /// GET_REG.
     GetReg {
         /// The VM.
         vm: VmId,
         /// The vCPU id.
-        vcpu: u32,
+        vcpu: VcpuId,
         /// Register number.
         reg: u32,
     },
@@ -103,7 +104,7 @@ pub enum Request {
         /// The VM.
         vm: VmId,
         /// The vCPU id.
-        vcpu: u32,
+        vcpu: VcpuId,
         /// Register number.
         reg: u32,
         /// Value.
@@ -201,7 +202,7 @@ impl Request {
             }
             CREATE_VCPU | STOP_VCPU => {
                 let w: VcpuArg = read(payload)?;
-                let (vm, vcpu) = (VmId(w.vm.get()), w.vcpu.get());
+                let (vm, vcpu) = (VmId(w.vm.get()), VcpuId(w.vcpu.get()));
                 if label == CREATE_VCPU {
                     Request::CreateVcpu { vm, vcpu }
                 } else {
@@ -210,17 +211,27 @@ impl Request {
             }
             RUN_VCPU => {
                 let w: RunVcpu = read(payload)?;
-                Request::RunVcpu { vm: VmId(w.vm.get()), vcpu: w.vcpu.get(), entry: w.entry.get(), arg: w.arg.get() }
+                Request::RunVcpu {
+                    vm: VmId(w.vm.get()),
+                    vcpu: VcpuId(w.vcpu.get()),
+                    entry: w.entry.get(),
+                    arg: w.arg.get(),
+                }
             }
             GET_REG => {
                 let w: GetReg = read(payload)?;
                 zero(w.pad.get())?;
-                Request::GetReg { vm: VmId(w.vm.get()), vcpu: w.vcpu.get(), reg: w.reg.get() }
+                Request::GetReg { vm: VmId(w.vm.get()), vcpu: VcpuId(w.vcpu.get()), reg: w.reg.get() }
             }
             SET_REG => {
                 let w: SetReg = read(payload)?;
                 zero(w.pad.get())?;
-                Request::SetReg { vm: VmId(w.vm.get()), vcpu: w.vcpu.get(), reg: w.reg.get(), value: w.value.get() }
+                Request::SetReg {
+                    vm: VmId(w.vm.get()),
+                    vcpu: VcpuId(w.vcpu.get()),
+                    reg: w.reg.get(),
+                    value: w.value.get(),
+                }
             }
             IRQ_LINE => {
                 let w: IrqLine = read(payload)?;
@@ -285,20 +296,24 @@ impl Request {
         match *self {
             Request::CreateVm => put(out, CREATE_VM, CreateVm::default()),
             Request::DestroyVm { vm } => put(out, DESTROY_VM, VmArg { vm: u32le(vm.0), ..Default::default() }),
-            Request::CreateVcpu { vm, vcpu } => put(out, CREATE_VCPU, VcpuArg { vm: u32le(vm.0), vcpu: u32le(vcpu) }),
-            Request::StopVcpu { vm, vcpu } => put(out, STOP_VCPU, VcpuArg { vm: u32le(vm.0), vcpu: u32le(vcpu) }),
-            Request::RunVcpu { vm, vcpu, entry, arg } => {
-                put(out, RUN_VCPU, RunVcpu { vm: u32le(vm.0), vcpu: u32le(vcpu), entry: u64le(entry), arg: u64le(arg) })
-            }
-            Request::GetReg { vm, vcpu, reg } => {
-                put(out, GET_REG, GetReg { vm: u32le(vm.0), vcpu: u32le(vcpu), reg: u32le(reg), ..Default::default() })
-            }
+            Request::CreateVcpu { vm, vcpu } => put(out, CREATE_VCPU, VcpuArg { vm: u32le(vm.0), vcpu: u32le(vcpu.0) }),
+            Request::StopVcpu { vm, vcpu } => put(out, STOP_VCPU, VcpuArg { vm: u32le(vm.0), vcpu: u32le(vcpu.0) }),
+            Request::RunVcpu { vm, vcpu, entry, arg } => put(
+                out,
+                RUN_VCPU,
+                RunVcpu { vm: u32le(vm.0), vcpu: u32le(vcpu.0), entry: u64le(entry), arg: u64le(arg) },
+            ),
+            Request::GetReg { vm, vcpu, reg } => put(
+                out,
+                GET_REG,
+                GetReg { vm: u32le(vm.0), vcpu: u32le(vcpu.0), reg: u32le(reg), ..Default::default() },
+            ),
             Request::SetReg { vm, vcpu, reg, value } => put(
                 out,
                 SET_REG,
                 SetReg {
                     vm: u32le(vm.0),
-                    vcpu: u32le(vcpu),
+                    vcpu: u32le(vcpu.0),
                     reg: u32le(reg),
                     value: u64le(value),
                     ..Default::default()

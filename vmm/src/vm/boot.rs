@@ -15,6 +15,7 @@ use crate::manifest::Manifest;
 use crate::platform::Platform;
 use crate::registry::{Caller, VmId};
 use crate::vm::guest_memfd::GmemHandle;
+use crate::vm::VcpuId;
 use crate::Vmm;
 
 /// Which part of the manifest a rule refused, and why.
@@ -68,7 +69,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
 
     fn populate(&mut self, m: &Manifest, owner: Caller, id: VmId, start: Option<u64>) -> Result<(), BootError> {
         for v in 0..m.vcpus {
-            self.create_vcpu(owner, id, v).map_err(|e| BootError::Vcpu(v, e))?;
+            self.create_vcpu(owner, id, VcpuId(v)).map_err(|e| BootError::Vcpu(v, e))?;
         }
         let mut handles: heapless::Vec<GmemHandle, { crate::config::MAX_GMEM_FILES }> = heapless::Vec::new();
         for (n, f) in m.files.iter().enumerate() {
@@ -85,7 +86,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
                 .map_err(|e| BootError::Device(n, e))?;
         }
         if let Some(arg) = start {
-            self.run_vcpu(owner, id, 0, m.entry, arg).map_err(BootError::Start)?;
+            self.run_vcpu(owner, id, VcpuId(0), m.entry, arg).map_err(BootError::Start)?;
         }
         Ok(())
     }

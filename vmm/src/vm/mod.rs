@@ -26,7 +26,7 @@ use crate::registry::{Caller, RegistryError, VmId};
 use crate::Vmm;
 use memslots::MemslotTable;
 use stage2::Stage2;
-pub use vcpu::{Vcpu, VcpuState};
+pub use vcpu::{Vcpu, VcpuId, VcpuState};
 
 /// Slots in a VM's own run.
 pub const VM_FIXED_SLOTS: u64 = 1 + 2 * MAX_VCPUS as u64 + MAX_PAGE_TABLES;
@@ -86,7 +86,7 @@ pub struct Vm {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Boot {
     /// The vCPU that ran first.
-    pub vcpu: u32,
+    pub vcpu: VcpuId,
     /// Its entry point.
     pub entry: u64,
     /// Its x0.
@@ -122,31 +122,31 @@ impl Vm {
     }
 
     /// vCPU `id`, created or not (None for ids at or above `MAX_VCPUS`).
-    pub fn vcpu(&self, id: u32) -> Option<&Vcpu> {
-        self.vcpus.get(usize::try_from(id).ok()?)
+    pub fn vcpu(&self, id: VcpuId) -> Option<&Vcpu> {
+        self.vcpus.get(id.index()?)
     }
 
-    pub(crate) fn vcpu_mut(&mut self, id: u32) -> Option<&mut Vcpu> {
-        self.vcpus.get_mut(usize::try_from(id).ok()?)
+    pub(crate) fn vcpu_mut(&mut self, id: VcpuId) -> Option<&mut Vcpu> {
+        self.vcpus.get_mut(id.index()?)
     }
 
     /// Every vCPU slot with its id, created or not.
-    pub fn vcpus(&self) -> impl Iterator<Item = (u32, &Vcpu)> {
-        (0..).zip(self.vcpus.iter())
+    pub fn vcpus(&self) -> impl Iterator<Item = (VcpuId, &Vcpu)> {
+        (0..).map(VcpuId).zip(self.vcpus.iter())
     }
 
     /// The TCB and vCPU capabilities of vCPU `id`.
-    pub fn vcpu_caps(&self, id: u32) -> Option<(TcbCap, VCpuCap)> {
+    pub fn vcpu_caps(&self, id: VcpuId) -> Option<(TcbCap, VCpuCap)> {
         self.vcpu(id).map(Vcpu::caps)
     }
 
     /// The state of vCPU `id` (Absent for ids out of range).
-    pub fn vcpu_state(&self, id: u32) -> VcpuState {
+    pub fn vcpu_state(&self, id: VcpuId) -> VcpuState {
         self.vcpu(id).map_or(VcpuState::Absent, Vcpu::state)
     }
 
     /// Sets the state of vCPU `id` (ignored for ids out of range).
-    pub(crate) fn set_vcpu_state(&mut self, id: u32, state: VcpuState) {
+    pub(crate) fn set_vcpu_state(&mut self, id: VcpuId, state: VcpuState) {
         if let Some(v) = self.vcpu_mut(id) {
             v.state = state;
         }
@@ -233,7 +233,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
                 first.get_or_insert(e);
             }
         };
-        for vcpu in 0..MAX_VCPUS as u32 {
+        for vcpu in (0..MAX_VCPUS as u32).map(VcpuId) {
             if let (VcpuState::Running, Some((tcb, _))) = (vm.vcpu_state(vcpu), vm.vcpu_caps(vcpu)) {
                 note(k.tcb_suspend(tcb));
                 vm.set_vcpu_state(vcpu, VcpuState::Stopped);
@@ -266,7 +266,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
             }
             let _ = self.cspace.free(slot.map_caps);
         }
-        for vcpu in 0..MAX_VCPUS as u32 {
+        for vcpu in (0..MAX_VCPUS as u32).map(VcpuId) {
             if let (VcpuState::Stopped, Some((tcb, vc))) = (vm.vcpu_state(vcpu), vm.vcpu_caps(vcpu)) {
                 note(k.cnode_delete(tcb.slot()));
                 note(k.cnode_delete(vc.slot()));

@@ -18,6 +18,24 @@ use crate::vm::lock::LockError;
 use crate::vm::{Boot, VmError, CAP_MEM_TAGGING};
 use crate::Vmm;
 
+/// A vCPU's id within its VM: `0..` the VM's vCPU limit, and the Aff0 of
+/// the MPIDR the guest sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VcpuId(pub u32);
+
+impl VcpuId {
+    /// Its index in a VM's vCPU array.
+    pub(crate) fn index(self) -> Option<usize> {
+        usize::try_from(self.0).ok()
+    }
+}
+
+impl core::fmt::Display for VcpuId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// Where a vCPU is in its life. This is also its PSCI state: a vCPU that
 /// called CPU_OFF, or that a reset stopped, is `Stopped` and CPU_ON starts
 /// it again.
@@ -62,10 +80,10 @@ impl Vcpu {
 impl<K: Kernel, A: Platform> Vmm<K, A> {
     /// CREATE_VCPU: a TCB and a vCPU object, bound to the VM's VSpace, set to
     /// enter at EL1h.
-    pub fn create_vcpu(&mut self, caller: Caller, id: VmId, vcpu: u32) -> Result<(), Error> {
+    pub fn create_vcpu(&mut self, caller: Caller, id: VmId, vcpu: VcpuId) -> Result<(), Error> {
         let limit = self.config.vcpu_limit;
         let vm = &mut self.registry.get_mut(caller, id)?.vm;
-        if vcpu >= limit {
+        if vcpu.0 >= limit {
             return Err(VmError::VcpuIdOutOfRange.into());
         }
         if vm.vcpu_state(vcpu) != VcpuState::Absent {
@@ -92,7 +110,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
     }
 
     /// RUN: restart the vCPU at `entry` with `arg` in x0.
-    pub fn run_vcpu(&mut self, caller: Caller, id: VmId, vcpu: u32, entry: u64, arg: u64) -> Result<(), Error> {
+    pub fn run_vcpu(&mut self, caller: Caller, id: VmId, vcpu: VcpuId, entry: u64, arg: u64) -> Result<(), Error> {
         let vm = &mut self.registry.get_mut(caller, id)?.vm;
         match vm.vcpu_state(vcpu) {
             VcpuState::Absent => return Err(VmError::NoSuchVcpu.into()),
@@ -123,7 +141,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
     }
 
     /// STOP: suspend; stopping a stopped vCPU succeeds and does nothing.
-    pub fn stop_vcpu(&mut self, caller: Caller, id: VmId, vcpu: u32) -> Result<(), Error> {
+    pub fn stop_vcpu(&mut self, caller: Caller, id: VmId, vcpu: VcpuId) -> Result<(), Error> {
         let vm = &mut self.registry.get_mut(caller, id)?.vm;
         match vm.vcpu_state(vcpu) {
             VcpuState::Absent => Err(VmError::NoSuchVcpu.into()),
@@ -139,7 +157,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
 
     /// Marks vCPU `vcpu` of VM `id` stopped after the guest stopped it
     /// (a fault left unanswered, PSCI CPU_OFF or SYSTEM_OFF).
-    pub(crate) fn vcpu_stopped(&mut self, id: VmId, vcpu: u32) {
+    pub(crate) fn vcpu_stopped(&mut self, id: VmId, vcpu: VcpuId) {
         if let Some(e) = self.registry.entry_mut(id) {
             if e.vm.vcpu_state(vcpu) == VcpuState::Running {
                 e.vm.set_vcpu_state(vcpu, VcpuState::Stopped);
@@ -148,7 +166,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
     }
 
     /// GET_REG.
-    pub fn get_reg(&mut self, caller: Caller, id: VmId, vcpu: u32, reg: u32) -> Result<u64, Error> {
+    pub fn get_reg(&mut self, caller: Caller, id: VmId, vcpu: VcpuId, reg: u32) -> Result<u64, Error> {
         let vm = &mut self.registry.get_mut(caller, id)?.vm;
         let reg = Reg::from_wire(reg).ok_or(VmError::BadRegister)?;
         if vm.vcpu_state(vcpu) == VcpuState::Absent {
@@ -162,7 +180,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
     }
 
     /// SET_REG.
-    pub fn set_reg(&mut self, caller: Caller, id: VmId, vcpu: u32, reg: u32, value: u64) -> Result<(), Error> {
+    pub fn set_reg(&mut self, caller: Caller, id: VmId, vcpu: VcpuId, reg: u32, value: u64) -> Result<(), Error> {
         let vm = &mut self.registry.get_mut(caller, id)?.vm;
         let reg = Reg::from_wire(reg).ok_or(VmError::BadRegister)?;
         if vm.vcpu_state(vcpu) == VcpuState::Absent {

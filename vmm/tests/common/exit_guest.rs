@@ -5,6 +5,7 @@ use vmm::devices::pl011::{self, Pl011};
 use vmm::devices::Device;
 use vmm::registry::{Owner, VmId};
 use vmm::vm::memslots::READONLY;
+use vmm::vm::VcpuId;
 
 use super::{check_invariants, ram_region, TestVmm};
 
@@ -24,14 +25,14 @@ pub const UART: u64 = 0x0900_0000;
 pub fn guest(v: &mut TestVmm, owner: Owner, ram: u64, vcpus: u32, boot_arg: u64) -> VmId {
     let vm = v.create_vm(owner).unwrap();
     for i in 0..vcpus {
-        v.create_vcpu(owner, vm, i).unwrap();
+        v.create_vcpu(owner, vm, VcpuId(i)).unwrap();
     }
     v.set_memory_region(owner, vm, &ram_region(0, RAM_GPA, SLOT_PAGES, ram)).unwrap();
     let mut rom = ram_region(1, ROM_GPA, ROM_PAGES, ram + SLOT_PAGES);
     rom.flags = READONLY;
     v.set_memory_region(owner, vm, &rom).unwrap();
     v.register_device(owner, vm, UART, pl011::SIZE, Device::Pl011(Pl011::new())).unwrap();
-    v.run_vcpu(owner, vm, 0, RAM_GPA, boot_arg).unwrap();
+    v.run_vcpu(owner, vm, VcpuId(0), RAM_GPA, boot_arg).unwrap();
     check_invariants(v);
     vm
 }

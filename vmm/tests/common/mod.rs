@@ -17,6 +17,8 @@ use vmm::platform::Platform;
 use vmm::registry::{Owner, VmId};
 pub use vmm::vm::guest_memfd::GmemHandle;
 use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD};
+#[allow(unused_imports)] // not every test binary names a vCPU
+pub use vmm::vm::VcpuId;
 use vmm::{Errno, Error, Vmm};
 
 /// The VMM's own VSpace.

@@ -19,7 +19,7 @@ use vmm::caps::{Rights, TcbCap, PAGE_SIZE};
 use vmm::devices::pl011::{reg as pl011, Console};
 use vmm::kernel::Kernel;
 use vmm::registry::{Presence, VmId};
-use vmm::vm::VcpuState;
+use vmm::vm::{VcpuId, VcpuState};
 use vmm::ExitAction;
 
 use super::script::GuestOp;
@@ -47,14 +47,14 @@ impl Console for Buffer<'_> {
 /// only listed VM that has that vCPU.
 pub fn resolve(v: &ModelVmm, vm: Option<VmId>, vcpu: u32) -> Option<(VmId, TcbCap)> {
     let has = |e: &&vmm::registry::Entry<vmm::vm::Vm>| {
-        e.presence == Presence::Listed && e.vm.vcpu_state(vcpu) != VcpuState::Absent
+        e.presence == Presence::Listed && e.vm.vcpu_state(VcpuId(vcpu)) != VcpuState::Absent
     };
     let mut found = v.registry().entries().filter(has).filter(|e| vm.is_none_or(|id| e.id == id));
     let e = found.next()?;
     if found.next().is_some() {
         return None;
     }
-    e.vm.vcpu_caps(vcpu).map(|(tcb, _)| (e.id, tcb))
+    e.vm.vcpu_caps(VcpuId(vcpu)).map(|(tcb, _)| (e.id, tcb))
 }
 
 /// Runs `op` on vCPU `vcpu` of the VM; `None` if that vCPU is not running
@@ -90,7 +90,7 @@ impl Guest<'_> {
 
     fn exit(&mut self, label: u64, mrs: &[u64]) -> ExitAction {
         let inst = &mut *self.inst;
-        inst.vmm.handle_exit(self.id, self.vcpu, label, mrs, &mut Buffer(&mut inst.console))
+        inst.vmm.handle_exit(self.id, VcpuId(self.vcpu), label, mrs, &mut Buffer(&mut inst.console))
     }
 
     fn op(&mut self, op: &GuestOp) -> Result<ExitAction, String> {

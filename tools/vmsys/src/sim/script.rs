@@ -22,6 +22,7 @@ use vmm::registry::VmId;
 use vmm::vm::guest_memfd::GmemHandle;
 use vmm::vm::lock::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
 use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD, LOG_DIRTY_PAGES, READONLY};
+use vmm::vm::VcpuId;
 use vmm::vm::CAP_MEM_TAGGING;
 use vmm::Errno;
 
@@ -412,13 +413,16 @@ fn request(tokens: &[Token]) -> Result<(Sent, Option<usize>, &'static str), Stri
             Request::CreateVm
         }
         "destroy_vm" => Request::DestroyVm { vm: a.vm()? },
-        "create_vcpu" => Request::CreateVcpu { vm: a.vm()?, vcpu: a.u32("vcpu")? },
-        "run_vcpu" => {
-            Request::RunVcpu { vm: a.vm()?, vcpu: a.u32("vcpu")?, entry: a.num("entry")?, arg: a.num_or("arg", 0)? }
-        }
-        "stop_vcpu" => Request::StopVcpu { vm: a.vm()?, vcpu: a.u32("vcpu")? },
+        "create_vcpu" => Request::CreateVcpu { vm: a.vm()?, vcpu: VcpuId(a.u32("vcpu")?) },
+        "run_vcpu" => Request::RunVcpu {
+            vm: a.vm()?,
+            vcpu: VcpuId(a.u32("vcpu")?),
+            entry: a.num("entry")?,
+            arg: a.num_or("arg", 0)?,
+        },
+        "stop_vcpu" => Request::StopVcpu { vm: a.vm()?, vcpu: VcpuId(a.u32("vcpu")?) },
         "get_reg" | "set_reg" => {
-            let (vm, vcpu) = (a.vm()?, a.u32("vcpu")?);
+            let (vm, vcpu) = (a.vm()?, VcpuId(a.u32("vcpu")?));
             let name = a.take("reg").ok_or("`reg=` is missing")?;
             let reg = register(&name).ok_or(format!("`reg={name}` is not a register"))?;
             if op == "get_reg" {

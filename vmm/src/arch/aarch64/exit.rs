@@ -25,7 +25,7 @@ use crate::error::Error;
 use crate::kernel::{During, Invocation, Kernel, KernelError, Refused};
 use crate::platform::Platform;
 use crate::registry::{Caller, Owner, Presence, VmId};
-use crate::vm::VcpuState;
+use crate::vm::{VcpuId, VcpuState};
 use crate::FaultOutcome;
 use crate::Vmm;
 
@@ -132,9 +132,10 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
 
     /// The listed VM and vCPU whose TCB is in `tcb` (a Microkit VMM learns
     /// of a fault by the faulting vCPU's id, which names its TCB slot).
-    pub fn vcpu_by_tcb(&self, tcb: crate::caps::Slot) -> Option<(VmId, u32)> {
+    pub fn vcpu_by_tcb(&self, tcb: crate::caps::Slot) -> Option<(VmId, VcpuId)> {
         self.registry.entries().filter(|e| e.presence == Presence::Listed).find_map(|e| {
             (0..crate::config::MAX_VCPUS as u32)
+                .map(VcpuId)
                 .filter(|v| e.vm.vcpu_state(*v) != VcpuState::Absent)
                 .find(|v| e.vm.vcpu_caps(*v).is_some_and(|(t, _)| t.slot() == tcb))
                 .map(|v| (e.id, v))
@@ -147,7 +148,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
     pub fn handle_exit<C: Console + ?Sized>(
         &mut self,
         id: VmId,
-        vcpu: u32,
+        vcpu: VcpuId,
         label: u64,
         mrs: &[u64],
         console: &mut C,
@@ -161,7 +162,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
     pub fn handle_decoded_exit<C: Console + ?Sized>(
         &mut self,
         id: VmId,
-        vcpu: u32,
+        vcpu: VcpuId,
         decoded: Result<Exit, ExitError>,
         console: &mut C,
     ) -> ExitAction {
@@ -221,7 +222,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
     fn mmio<C: Console + ?Sized>(
         &mut self,
         id: VmId,
-        vcpu: u32,
+        vcpu: VcpuId,
         pc: u64,
         gpa: u64,
         esr: Esr,
@@ -264,7 +265,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
     }
 
     /// An `hvc`: the registers come in the message and go back in the reply.
-    fn hvc(&mut self, id: VmId, vcpu: u32, call: &HvcCall) -> ExitAction {
+    fn hvc(&mut self, id: VmId, vcpu: VcpuId, call: &HvcCall) -> ExitAction {
         let [x0, x1, x2, x3, ..] = call.x;
         match self.psci(id, vcpu, Call::decode([x0, x1, x2, x3])) {
             Psci::Return(v) => ExitAction::ResumeWith(call.returning(v)),
@@ -276,7 +277,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
     }
 
     /// An `smc`: the registers are read from and written to the TCB.
-    fn smc(&mut self, id: VmId, vcpu: u32, esr: Esr) -> ExitAction {
+    fn smc(&mut self, id: VmId, vcpu: VcpuId, esr: Esr) -> ExitAction {
         let Some((tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(vcpu)) else {
             return self.stop_vm(id, StopReason::NoSuchVcpu);
         };
@@ -308,7 +309,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
     }
 
     /// Moves vCPU `vcpu`'s PC past the trapped instruction (`pc` if known).
-    pub(super) fn advance(&mut self, id: VmId, vcpu: u32, pc: Option<u64>, esr: Esr) -> Result<(), Refused> {
+    pub(super) fn advance(&mut self, id: VmId, vcpu: VcpuId, pc: Option<u64>, esr: Esr) -> Result<(), Refused> {
         let (tcb, _) = self
             .registry
             .entry(id)
@@ -333,7 +334,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
                 Owner::Client(c) => Some(c),
                 Owner::Internal => None,
             };
-            for v in 0..e.vm.vcpus.len() as u32 {
+            for v in (0..e.vm.vcpus.len() as u32).map(VcpuId) {
                 if e.vm.vcpu_state(v) == VcpuState::Running {
                     if let Some((tcb, _)) = e.vm.vcpu_caps(v) {
                         let _ = self.kernel.tcb_suspend(tcb);

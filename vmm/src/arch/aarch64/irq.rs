@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::kernel::{During, Invocation, Kernel};
 use crate::platform::Platform;
 use crate::registry::{Caller, VmId};
-use crate::vm::{VcpuState, VmError};
+use crate::vm::{VcpuId, VcpuState, VmError};
 use crate::Vmm;
 
 use super::exit::{ExitAction, StopReason};
@@ -95,7 +95,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
         let high = level == 1;
         if high && !vm.lines.level(irq) {
             let line = u16::try_from(irq).map_err(|_| VmError::BadIrq)?;
-            let vcpu = vm.vcpu_mut(0).filter(|v| v.state() != VcpuState::Absent).ok_or(VmError::NoSuchVcpu)?;
+            let vcpu = vm.vcpu_mut(VcpuId(0)).filter(|v| v.state() != VcpuState::Absent).ok_or(VmError::NoSuchVcpu)?;
             let (_, vc) = vcpu.caps();
             let lr = vcpu.irqs.take_list_register().ok_or(VmError::ListRegistersFull)?;
             if let Err(e) = self.kernel.vcpu_inject_irq(vc, line, lr) {
@@ -109,7 +109,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
 
     /// A virtual PPI for vCPU `vcpu`: into a free list register, or waiting
     /// for one.
-    pub(super) fn vppi(&mut self, id: VmId, vcpu: u32, irq: u16) -> ExitAction {
+    pub(super) fn vppi(&mut self, id: VmId, vcpu: VcpuId, irq: u16) -> ExitAction {
         let Some(bit) = irq.checked_sub(PPI_BASE).filter(|b| *b < 16) else {
             return self.stop_vm(id, StopReason::BadMessage(ExitError::BadPpi));
         };
@@ -132,7 +132,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
     /// A list register was consumed: free it, acknowledge the PPIs delivered
     /// to this vCPU so the kernel unmasks them, and inject any that waited
     /// for a list register.
-    pub(super) fn maintenance(&mut self, id: VmId, vcpu: u32, index: Option<u8>) -> ExitAction {
+    pub(super) fn maintenance(&mut self, id: VmId, vcpu: VcpuId, index: Option<u8>) -> ExitAction {
         let Some(v) = self.registry.entry_mut(id).and_then(|e| e.vm.vcpu_mut(vcpu)) else {
             return self.stop_vm(id, StopReason::NoSuchVcpu);
         };

@@ -6,7 +6,7 @@ use crate::caps::{TcbCap, VCpuCap};
 use crate::kernel::{During, Invocation, Kernel, Refused};
 use crate::platform::Platform;
 use crate::registry::VmId;
-use crate::vm::VcpuState;
+use crate::vm::{VcpuId, VcpuState};
 use crate::Vmm;
 
 use super::exit::{ExitAction, StopReason};
@@ -157,7 +157,7 @@ pub(super) enum Psci {
     /// The VM is off.
     SystemOff,
     /// Restart the boot vCPU at its entry with x0.
-    Reset { vcpu: u32, entry: u64, arg: u64 },
+    Reset { vcpu: VcpuId, entry: u64, arg: u64 },
 }
 
 impl<K: Kernel, A: Platform> Vmm<K, A> {
@@ -165,7 +165,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
     /// and vCPU, and an empty reply (seL4 then takes no registers from the
     /// reply) resumes it there.
     #[cold]
-    pub(super) fn restart_self(&mut self, id: VmId, vcpu: u32, entry: u64, arg: u64) -> ExitAction {
+    pub(super) fn restart_self(&mut self, id: VmId, vcpu: VcpuId, entry: u64, arg: u64) -> ExitAction {
         let Some(caps) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(vcpu)) else {
             return self.stop_vm(id, StopReason::NoSuchVcpu);
         };
@@ -178,7 +178,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
     /// SYSTEM_RESET from a vCPU other than the boot one: it parks, the boot
     /// vCPU restarts.
     #[cold]
-    pub(super) fn restart_other(&mut self, id: VmId, caller: u32, boot: u32, entry: u64, arg: u64) -> ExitAction {
+    pub(super) fn restart_other(&mut self, id: VmId, caller: VcpuId, boot: VcpuId, entry: u64, arg: u64) -> ExitAction {
         let Some(caps) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(boot)) else {
             return self.stop_vm(id, StopReason::NoSuchVcpu);
         };
@@ -215,7 +215,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
 
     /// Carries out a PSCI call of vCPU `vcpu`.
     #[inline]
-    pub(super) fn psci(&mut self, id: VmId, vcpu: u32, call: Call) -> Psci {
+    pub(super) fn psci(&mut self, id: VmId, vcpu: VcpuId, call: Call) -> Psci {
         match call {
             Call::Version => Psci::Return(VERSION_1_1),
             Call::Features(f) => Psci::Return(features(f)),
@@ -231,7 +231,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
 
     /// PSCI CPU_OFF: the calling vCPU stops.
     #[cold]
-    fn cpu_off(&mut self, id: VmId, vcpu: u32) -> Psci {
+    fn cpu_off(&mut self, id: VmId, vcpu: VcpuId) -> Psci {
         if let Some((tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(vcpu)) {
             let _ = self.kernel.tcb_suspend(tcb);
         }
@@ -242,11 +242,12 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
     /// PSCI SYSTEM_RESET: every other vCPU stops; the boot vCPU starts
     /// again.
     #[cold]
-    fn system_reset(&mut self, id: VmId, vcpu: u32) -> Psci {
+    fn system_reset(&mut self, id: VmId, vcpu: VcpuId) -> Psci {
         let Some(boot) = self.registry.entry(id).and_then(|e| e.vm.boot) else {
             return Psci::Return(ret::NOT_SUPPORTED);
         };
-        let others: heapless::Vec<u32, { crate::config::MAX_VCPUS }> = (0..crate::config::MAX_VCPUS as u32)
+        let others: heapless::Vec<VcpuId, { crate::config::MAX_VCPUS }> = (0..crate::config::MAX_VCPUS as u32)
+            .map(VcpuId)
             .filter(|v| *v != vcpu && *v != boot.vcpu)
             .filter(|v| self.registry.entry(id).is_some_and(|e| e.vm.vcpu_state(*v) == VcpuState::Running))
             .collect();
@@ -264,7 +265,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
     fn affinity_info(&self, id: VmId, target: u64, level: u64) -> u64 {
         let Some(e) = self.registry.entry(id) else { return ret::INVALID_PARAMETERS };
         let valid = level == 0 && target >> 8 == 0 && target < u64::from(self.config.vcpu_limit);
-        match (valid, e.vm.vcpu_state(target as u32)) {
+        match (valid, e.vm.vcpu_state(VcpuId(target as u32))) {
             (false, _) | (true, VcpuState::Absent) => ret::INVALID_PARAMETERS,
             (true, VcpuState::Running) => AFFINITY_ON,
             (true, VcpuState::Stopped) => AFFINITY_OFF,
@@ -278,6 +279,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
         if target >> 8 != 0 || t >= self.config.vcpu_limit {
             return ret::INVALID_PARAMETERS;
         }
+        let t = VcpuId(t);
         match e.vm.vcpu_state(t) {
             VcpuState::Absent => return ret::INVALID_PARAMETERS,
             VcpuState::Running => return ret::ALREADY_ON,
