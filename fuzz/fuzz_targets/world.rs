@@ -44,6 +44,7 @@ pub fn world() -> (Box<World>, VmId) {
         clients,
         vcpu_limit: 2,
         dirty_log: true,
+        page_tables: vmm::config::MAX_PAGE_TABLES,
     };
     let mut v = Box::new(Vmm::new(m, NoHooks, config).expect("config"));
     let a = Owner::Client(CLIENT);

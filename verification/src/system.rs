@@ -97,7 +97,14 @@ pub fn config() -> VmmConfig {
             let _ = clients.push(ClientConfig { id, memlock_pages: budget, privileged: false });
         }
     }
-    VmmConfig { cspace: SlotRange { base: Slot(0x1000), len: 1 << 16 }, ram, clients, vcpu_limit: 2, dirty_log: true }
+    VmmConfig {
+        cspace: SlotRange { base: Slot(0x1000), len: 1 << 16 },
+        ram,
+        clients,
+        vcpu_limit: 2,
+        dirty_log: true,
+        page_tables: vmm::config::MAX_PAGE_TABLES,
+    }
 }
 
 impl System {

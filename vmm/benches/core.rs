@@ -51,7 +51,14 @@ fn config(ram_pages: u64) -> VmmConfig {
     let _ = ram.push(RamRegion { vmm_vaddr: RAM_VADDR, pages: ram_pages, frames: Slot(1 << 32) });
     let mut clients = heapless::Vec::new();
     let _ = clients.push(ClientConfig { id: CLIENT, memlock_pages: 0, privileged: true });
-    VmmConfig { cspace: SlotRange { base: Slot(1 << 20), len: 1 << 24 }, ram, clients, vcpu_limit: 2, dirty_log: false }
+    VmmConfig {
+        cspace: SlotRange { base: Slot(1 << 20), len: 1 << 24 },
+        ram,
+        clients,
+        vcpu_limit: 2,
+        dirty_log: false,
+        page_tables: vmm::config::MAX_PAGE_TABLES,
+    }
 }
 
 /// A VMM on the model with `ram_pages` of guest RAM and one VM of client A.

@@ -29,7 +29,7 @@ pub const MAX_CLIENTS: usize = 8;
 /// Guest RAM regions mapped into the VMM.
 pub const MAX_RAM_REGIONS: usize = 4;
 /// Stage-2 page tables per VM (each level-3 table maps 2 MiB).
-pub(crate) const MAX_PAGE_TABLES: u64 = 1024;
+pub const MAX_PAGE_TABLES: u64 = 1024;
 /// Guest-physical address bits (stage 2 with a concatenated level-1 root).
 pub(crate) const GUEST_PHYS_BITS: u32 = 40;
 /// One past the highest guest-physical address.
@@ -97,6 +97,10 @@ pub struct VmmConfig {
     pub vcpu_limit: u32,
     /// Whether the backend supports dirty-page logging (LOG_DIRTY_PAGES).
     pub dirty_log: bool,
+    /// Stage-2 page tables each VM may have (1 to [`MAX_PAGE_TABLES`]):
+    /// their slots are reserved when the VM is created, so a system whose
+    /// guests use little of the guest-physical space reserves little.
+    pub page_tables: u64,
 }
 
 crate::errors! {
@@ -108,12 +112,20 @@ crate::errors! {
         DuplicateClient => EINVAL, "two clients on the same channel",
         /// The vCPU limit is 0 or above MAX_VCPUS.
         BadVcpuLimit => EINVAL, "vCPU limit must be 1 to MAX_VCPUS",
+        /// Page tables per VM not in 1..=MAX_PAGE_TABLES.
+        BadPageTables => EINVAL, "page tables per VM must be 1 to MAX_PAGE_TABLES",
         /// The CSpace range is empty or wraps.
         BadCSpace => EINVAL, "CSpace range empty or wrapping",
     }
 }
 
 impl VmmConfig {
+    /// Slots in each VM's own run: its VSpace, a TCB and a vCPU object per
+    /// vCPU id, and its page tables.
+    pub fn vm_slots(&self) -> u64 {
+        1 + 2 * MAX_VCPUS as u64 + self.page_tables
+    }
+
     /// Checks the configuration once, so the operations can rely on it.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.cspace.len == 0 || self.cspace.base.offset(self.cspace.len).is_none() {
@@ -121,6 +133,9 @@ impl VmmConfig {
         }
         if self.vcpu_limit == 0 || self.vcpu_limit as usize > MAX_VCPUS {
             return Err(ConfigError::BadVcpuLimit);
+        }
+        if !(1..=MAX_PAGE_TABLES).contains(&self.page_tables) {
+            return Err(ConfigError::BadPageTables);
         }
         for (i, r) in self.ram.iter().enumerate() {
             let size = r.pages.checked_mul(PAGE_SIZE).ok_or(ConfigError::BadRamRegion)?;
@@ -150,5 +165,39 @@ impl VmmConfig {
     pub(crate) fn ram_containing(&self, vaddr: u64, size: u64) -> Option<&RamRegion> {
         let end = vaddr.checked_add(size)?;
         self.ram.iter().find(|r| vaddr >= r.vmm_vaddr && end <= r.end())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> VmmConfig {
+        VmmConfig {
+            cspace: SlotRange { base: Slot(100), len: 1000 },
+            ram: Vec::new(),
+            clients: Vec::new(),
+            vcpu_limit: 1,
+            dirty_log: false,
+            page_tables: 3,
+        }
+    }
+
+    #[test]
+    fn page_tables_must_be_one_to_the_limit_and_size_the_vms_run() {
+        assert_eq!(good().validate(), Ok(()));
+        assert_eq!(good().vm_slots(), 1 + 2 * MAX_VCPUS as u64 + 3);
+        for n in [0, MAX_PAGE_TABLES + 1, u64::MAX] {
+            let c = VmmConfig { page_tables: n, ..good() };
+            assert_eq!(c.validate(), Err(ConfigError::BadPageTables), "{n}");
+        }
+        assert_eq!(VmmConfig { page_tables: MAX_PAGE_TABLES, ..good() }.validate(), Ok(()));
+    }
+
+    #[test]
+    fn the_other_limits_are_checked_too() {
+        assert_eq!(VmmConfig { vcpu_limit: 0, ..good() }.validate(), Err(ConfigError::BadVcpuLimit));
+        let c = VmmConfig { cspace: SlotRange { base: Slot(u64::MAX), len: 2 }, ..good() };
+        assert_eq!(c.validate(), Err(ConfigError::BadCSpace));
     }
 }

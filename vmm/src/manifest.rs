@@ -20,7 +20,9 @@ use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use crate::caps::{page_aligned, Slot, SlotRange, PAGE_SIZE};
-use crate::config::{ClientConfig, ClientId, RamRegion, VmmConfig, MAX_GMEM_FILES, MAX_RAM_REGIONS, MAX_VCPUS};
+use crate::config::{
+    ClientConfig, ClientId, RamRegion, VmmConfig, MAX_GMEM_FILES, MAX_PAGE_TABLES, MAX_RAM_REGIONS, MAX_VCPUS,
+};
 use crate::devices::MAX_DEVICES;
 use crate::vm::memslots::{MemoryRegion, GUEST_MEMFD, READONLY};
 
@@ -386,7 +388,37 @@ impl Manifest {
             };
             clients.push(client).map_err(|_| ManifestError::TooMany)?;
         }
-        Ok(VmmConfig { cspace, ram, clients, vcpu_limit: self.vcpus, dirty_log: false })
+        let page_tables = self.page_tables();
+        Ok(VmmConfig { cspace, ram, clients, vcpu_limit: self.vcpus, dirty_log: false, page_tables })
+    }
+
+    /// The stage-2 page tables the VM's memslots need, at most
+    /// [`MAX_PAGE_TABLES`]: a level-2 table per 1 GiB and a level-3 table
+    /// per 2 MiB of guest-physical space they touch, each counted once.
+    pub fn page_tables(&self) -> u64 {
+        let mut n = 0u64;
+        for shift in [30u32, 21] {
+            for (i, s) in self.slots.iter().enumerate() {
+                let end = s.gpa.get().checked_add(s.size.get()).filter(|_| s.size.get() != 0);
+                let Some(last) = end.and_then(|e| e.checked_sub(1)) else { continue };
+                let (first, last) = (s.gpa.get() >> shift, last >> shift);
+                // Tables an earlier slot already needs are not counted again.
+                let earlier = |t: u64| {
+                    self.slots.iter().take(i).any(|o| {
+                        let end = o.gpa.get().saturating_add(o.size.get()).saturating_sub(1);
+                        o.size.get() != 0 && o.gpa.get() >> shift <= t && t <= end >> shift
+                    })
+                };
+                let mut t = first;
+                while t <= last && n < MAX_PAGE_TABLES {
+                    if !earlier(t) {
+                        n += 1;
+                    }
+                    t += 1;
+                }
+            }
+        }
+        n.clamp(1, MAX_PAGE_TABLES)
     }
 }
 
@@ -494,6 +526,29 @@ mod tests {
         assert_eq!(c.ram[0], RamRegion { vmm_vaddr: 0x2000_0000, pages: 512, frames: Slot(10) });
         assert_eq!(c.clients[0], ClientConfig { id: ClientId(3), memlock_pages: 64, privileged: false });
         assert_eq!(c.vcpu_limit, 1);
+        // RAM at 1 GiB and private memory at 1.25 GiB: one level-2 table
+        // for the gigabyte both are in, one level-3 table for each.
+        assert_eq!(c.page_tables, 3);
+        assert_eq!(c.vm_slots(), 1 + 2 * MAX_VCPUS as u64 + 3);
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn page_tables_count_each_table_once_and_stop_at_the_limit() {
+        let mut m = sample();
+        // A slot in the same 2 MiB as RAM's last page needs no new table;
+        // one in another gigabyte needs a level-2 and a level-3 table; an
+        // empty slot needs none.
+        let near = SlotEntry { id: U32::new(2), gpa: U64::new(0x401f_f000), size: U64::new(0x1000), ..m.slots[0] };
+        let far = SlotEntry { id: U32::new(3), gpa: U64::new(0x8000_0000), ..near };
+        let empty = SlotEntry { id: U32::new(4), size: U64::new(0), ..far };
+        for s in [near, far, empty] {
+            m.slots.push(s).unwrap();
+        }
+        assert_eq!(m.page_tables(), 5);
+        // Guest-physical space wider than the limit covers is counted up to
+        // it: mapping there fails for want of tables (ENOMEM), not here.
+        m.slots[3].size = U64::new(1 << 39);
+        assert_eq!(m.page_tables(), MAX_PAGE_TABLES);
     }
 }

@@ -20,7 +20,6 @@ use vmm::vm::lock::LOCK_READ;
 use vmm::vm::memslots::{
     Backing, MemoryRegion, Memslot, MemslotError, MemslotTable, GUEST_MEMFD, LOG_DIRTY_PAGES, READONLY,
 };
-use vmm::vm::VM_FIXED_SLOTS;
 use vmm::FaultOutcome;
 use vmm::{Errno, Vmm};
 
@@ -788,7 +787,7 @@ fn a_failed_commit_undoes_the_binding() {
     // which a 1-page slot takes: a 4-page memslot binds, then cannot get
     // its mapping slots.
     let mut cfg = config();
-    cfg.cspace.len = VM_FIXED_SLOTS + 4 + 4;
+    cfg.cspace.len = cfg.vm_slots() + 4 + 4;
     let mut v = world_with(cfg, UNTYPED);
     let vm = v.create_vm(A).unwrap();
     let h = v.create_guest_memfd(A, vm, 4 * PG, 0).unwrap();
@@ -900,4 +899,21 @@ fn fault_outside_every_slot_is_unmapped_and_maps_nothing() {
         assert!(v == before, "a fault outside every slot changed the state");
     }
     assert!(guest_pages(&v, vm).is_empty());
+}
+
+/// A VM reserves the page tables its configuration gives it (rule 9.4):
+/// with room for two, a level-2 and one level-3 table, a page in a second
+/// 2 MiB region cannot be mapped (ENOMEM) and nothing changes.
+#[test]
+fn a_vm_maps_only_as_far_as_its_page_tables_reach() {
+    let mut cfg = config();
+    cfg.page_tables = 2;
+    let mut v = world_with(cfg, UNTYPED);
+    let vm = v.create_vm(A).unwrap();
+    set(&mut v, vm, ram_region(0, 0x4000_0000, 1, 0));
+    set(&mut v, vm, ram_region(1, 0x4020_0000, 1, 1));
+    assert_eq!(fault(&mut v, vm, 0x4000_0000, true), FaultOutcome::Mapped);
+    refused(&mut v, Errno::ENOMEM, vmm::kernel::KernelError::NotEnoughMemory.into(), |v| {
+        v.stage2_fault(vm, 0x4020_0000, true)
+    });
 }

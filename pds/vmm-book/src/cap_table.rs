@@ -11,8 +11,11 @@ use vmm::caps::{Rights, Slot};
 
 use crate::static_map::Frame;
 
-/// Slots in the core's CSpace (and so in this table).
-pub const TABLE_SLOTS: usize = 4096;
+/// Slots in the core's CSpace (and so in this table): a VM's own run (its
+/// VSpace, vCPUs and the few page tables its manifest's layout needs), a
+/// mapping and a pin slot per page of guest memory, and its guest_memfd
+/// frames, with room to spare.
+pub const TABLE_SLOTS: usize = 2048;
 
 /// Words of a bitmap over the table.
 const MARK_WORDS: usize = TABLE_SLOTS / 64;

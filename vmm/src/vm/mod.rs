@@ -17,7 +17,7 @@ pub mod vcpu;
 
 use crate::arch::aarch64::irq::Lines;
 use crate::caps::{ObjectType, Slot, SlotRange, TcbCap, VCpuCap, VSpaceCap};
-use crate::config::{MAX_PAGE_TABLES, MAX_VCPUS};
+use crate::config::MAX_VCPUS;
 use crate::devices::DeviceMap;
 use crate::error::Error;
 use crate::kernel::{Kernel, KernelError};
@@ -28,8 +28,6 @@ use memslots::MemslotTable;
 use stage2::Stage2;
 pub use vcpu::{Vcpu, VcpuId, VcpuState};
 
-/// Slots in a VM's own run.
-pub const VM_FIXED_SLOTS: u64 = 1 + 2 * MAX_VCPUS as u64 + MAX_PAGE_TABLES;
 const VCPU_BASE: u64 = 1;
 const TABLE_BASE: u64 = 1 + 2 * MAX_VCPUS as u64;
 
@@ -94,13 +92,14 @@ pub(crate) struct Boot {
 }
 
 impl Vm {
-    /// A VM in the run `fixed` (whose first slot holds its VSpace).
-    pub fn new(fixed: SlotRange) -> Vm {
+    /// A VM in the run `fixed` (whose first slot holds its VSpace, and
+    /// whose last `page_tables` slots are for its page tables).
+    pub(crate) fn new(fixed: SlotRange, page_tables: u64) -> Vm {
         Vm {
             fixed,
             stage2: Stage2 {
                 vspace: VSpaceCap(fixed.base),
-                tables: SlotRange { base: Slot(fixed.base.0.saturating_add(TABLE_BASE)), len: MAX_PAGE_TABLES },
+                tables: SlotRange { base: Slot(fixed.base.0.saturating_add(TABLE_BASE)), len: page_tables },
                 used: 0,
             },
             vcpus: core::array::from_fn(|i| {
@@ -173,12 +172,12 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
             return Err(RegistryError::Full.into());
         }
         let id = self.registry.next_free_id()?;
-        let fixed = self.cspace.alloc(VM_FIXED_SLOTS)?;
+        let fixed = self.cspace.alloc(self.config.vm_slots())?;
         if let Err(e) = self.kernel.untyped_retype(ObjectType::VSpace, fixed.base) {
             self.release_fixed(fixed);
             return Err(e.into());
         }
-        let mut vm = Vm::new(fixed);
+        let mut vm = Vm::new(fixed, self.config.page_tables);
         let added = match self.hooks.vm_created(id, caller, &mut vm.devices) {
             Ok(()) => self.registry.add(&mut self.hooks, id, caller, vm).map_err(|(e, _vm)| e),
             Err(e) => Err(e),

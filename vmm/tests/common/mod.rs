@@ -11,7 +11,7 @@ use std::string::String;
 use std::vec::Vec;
 
 use vmm::caps::{Slot, SlotRange, PAGE_SIZE};
-use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig};
+use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig, MAX_PAGE_TABLES};
 use vmm::model::Model;
 use vmm::platform::Platform;
 use vmm::registry::{Owner, VmId};
@@ -121,7 +121,7 @@ pub fn config() -> VmmConfig {
     clients.push(ClientConfig { id: ClientId(1), memlock_pages: 16, privileged: false }).unwrap();
     clients.push(ClientConfig { id: ClientId(2), memlock_pages: 4, privileged: false }).unwrap();
     clients.push(ClientConfig { id: ClientId(3), memlock_pages: 0, privileged: true }).unwrap();
-    VmmConfig { cspace: CSPACE, ram, clients, vcpu_limit: 4, dirty_log: true }
+    VmmConfig { cspace: CSPACE, ram, clients, vcpu_limit: 4, dirty_log: true, page_tables: MAX_PAGE_TABLES }
 }
 
 /// A model with the VMM's VSpace and guest RAM set up.
