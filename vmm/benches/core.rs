@@ -34,7 +34,7 @@ use vmm::platform::NoHooks;
 use vmm::protocol::{label as op, Request, MAX_PAYLOAD};
 use vmm::registry::{Owner, VmId};
 use vmm::vm::lock::{LOCK_READ, LOCK_WRITE};
-use vmm::vm::memslots::{Backing, MemoryRegion, Memslot, MemslotTable, GUEST_MEMFD};
+use vmm::vm::memslots::{Backing, MemoryRegion, Memslot, MemslotId, MemslotTable, GUEST_MEMFD};
 use vmm::vm::VcpuId;
 use vmm::Vmm;
 
@@ -77,7 +77,7 @@ fn table(n: usize) -> MemslotTable<512> {
     let mut t = MemslotTable::default();
     for i in 0..n {
         let slot = Memslot {
-            id: i as u16,
+            id: MemslotId(i as u16),
             flags: 0,
             gpa: 0x4000_0000 + (i as u64) * 0x20_0000,
             size: 0x10_0000,

@@ -15,6 +15,7 @@ use vmm::kernel::KernelError;
 use vmm::model::Mapping;
 use vmm::registry::{Owner, Presence, RegistryError, VmId};
 use vmm::vm::guest_memfd::{Binding, GmemError, GmemFile};
+use vmm::vm::memslots::MemslotId;
 use vmm::vm::memslots::{Backing, MemoryRegion, Memslot, MemslotError};
 use vmm::vm::VcpuId;
 use vmm::FaultOutcome;
@@ -67,7 +68,7 @@ fn frame_objs(v: &TestVmm, h: GmemHandle) -> Vec<u64> {
 
 fn slot_of(v: &TestVmm, vm: VmId, id: u16) -> Memslot {
     let t = &v.registry().entry(vm).unwrap().vm.memslots;
-    *t.get(t.index_of(id).unwrap_or_else(|| panic!("no slot {id}"))).unwrap()
+    *t.get(t.index_of(MemslotId(id)).unwrap_or_else(|| panic!("no slot {id}"))).unwrap()
 }
 
 // ---- Rule 4.1: CREATE_GUEST_MEMFD ----
@@ -315,7 +316,7 @@ fn bind_overlapping_an_existing_binding_is_einval() {
             v.set_memory_region(A, vm, &gmem_region(1, GPA + 16 * PG, pages, h, offset_pages))
         });
     }
-    assert_eq!(bindings(&v, h), [Binding { first: 2, pages: 2, slot: 0 }]);
+    assert_eq!(bindings(&v, h), [Binding { first: 2, pages: 2, slot: MemslotId(0) }]);
 }
 
 #[test]
@@ -326,9 +327,9 @@ fn bind_ranges_are_half_open() {
     set(&mut v, A, vm, gmem_region(1, GPA + 8 * PG, 2, h, 0)); // ends exactly at its start
     set(&mut v, A, vm, gmem_region(2, GPA + 16 * PG, 2, h, 4)); // starts exactly at its end
     let want = [
-        Binding { first: 0, pages: 2, slot: 1 },
-        Binding { first: 2, pages: 2, slot: 0 },
-        Binding { first: 4, pages: 2, slot: 2 },
+        Binding { first: 0, pages: 2, slot: MemslotId(1) },
+        Binding { first: 2, pages: 2, slot: MemslotId(0) },
+        Binding { first: 4, pages: 2, slot: MemslotId(2) },
     ];
     assert_eq!(bindings(&v, h), want);
 }
@@ -400,11 +401,14 @@ fn deleting_a_slot_clears_its_range_so_it_can_be_bound_again() {
     set(&mut v, A, vm, gmem_region(0, GPA, 4, h, 0));
     set(&mut v, A, vm, gmem_region(1, GPA + 8 * PG, 4, h, 4));
     set(&mut v, A, vm, MemoryRegion { slot: 0, ..MemoryRegion::default() });
-    assert_eq!(bindings(&v, h), [Binding { first: 4, pages: 4, slot: 1 }]);
+    assert_eq!(bindings(&v, h), [Binding { first: 4, pages: 4, slot: MemslotId(1) }]);
     assert_eq!(file_refs(&v, vm), 1);
     // The freed range binds again, to a new slot at another address.
     set(&mut v, A, vm, gmem_region(7, GPA + 32 * PG, 2, h, 1));
-    assert_eq!(bindings(&v, h), [Binding { first: 1, pages: 2, slot: 7 }, Binding { first: 4, pages: 4, slot: 1 }]);
+    assert_eq!(
+        bindings(&v, h),
+        [Binding { first: 1, pages: 2, slot: MemslotId(7) }, Binding { first: 4, pages: 4, slot: MemslotId(1) }]
+    );
 }
 
 #[test]
@@ -416,7 +420,11 @@ fn deleting_a_slot_whose_file_is_closed_has_nothing_to_unbind() {
     set(&mut v, A, vm, gmem_region(1, GPA + 8 * PG, 4, h2, 0));
     close(&mut v, A, h);
     set(&mut v, A, vm, MemoryRegion { slot: 0, ..MemoryRegion::default() });
-    assert_eq!(bindings(&v, h2), [Binding { first: 0, pages: 4, slot: 1 }], "another file's binding was touched");
+    assert_eq!(
+        bindings(&v, h2),
+        [Binding { first: 0, pages: 4, slot: MemslotId(1) }],
+        "another file's binding was touched"
+    );
 }
 
 // ---- Rule 4.5: CLOSE ----
@@ -459,7 +467,7 @@ fn close_takes_the_file_away_from_every_slot_bound_to_it() {
     assert_eq!(slot_of(&v, vm, 1), Memslot { backing: Backing::Gmem { file: None, offset: 5 * PG }, ..before[1] });
     assert_eq!(slot_of(&v, vm, 2), before[2]);
     assert_eq!(slot_of(&v, vm, 3), before[3]);
-    assert_eq!(bindings(&v, other), [Binding { first: 0, pages: 2, slot: 2 }]);
+    assert_eq!(bindings(&v, other), [Binding { first: 0, pages: 2, slot: MemslotId(2) }]);
 }
 
 #[test]

@@ -15,6 +15,7 @@ use vmm::caps::{Rights, Slot, PAGE_SIZE};
 use vmm::kernel::KernelError;
 use vmm::registry::{Owner, RegistryError, VmId};
 use vmm::vm::lock::{LockError, LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
+use vmm::vm::memslots::MemslotId;
 use vmm::vm::memslots::{MemoryRegion, Memslot, LOG_DIRTY_PAGES, READONLY};
 use vmm::vm::{VmError, CAP_MEM_TAGGING};
 use vmm::Errno;
@@ -49,7 +50,7 @@ fn fault(v: &mut TestVmm, vm: VmId, gpa: u64, write: bool) -> FaultOutcome {
 
 fn slot_of(v: &TestVmm, vm: VmId, id: u16) -> Memslot {
     let t = &v.registry().entry(vm).unwrap().vm.memslots;
-    *t.get(t.index_of(id).unwrap_or_else(|| panic!("no slot {id}"))).unwrap()
+    *t.get(t.index_of(MemslotId(id)).unwrap_or_else(|| panic!("no slot {id}"))).unwrap()
 }
 
 fn ram_slot(page: u64) -> Slot {

@@ -17,6 +17,7 @@ use vmm::model::Model;
 use vmm::registry::VmId;
 use vmm::vm::guest_memfd::{Binding, GmemError};
 use vmm::vm::lock::LOCK_READ;
+use vmm::vm::memslots::MemslotId;
 use vmm::vm::memslots::{
     Backing, MemoryRegion, Memslot, MemslotError, MemslotTable, GUEST_MEMFD, LOG_DIRTY_PAGES, READONLY,
 };
@@ -48,7 +49,7 @@ fn table(v: &TestVmm, vm: VmId) -> &MemslotTable {
 
 fn slot_of(v: &TestVmm, vm: VmId, id: u16) -> Memslot {
     let t = table(v, vm);
-    *t.get(t.index_of(id).unwrap_or_else(|| panic!("no slot {id}"))).unwrap()
+    *t.get(t.index_of(MemslotId(id)).unwrap_or_else(|| panic!("no slot {id}"))).unwrap()
 }
 
 /// The frame object of guest RAM page `page`.
@@ -352,7 +353,7 @@ fn delete_removes_the_slot_and_its_mappings_and_frees_its_capability_slots() {
     assert_eq!(fault(&mut v, vm, GPA - PG, false), FaultOutcome::Mapped);
     assert_eq!(guest_pages(&v, vm).len(), 3);
     set(&mut v, vm, delete(1));
-    assert!(table(&v, vm).index_of(1).is_none());
+    assert!(table(&v, vm).index_of(MemslotId(1)).is_none());
     assert_eq!(table(&v, vm).len(), 1);
     // Only the other slot's page is still mapped.
     let pages = guest_pages(&v, vm);
@@ -444,7 +445,7 @@ fn new_guest_phys_addr_moves_the_slot_and_unmaps_its_old_mappings() {
     assert_eq!(moved, Memslot { gpa: new_gpa, ..before }, "a move changes only the address");
     assert!(guest_pages(&v, vm).is_empty(), "mappings at the old address survived the move");
     assert!(table(&v, vm).find_gpa(GPA).is_none());
-    assert_eq!(table(&v, vm).find_gpa(new_gpa + PG).map(|s| s.id), Some(0));
+    assert_eq!(table(&v, vm).find_gpa(new_gpa + PG).map(|s| s.id.0), Some(0));
     assert_eq!(fault(&mut v, vm, GPA, false), FaultOutcome::Unmapped);
     // The same backing appears at the new address.
     assert_eq!(fault(&mut v, vm, new_gpa + 3 * PG, true), FaultOutcome::Mapped);
@@ -767,7 +768,7 @@ fn guest_memfd_slot_binds_its_file_range() {
     let (mut v, vm) = world_with_vm(A);
     let h = v.create_guest_memfd(A, vm, 8 * PG, 0).unwrap();
     set(&mut v, vm, gmem_region(5, GPA, 3, h, 2));
-    assert_eq!(v.gmem().get(h).unwrap().bindings.as_slice(), [Binding { first: 2, pages: 3, slot: 5 }]);
+    assert_eq!(v.gmem().get(h).unwrap().bindings.as_slice(), [Binding { first: 2, pages: 3, slot: MemslotId(5) }]);
     assert_eq!(slot_of(&v, vm, 5).backing, Backing::Gmem { file: Some(h), offset: 2 * PG });
 }
 
@@ -778,7 +779,7 @@ fn a_failed_bind_commits_no_slot() {
     set(&mut v, vm, gmem_region(0, GPA, 2, h, 0));
     let req = gmem_region(1, GPA + 8 * PG, 2, h, 1);
     refused(&mut v, Errno::EINVAL, GmemError::AlreadyBound.into(), |v| v.set_memory_region(A, vm, &req));
-    assert!(table(&v, vm).index_of(1).is_none());
+    assert!(table(&v, vm).index_of(MemslotId(1)).is_none());
 }
 
 #[test]
@@ -795,7 +796,7 @@ fn a_failed_commit_undoes_the_binding() {
     let req = gmem_region(0, GPA, 4, h, 0);
     refused(&mut v, Errno::ENOMEM, CSpaceError::Exhausted.into(), |v| v.set_memory_region(A, vm, &req));
     assert!(v.gmem().get(h).unwrap().bindings.is_empty(), "the binding outlived the failed commit");
-    assert!(table(&v, vm).index_of(0).is_none());
+    assert!(table(&v, vm).index_of(MemslotId(0)).is_none());
     // A RAM slot whose commit fails leaves nothing either.
     refused(&mut v, Errno::ENOMEM, CSpaceError::Exhausted.into(), |v| {
         v.set_memory_region(A, vm, &ram_region(1, GPA, 4, 0))
@@ -803,7 +804,7 @@ fn a_failed_commit_undoes_the_binding() {
     // The same file range binds once the commit can succeed.
     set(&mut v, vm, delete(9));
     set(&mut v, vm, gmem_region(0, GPA, 4, h, 0));
-    assert_eq!(v.gmem().get(h).unwrap().bindings.as_slice(), [Binding { first: 0, pages: 4, slot: 0 }]);
+    assert_eq!(v.gmem().get(h).unwrap().bindings.as_slice(), [Binding { first: 0, pages: 4, slot: MemslotId(0) }]);
 }
 
 // ---- Lookup of the slot containing an address ----
@@ -832,9 +833,9 @@ fn find_gpa_finds_the_slot_for_first_and_last_byte_and_misses_gaps() {
     for &(i, gpa, pages) in &layout {
         let id = Some(i as u16 + 7);
         let end = gpa + pages * PG;
-        assert_eq!(t.find_gpa(gpa).map(|s| s.id), id, "first byte of slot {i}");
-        assert_eq!(t.find_gpa(gpa + PG / 2).map(|s| s.id), id);
-        assert_eq!(t.find_gpa(end - 1).map(|s| s.id), id, "last byte of slot {i}");
+        assert_eq!(t.find_gpa(gpa).map(|s| s.id.0), id, "first byte of slot {i}");
+        assert_eq!(t.find_gpa(gpa + PG / 2).map(|s| s.id.0), id);
+        assert_eq!(t.find_gpa(end - 1).map(|s| s.id.0), id, "last byte of slot {i}");
         assert!(t.find_gpa(end).is_none(), "the byte after slot {i} is in a gap");
         assert!(t.find_gpa(gpa - 1).is_none(), "the byte before slot {i} is in a gap");
     }

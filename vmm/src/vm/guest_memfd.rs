@@ -29,7 +29,7 @@ use crate::error::Error;
 use crate::kernel::Kernel;
 use crate::platform::Platform;
 use crate::registry::{Caller, Presence, RegistryError, VmId};
-use crate::vm::memslots::Backing;
+use crate::vm::memslots::{Backing, MemslotId};
 use crate::Vmm;
 
 crate::errors! {
@@ -64,7 +64,7 @@ pub struct Binding {
     /// Pages in the range.
     pub pages: u64,
     /// The memslot id it backs.
-    pub slot: u16,
+    pub slot: MemslotId,
 }
 
 impl Binding {
@@ -121,7 +121,7 @@ impl GmemFile {
         if !page_aligned(offset) || !page_aligned(size) || end > self.size || size == 0 {
             return Err(GmemError::BadRange);
         }
-        let b = Binding { first: offset / PAGE_SIZE, pages: size / PAGE_SIZE, slot: 0 };
+        let b = Binding { first: offset / PAGE_SIZE, pages: size / PAGE_SIZE, slot: MemslotId(0) };
         // Bindings are sorted and disjoint: only the last one starting before
         // our end can overlap us.
         let i = self.bindings.partition_point(|x| x.first < b.end());
@@ -141,7 +141,7 @@ impl GmemFile {
     }
 
     /// Clears the binding of memslot `slot` (rule 4.4); no binding is fine.
-    pub fn unbind(&mut self, slot: u16) {
+    pub fn unbind(&mut self, slot: MemslotId) {
         self.bindings.retain(|b| b.slot != slot);
     }
 }
@@ -308,13 +308,13 @@ mod tests {
     fn ranges_are_half_open() {
         let mut f = file(8);
         let mut b = f.check_bind(VmId(1), 0, 4 * PAGE_SIZE).unwrap();
-        b.slot = 1;
+        b.slot = MemslotId(1);
         f.bind(b).unwrap();
         // Starts exactly at the previous end: allowed.
         let mut c = f.check_bind(VmId(1), 4 * PAGE_SIZE, 4 * PAGE_SIZE).unwrap();
-        c.slot = 2;
+        c.slot = MemslotId(2);
         f.bind(c).unwrap();
-        f.unbind(1);
+        f.unbind(MemslotId(1));
         // Ends exactly where binding 2 starts: allowed.
         assert!(f.check_bind(VmId(1), 0, 4 * PAGE_SIZE).is_ok());
         assert_eq!(f.check_bind(VmId(1), 3 * PAGE_SIZE, 2 * PAGE_SIZE), Err(GmemError::AlreadyBound));

@@ -39,7 +39,7 @@ use crate::error::Error;
 use crate::kernel::{Kernel, KernelError};
 use crate::platform::Platform;
 use crate::registry::{Caller, Owner, VmId};
-use crate::vm::memslots::{Backing, Memslot, SlotLock, LOG_DIRTY_PAGES};
+use crate::vm::memslots::{Backing, Memslot, MemslotId, SlotLock, LOG_DIRTY_PAGES};
 use crate::Vmm;
 
 /// Lock for reading (required).
@@ -229,7 +229,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
         let entry = self.registry.get(caller, id)?;
         let write = check_lock_flags(flags)?;
         let vm = &entry.vm;
-        let idx = u16::try_from(slot_id).ok().and_then(|s| vm.memslots.index_of(s)).ok_or(LockError::NoSuchSlot)?;
+        let idx = MemslotId::of_request(slot_id).and_then(|s| vm.memslots.index_of(s)).ok_or(LockError::NoSuchSlot)?;
         let slot = *vm.memslots.get(idx).ok_or(LockError::NoSuchSlot)?;
         let Backing::Ram { frames } = slot.backing else {
             return Err(LockError::GmemSlot.into());
@@ -306,7 +306,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
         if flags & UNLOCK_ALL != 0 {
             return self.unlock_all(id);
         }
-        let idx = u16::try_from(slot_id).ok().and_then(|s| vm.memslots.index_of(s)).ok_or(LockError::NoSuchSlot)?;
+        let idx = MemslotId::of_request(slot_id).and_then(|s| vm.memslots.index_of(s)).ok_or(LockError::NoSuchSlot)?;
         if vm.memslots.get(idx).is_some_and(|s| s.lock.is_none()) {
             return Err(LockError::NotLocked.into());
         }

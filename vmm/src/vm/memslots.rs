@@ -68,6 +68,26 @@ pub struct MemoryRegion {
     pub guest_memfd: u32,
 }
 
+/// A memslot's id within its VM (address space 0): `0..MAX_MEMSLOTS`.
+/// A request's `slot` word also carries the address space in its upper
+/// half; the id is its lower half.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MemslotId(pub u16);
+
+impl MemslotId {
+    /// The id a request's `slot` word names, if it fits (the address space
+    /// is checked separately).
+    pub(crate) fn of_request(slot: u32) -> Option<MemslotId> {
+        u16::try_from(slot).ok().map(MemslotId)
+    }
+}
+
+impl core::fmt::Display for MemslotId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// Whether a slot is locked, how, and the run of slots holding its pins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SlotLock {
@@ -98,7 +118,7 @@ pub enum Backing {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Memslot {
     /// Slot id (address space 0).
-    pub id: u16,
+    pub id: MemslotId,
     /// Its flags.
     pub flags: u32,
     /// Guest-physical base.
@@ -207,7 +227,7 @@ impl<const N: usize> MemslotTable<N> {
     }
 
     /// Table index of slot `id`.
-    pub fn index_of(&self, id: u16) -> Option<usize> {
+    pub fn index_of(&self, id: MemslotId) -> Option<usize> {
         self.slots.iter().position(|s| s.id == id)
     }
 
@@ -243,7 +263,7 @@ impl<const N: usize> MemslotTable<N> {
     }
 
     /// True if `[gpa, gpa + size)` overlaps a slot other than `except`.
-    pub fn overlaps(&self, gpa: u64, size: u64, except: Option<u16>) -> bool {
+    pub fn overlaps(&self, gpa: u64, size: u64, except: Option<MemslotId>) -> bool {
         let end = gpa.saturating_add(size);
         // Slots are sorted and disjoint: only the last one starting before
         // `end` can reach into the range, but it may be `except`, so look at
@@ -317,8 +337,8 @@ pub(crate) fn classify(table: &MemslotTable, req: &MemoryRegion, env: &Env<'_>) 
     if req.slot >> 16 != 0 {
         return Err(MemslotError::BadAddressSpace);
     }
-    let id = (req.slot & 0xffff) as u16;
-    if usize::from(id) >= MAX_MEMSLOTS {
+    let id = MemslotId((req.slot & 0xffff) as u16);
+    if usize::from(id.0) >= MAX_MEMSLOTS {
         return Err(MemslotError::BadSlotId);
     }
     match req.guest_phys_addr.checked_add(req.memory_size) {
@@ -416,7 +436,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
                 let backing = if req.flags & GUEST_MEMFD != 0 {
                     let file = self.gmem.get_mut(GmemHandle(req.guest_memfd)).ok_or(GmemError::BadHandle)?;
                     let mut binding = file.check_bind(id, req.guest_memfd_offset, req.memory_size)?;
-                    binding.slot = (req.slot & 0xffff) as u16;
+                    binding.slot = MemslotId((req.slot & 0xffff) as u16);
                     file.bind(binding)?;
                     Backing::Gmem { file: Some(GmemHandle(req.guest_memfd)), offset: req.guest_memfd_offset }
                 } else {
@@ -426,7 +446,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
                 let unbind = |gmem: &mut crate::vm::guest_memfd::GmemTable| {
                     if let Backing::Gmem { file: Some(h), .. } = backing {
                         if let Some(f) = gmem.get_mut(h) {
-                            f.unbind((req.slot & 0xffff) as u16);
+                            f.unbind(MemslotId((req.slot & 0xffff) as u16));
                         }
                     }
                 };
@@ -438,7 +458,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
                     }
                 };
                 let slot = Memslot {
-                    id: (req.slot & 0xffff) as u16,
+                    id: MemslotId((req.slot & 0xffff) as u16),
                     flags: req.flags,
                     gpa: req.guest_phys_addr,
                     size: req.memory_size,
