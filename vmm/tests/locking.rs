@@ -108,7 +108,7 @@ fn lock_of_a_slot_that_does_not_exist_is_einval() {
     refused(&mut v, Errno::EINVAL, LockError::NoSuchSlot.into(), |v| v.lock_memslot(A, vm, 0, LOCK_READ));
 }
 
-/// Documented choice (vmm/src/vmm/locking.rs): guest_memfd frames are held
+/// Rule 5.1 (vmm/src/vm/lock.rs): guest_memfd frames are held
 /// by the file and never move; there is nothing to pin.
 #[test]
 fn lock_of_a_guest_memfd_slot_is_einval() {

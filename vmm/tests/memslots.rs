@@ -367,7 +367,7 @@ fn delete_removes_the_slot_and_its_mappings_and_frees_its_capability_slots() {
     assert_eq!(fault(&mut v, vm, GPA, false), FaultOutcome::Unmapped);
 }
 
-/// Documented choice (vmm/src/memslot.rs): a delete does not check that
+/// Documented choice (vmm/src/vm/memslots.rs): a delete does not check that
 /// userspace_addr is guest RAM, as KVM's `access_ok(addr, 0)`.
 #[test]
 fn delete_ignores_the_userspace_addr() {
@@ -453,7 +453,7 @@ fn new_guest_phys_addr_moves_the_slot_and_unmaps_its_old_mappings() {
     assert_eq!(guest_pages(&v, vm).into_iter().collect::<Vec<_>>(), [(new_gpa + 3 * PG, want)]);
 }
 
-/// Documented choice (vmm/src/memslot.rs): a move may change flags other
+/// Documented choice (vmm/src/vm/memslots.rs): a move may change flags other
 /// than READONLY at the same time, as KVM_MR_MOVE does.
 #[test]
 fn a_move_may_change_log_dirty_pages_at_the_same_time() {
@@ -474,7 +474,7 @@ fn flags_only_change_toggles_log_dirty_pages() {
 
     set(&mut v, vm, with_flags(req, LOG_DIRTY_PAGES));
     assert_eq!(slot_of(&v, vm, 0), Memslot { flags: LOG_DIRTY_PAGES, ..before });
-    // vmm/src/vmm/memory.rs: a flags change unmaps, so the next access maps
+    // vmm/src/vm/memslots.rs: a flags change unmaps, so the next access maps
     // under the new rules.
     assert!(guest_pages(&v, vm).is_empty());
     assert_eq!(fault(&mut v, vm, GPA + PG, true), FaultOutcome::Mapped);
