@@ -20,12 +20,6 @@ fn fail(n: u32, msg: impl core::fmt::Display) -> Check {
     Err(format!("I{n}: {msg}"))
 }
 
-/// The VSpace object of a listed VM that still has one.
-fn vspace_of(s: &System, id: VmId) -> Option<u64> {
-    let e = s.vmm.registry().entry(id)?;
-    (e.vm.fixed.len > 0).then(|| s.vmm.kernel().object_at(e.vm.vspace().slot())).flatten()
-}
-
 /// Numbers a check of the core's own ([`vmm::model::invariants`]).
 fn numbered(n: u32, check: Result<(), String>) -> Check {
     check.or_else(|e| fail(n, e))
@@ -138,7 +132,7 @@ pub fn i9_nothing_left_behind(s: &System) -> Check {
             return fail(9, format!("destroyed VM {} still holds resources", e.id.0));
         }
         runs.push(e.vm.fixed);
-        vspaces.push(vspace_of(s, e.id));
+        vspaces.push(core_invariants::vspace_of(&s.vmm, e.id));
         for slot in e.vm.memslots.iter() {
             runs.push(slot.map_caps);
             runs.extend(slot.lock.map(|l| l.pins));

@@ -9,7 +9,7 @@ use std::format;
 use std::string::String;
 use std::vec::Vec;
 
-use crate::caps::{Rights, Slot};
+use crate::caps::Slot;
 use crate::platform::Platform;
 use crate::registry::{Owner, Presence, VmId};
 use crate::vm::lock::charge_limit;
@@ -20,8 +20,9 @@ use super::{Model, ObjId};
 /// What broke and where.
 pub type Check = Result<(), String>;
 
-/// The VSpace object of VM `id`, while it has one.
-fn vspace_of<A: Platform>(v: &Vmm<Model, A>, id: VmId) -> Option<ObjId> {
+/// The VSpace object of VM `id`, while it has one (a destroyed VM kept for
+/// an open file has none).
+pub fn vspace_of<A: Platform>(v: &Vmm<Model, A>, id: VmId) -> Option<ObjId> {
     let e = v.registry().entry(id)?;
     (e.vm.fixed.len > 0).then(|| v.kernel().object_at(e.vm.vspace().slot())).flatten()
 }
@@ -96,7 +97,7 @@ pub fn guest_rights_within_slots<A: Platform>(v: &Vmm<Model, A>) -> Check {
             if slot.readonly() && rights.write {
                 return Err(format!("VM {} can write read-only {gpa:#x}", e.id.0));
             }
-            let slot_rights = if slot.readonly() { Rights::READ } else { Rights::READ_WRITE };
+            let slot_rights = slot.rights();
             if slot.lock.is_none() && rights != slot_rights {
                 return Err(format!(
                     "VM {} maps unlocked {gpa:#x} with {rights:?}, its slot allows {slot_rights:?}",

@@ -151,16 +151,6 @@ pub(crate) fn check_lock_flags(flags: u64) -> Result<bool, LockError> {
     Ok(flags & LOCK_WRITE != 0)
 }
 
-/// The stage-2 rights a page of `slot` has outside a lock: what the slot
-/// allows.
-fn slot_rights(slot: &Memslot) -> Rights {
-    if slot.readonly() {
-        Rights::READ
-    } else {
-        Rights::READ_WRITE
-    }
-}
-
 /// Undoes the first `n` pages of a lock that failed: deletes their pins
 /// (unmapping the pages mapped through them) and gives each page mapped
 /// through its mapping capability the slot's rights back. Outside a lock
@@ -173,7 +163,7 @@ fn abandon<K: Kernel>(k: &mut K, vspace: VSpaceCap, slot: &Memslot, pins: SlotRa
             let _ = k.cnode_delete(p);
         }
         if let Some(map) = slot.map_caps.get(i) {
-            let _ = k.frame_map(FrameCap(map), vspace, slot.gpa + i * PAGE_SIZE, slot_rights(slot));
+            let _ = k.frame_map(FrameCap(map), vspace, slot.gpa + i * PAGE_SIZE, slot.rights());
         }
     }
 }
@@ -256,7 +246,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
         // Pins carry what the slot allows, so that a later write fault (or
         // the mapping an unlock hands over) can relax a READ lock's mapping;
         // the lock's flags only set the rights of the initial mapping.
-        let pin_rights = slot_rights(&slot);
+        let pin_rights = slot.rights();
         let rights = if write { Rights::READ_WRITE } else { Rights::READ };
         let k = &mut self.kernel;
         let vspace = vm.stage2.vspace;

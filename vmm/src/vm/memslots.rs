@@ -68,6 +68,19 @@ pub struct MemoryRegion {
     pub guest_memfd: u32,
 }
 
+impl MemoryRegion {
+    /// The slot id it names (the low half of `slot`; the address space is
+    /// checked separately).
+    fn id(&self) -> MemslotId {
+        MemslotId((self.slot & 0xffff) as u16)
+    }
+
+    /// The guest_memfd file it names.
+    fn file(&self) -> GmemHandle {
+        GmemHandle(self.guest_memfd)
+    }
+}
+
 /// A memslot's id within its VM (address space 0): `0..MAX_MEMSLOTS`.
 /// A request's `slot` word also carries the address space in its upper
 /// half; the id is its lower half.
@@ -154,6 +167,16 @@ impl Memslot {
     /// True for a slot the guest may not write.
     pub fn readonly(&self) -> bool {
         self.flags & READONLY != 0
+    }
+
+    /// The stage-2 rights its pages have outside a lock: what the slot
+    /// allows (rule 3.11).
+    pub fn rights(&self) -> Rights {
+        if self.readonly() {
+            Rights::READ
+        } else {
+            Rights::READ_WRITE
+        }
     }
 }
 
@@ -337,7 +360,7 @@ pub(crate) fn classify(table: &MemslotTable, req: &MemoryRegion, env: &Env<'_>) 
     if req.slot >> 16 != 0 {
         return Err(MemslotError::BadAddressSpace);
     }
-    let id = MemslotId((req.slot & 0xffff) as u16);
+    let id = req.id();
     if usize::from(id.0) >= MAX_MEMSLOTS {
         return Err(MemslotError::BadSlotId);
     }
@@ -434,11 +457,11 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
             Change::Create => {
                 // Rule 3.9: bind before commit, unbind if the commit fails.
                 let backing = if req.flags & GUEST_MEMFD != 0 {
-                    let file = self.gmem.get_mut(GmemHandle(req.guest_memfd)).ok_or(GmemError::BadHandle)?;
+                    let file = self.gmem.get_mut(req.file()).ok_or(GmemError::BadHandle)?;
                     let mut binding = file.check_bind(id, req.guest_memfd_offset, req.memory_size)?;
-                    binding.slot = MemslotId((req.slot & 0xffff) as u16);
+                    binding.slot = req.id();
                     file.bind(binding)?;
-                    Backing::Gmem { file: Some(GmemHandle(req.guest_memfd)), offset: req.guest_memfd_offset }
+                    Backing::Gmem { file: Some(req.file()), offset: req.guest_memfd_offset }
                 } else {
                     let frames = ram_frames(&self.config, req).ok_or(MemslotError::NotGuestRam)?;
                     Backing::Ram { frames }
@@ -446,7 +469,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
                 let unbind = |gmem: &mut crate::vm::guest_memfd::GmemTable| {
                     if let Backing::Gmem { file: Some(h), .. } = backing {
                         if let Some(f) = gmem.get_mut(h) {
-                            f.unbind(MemslotId((req.slot & 0xffff) as u16));
+                            f.unbind(req.id());
                         }
                     }
                 };
@@ -458,7 +481,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
                     }
                 };
                 let slot = Memslot {
-                    id: MemslotId((req.slot & 0xffff) as u16),
+                    id: req.id(),
                     flags: req.flags,
                     gpa: req.guest_phys_addr,
                     size: req.memory_size,
@@ -523,7 +546,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
         let Some(source) = source else {
             return Ok(FaultOutcome::NoBacking);
         };
-        let rights = if slot.readonly() { Rights::READ } else { Rights::READ_WRITE };
+        let rights = slot.rights();
         let k = &mut self.kernel;
         // A locked page is mapped through its pin: relax its rights in place.
         if let Some(pin) = slot.lock.and_then(|l| l.pins.get(page)) {

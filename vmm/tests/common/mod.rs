@@ -221,11 +221,7 @@ pub fn world_with_vm(owner: Owner) -> (Box<TestVmm>, VmId) {
 
 /// The VSpace object of VM `id`.
 pub fn vm_vspace(v: &TestVmm, id: VmId) -> Option<u64> {
-    let e = v.registry().entry(id)?;
-    if e.vm.fixed.len == 0 {
-        return None;
-    }
-    v.kernel().object_at(e.vm.vspace().slot())
+    vmm::model::invariants::vspace_of(v, id)
 }
 
 /// Every invariant the tests rely on, checked on the whole state: the
