@@ -232,11 +232,9 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
                 first.get_or_insert(e);
             }
         };
-        for vcpu in (0..MAX_VCPUS as u32).map(VcpuId) {
-            if let (VcpuState::Running, Some((tcb, _))) = (vm.vcpu_state(vcpu), vm.vcpu_caps(vcpu)) {
-                note(k.tcb_suspend(tcb));
-                vm.set_vcpu_state(vcpu, VcpuState::Stopped);
-            }
+        for v in vm.vcpus.iter_mut().filter(|v| v.state == VcpuState::Running) {
+            note(k.tcb_suspend(v.caps().0));
+            v.state = VcpuState::Stopped;
         }
         for slot in vm.memslots.iter() {
             note(memslots::unmap_slot(k, slot));
@@ -265,12 +263,11 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
             }
             let _ = self.cspace.free(slot.map_caps);
         }
-        for vcpu in (0..MAX_VCPUS as u32).map(VcpuId) {
-            if let (VcpuState::Stopped, Some((tcb, vc))) = (vm.vcpu_state(vcpu), vm.vcpu_caps(vcpu)) {
-                note(k.cnode_delete(tcb.slot()));
-                note(k.cnode_delete(vc.slot()));
-                vm.set_vcpu_state(vcpu, VcpuState::Absent);
-            }
+        for v in vm.vcpus.iter_mut().filter(|v| v.state == VcpuState::Stopped) {
+            let (tcb, vc) = v.caps();
+            note(k.cnode_delete(tcb.slot()));
+            note(k.cnode_delete(vc.slot()));
+            v.state = VcpuState::Absent;
         }
         vm.stage2.rollback(k, 0);
         note(k.cnode_delete(vm.fixed.base));

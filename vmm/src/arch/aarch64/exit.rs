@@ -18,11 +18,12 @@ use crate::arch::aarch64::fault::{self, Exit, ExitError, HvcCall};
 use crate::arch::aarch64::mmio::{Access, MmioError};
 use crate::arch::aarch64::psci::{Call, Psci};
 use crate::arch::aarch64::regs::TcbReg;
+use crate::caps::TcbCap;
 use crate::config::ClientId;
 use crate::devices::pl011::Console;
 use crate::devices::Device;
 use crate::error::Error;
-use crate::kernel::{During, Invocation, Kernel, KernelError, Refused};
+use crate::kernel::{During, Invocation, Kernel, Refused};
 use crate::platform::Platform;
 use crate::registry::{Caller, Owner, Presence, VmId};
 use crate::vm::{VcpuId, VcpuState};
@@ -134,11 +135,9 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
     /// of a fault by the faulting vCPU's id, which names its TCB slot).
     pub fn vcpu_by_tcb(&self, tcb: crate::caps::Slot) -> Option<(VmId, VcpuId)> {
         self.registry.entries().filter(|e| e.presence == Presence::Listed).find_map(|e| {
-            (0..crate::config::MAX_VCPUS as u32)
-                .map(VcpuId)
-                .filter(|v| e.vm.vcpu_state(*v) != VcpuState::Absent)
-                .find(|v| e.vm.vcpu_caps(*v).is_some_and(|(t, _)| t.slot() == tcb))
-                .map(|v| (e.id, v))
+            e.vm.vcpus()
+                .find(|(_, v)| v.state() != VcpuState::Absent && v.caps().0.slot() == tcb)
+                .map(|(v, _)| (e.id, v))
         })
     }
 
@@ -166,12 +165,12 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
         decoded: Result<Exit, ExitError>,
         console: &mut C,
     ) -> ExitAction {
-        let vm = self
-            .registry
-            .entry(id)
-            .filter(|e| e.presence == Presence::Listed && e.vm.vcpu_state(vcpu) != VcpuState::Absent)
-            .map(|e| &e.vm);
-        let Some(vm) = vm else {
+        // The VM and the vCPU's TCB, found once for every path below.
+        let found = self.registry.entry(id).filter(|e| e.presence == Presence::Listed).and_then(|e| {
+            let v = e.vm.vcpu(vcpu).filter(|v| v.state() != VcpuState::Absent)?;
+            Some((&e.vm, v.caps().0))
+        });
+        let Some((vm, tcb)) = found else {
             // Not a vCPU the VMM runs: leave it unanswered and touch nothing.
             return ExitAction::Stop { reason: StopReason::NoSuchVcpu, notify: None };
         };
@@ -185,10 +184,10 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
             // would say Unmapped): straight to the devices, the common
             // exit of a running guest.
             Exit::DataAbort { pc, gpa, esr } if vm.memslots.find_gpa(gpa).is_none() => {
-                self.mmio(id, vcpu, pc, gpa, esr, console)
+                self.mmio(id, tcb, pc, gpa, esr, console)
             }
             Exit::DataAbort { pc, gpa, esr } => match self.stage2_fault(id, gpa, esr.wnr()) {
-                Ok(FaultOutcome::Unmapped) => self.mmio(id, vcpu, pc, gpa, esr, console),
+                Ok(FaultOutcome::Unmapped) => self.mmio(id, tcb, pc, gpa, esr, console),
                 other => self.after_map(id, gpa, other),
             },
             Exit::InstructionAbort { gpa, .. } => {
@@ -196,8 +195,8 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
                 self.after_map(id, gpa, r)
             }
             Exit::Hvc(ref call) => self.hvc(id, vcpu, call),
-            Exit::Smc { esr } => self.smc(id, vcpu, esr),
-            Exit::Wfx { esr } => match self.advance(id, vcpu, None, esr) {
+            Exit::Smc { esr } => self.smc(id, vcpu, tcb, esr),
+            Exit::Wfx { esr } => match self.advance(tcb, esr) {
                 Ok(()) => ExitAction::Resume,
                 Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
             },
@@ -218,18 +217,18 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
         }
     }
 
-    /// Emulates a device access and moves the PC past it.
+    /// Emulates a device access of the vCPU whose TCB is `tcb` and moves
+    /// the PC past it.
     fn mmio<C: Console + ?Sized>(
         &mut self,
         id: VmId,
-        vcpu: VcpuId,
+        tcb: TcbCap,
         pc: u64,
         gpa: u64,
         esr: Esr,
         console: &mut C,
     ) -> ExitAction {
         let Some(entry) = self.registry.entry_mut(id) else { return self.stop_vm(id, StopReason::NoSuchVcpu) };
-        let Some((tcb, _)) = entry.vm.vcpu_caps(vcpu) else { return self.stop_vm(id, StopReason::NoSuchVcpu) };
         let Some((device, offset)) = entry.vm.devices.find_mut(gpa) else {
             return self.stop_vm(id, StopReason::Unmapped { gpa });
         };
@@ -277,10 +276,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
     }
 
     /// An `smc`: the registers are read from and written to the TCB.
-    fn smc(&mut self, id: VmId, vcpu: VcpuId, esr: Esr) -> ExitAction {
-        let Some((tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(vcpu)) else {
-            return self.stop_vm(id, StopReason::NoSuchVcpu);
-        };
+    fn smc(&mut self, id: VmId, vcpu: VcpuId, tcb: TcbCap, esr: Esr) -> ExitAction {
         let k = &mut self.kernel;
         let mut x = [0u64; 4];
         for (i, r) in x.iter_mut().enumerate() {
@@ -295,7 +291,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
                     .kernel
                     .tcb_write_register(tcb, TcbReg::X(0), v)
                     .during(Invocation::TcbWriteRegisters)
-                    .and_then(|()| self.advance(id, vcpu, None, esr));
+                    .and_then(|()| self.advance(tcb, esr));
                 match r {
                     Ok(()) => ExitAction::Resume,
                     Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
@@ -308,18 +304,10 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
         }
     }
 
-    /// Moves vCPU `vcpu`'s PC past the trapped instruction (`pc` if known).
-    pub(super) fn advance(&mut self, id: VmId, vcpu: VcpuId, pc: Option<u64>, esr: Esr) -> Result<(), Refused> {
-        let (tcb, _) = self
-            .registry
-            .entry(id)
-            .and_then(|e| e.vm.vcpu_caps(vcpu))
-            .ok_or(KernelError::InvalidCapability)
-            .during(Invocation::TcbReadRegisters)?;
-        let pc = match pc {
-            Some(pc) => pc,
-            None => self.kernel.tcb_read_register(tcb, TcbReg::Pc).during(Invocation::TcbReadRegisters)?,
-        };
+    /// Moves the PC of the vCPU whose TCB is `tcb` past the trapped
+    /// instruction.
+    fn advance(&mut self, tcb: TcbCap, esr: Esr) -> Result<(), Refused> {
+        let pc = self.kernel.tcb_read_register(tcb, TcbReg::Pc).during(Invocation::TcbReadRegisters)?;
         self.kernel
             .tcb_write_register(tcb, TcbReg::Pc, pc.wrapping_add(esr.instruction_len()))
             .during(Invocation::TcbWriteRegisters)
@@ -334,13 +322,9 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
                 Owner::Client(c) => Some(c),
                 Owner::Internal => None,
             };
-            for v in (0..e.vm.vcpus.len() as u32).map(VcpuId) {
-                if e.vm.vcpu_state(v) == VcpuState::Running {
-                    if let Some((tcb, _)) = e.vm.vcpu_caps(v) {
-                        let _ = self.kernel.tcb_suspend(tcb);
-                    }
-                    e.vm.set_vcpu_state(v, VcpuState::Stopped);
-                }
+            for v in e.vm.vcpus.iter_mut().filter(|v| v.state == VcpuState::Running) {
+                let _ = self.kernel.tcb_suspend(v.caps().0);
+                v.state = VcpuState::Stopped;
             }
         }
         ExitAction::Stop { reason, notify }

@@ -243,19 +243,15 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
     /// again.
     #[cold]
     fn system_reset(&mut self, id: VmId, vcpu: VcpuId) -> Psci {
-        let Some(boot) = self.registry.entry(id).and_then(|e| e.vm.boot) else {
+        let Some(vm) = self.registry.entry_mut(id).map(|e| &mut e.vm) else {
             return Psci::Return(ret::NOT_SUPPORTED);
         };
-        let others: heapless::Vec<VcpuId, { crate::config::MAX_VCPUS }> = (0..crate::config::MAX_VCPUS as u32)
-            .map(VcpuId)
-            .filter(|v| *v != vcpu && *v != boot.vcpu)
-            .filter(|v| self.registry.entry(id).is_some_and(|e| e.vm.vcpu_state(*v) == VcpuState::Running))
-            .collect();
-        for v in others {
-            if let Some((tcb, _)) = self.registry.entry(id).and_then(|e| e.vm.vcpu_caps(v)) {
-                let _ = self.kernel.tcb_suspend(tcb);
+        let Some(boot) = vm.boot else { return Psci::Return(ret::NOT_SUPPORTED) };
+        for (other, v) in (0..).map(VcpuId).zip(vm.vcpus.iter_mut()) {
+            if other != vcpu && other != boot.vcpu && v.state == VcpuState::Running {
+                let _ = self.kernel.tcb_suspend(v.caps().0);
+                v.state = VcpuState::Stopped;
             }
-            self.vcpu_stopped(id, v);
         }
         Psci::Reset { vcpu: boot.vcpu, entry: boot.entry, arg: boot.arg }
     }
