@@ -13,18 +13,25 @@ use crate::devices::DeviceMap;
 use crate::errno::Errno;
 use crate::registry::{Owner, VmId};
 
-/// The hooks a deployment implements. Only the registry hooks are
-/// required; the others default to adding nothing.
+/// The hooks a deployment implements. Each defaults to doing nothing: a
+/// platform with no shared resources and nothing to add needs none.
 pub trait Platform {
     /// Called with the usage count already incremented; `count == 1` is the
     /// first VM, where shared resources are enabled. An error refuses the VM.
-    fn add(&mut self, vm: VmId, count: u32) -> Result<(), Errno>;
+    fn add(&mut self, vm: VmId, count: u32) -> Result<(), Errno> {
+        let _ = (vm, count);
+        Ok(())
+    }
 
     /// The VM has been unlisted; nothing new can reach it.
-    fn remove(&mut self, vm: VmId);
+    fn remove(&mut self, vm: VmId) {
+        let _ = vm;
+    }
 
     /// The VM is fully gone; `count == 0` releases shared resources.
-    fn drop(&mut self, count: u32);
+    fn drop(&mut self, count: u32) {
+        let _ = count;
+    }
 
     /// A new VM of `owner`, before it is listed: the platform registers
     /// the devices the VM is given (for example the UART of the system
@@ -55,10 +62,4 @@ pub trait Platform {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct NoHooks;
 
-impl Platform for NoHooks {
-    fn add(&mut self, _vm: VmId, _count: u32) -> Result<(), Errno> {
-        Ok(())
-    }
-    fn remove(&mut self, _vm: VmId) {}
-    fn drop(&mut self, _count: u32) {}
-}
+impl Platform for NoHooks {}

@@ -44,14 +44,6 @@ impl MicrokitPlatform {
 }
 
 impl Platform for MicrokitPlatform {
-    fn add(&mut self, _vm: VmId, _count: u32) -> Result<(), Errno> {
-        Ok(())
-    }
-
-    fn remove(&mut self, _vm: VmId) {}
-
-    fn drop(&mut self, _count: u32) {}
-
     fn vm_created(&mut self, vm: VmId, owner: Owner, devices: &mut DeviceMap) -> Result<(), Errno> {
         if owner == Owner::Internal {
             return Ok(());
