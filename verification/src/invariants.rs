@@ -58,23 +58,20 @@ pub fn i5_memlock_charges(s: &System) -> Check {
 /// (its lock) or destroying its VM (everything) may touch it.
 pub fn i6_locked_slots_untouched(before: &System, op: &Op, after: &System) -> Check {
     for e in before.vmm.registry().entries() {
-        let destroyed = after.vmm.registry().entry(e.id).is_none_or(|a| a.presence != Presence::Listed);
+        let destroyed = after.vmm.registry().entry(e.id()).is_none_or(|a| a.presence() != Presence::Listed);
         if destroyed {
             continue;
         }
-        let unlocking = matches!(op, Op::Unlock { .. }) && op.named_vm(before) == Some(e.id);
-        for slot in e.vm.memslots.iter().filter(|x| x.lock.is_some()) {
-            let now = after
-                .vmm
-                .registry()
-                .entry(e.id)
-                .and_then(|a| a.vm.memslots.index_of(slot.id).and_then(|i| a.vm.memslots.get(i)).copied());
-            let Some(mut now) = now else { return fail(6, format!("locked slot {} deleted", slot.id)) };
-            if unlocking {
-                now.lock = slot.lock;
-            }
+        let unlocking = matches!(op, Op::Unlock { .. }) && op.named_vm(before) == Some(e.id());
+        for slot in e.vm().memslots().iter().filter(|x| x.lock().is_some()) {
+            let now =
+                after.vmm.registry().entry(e.id()).and_then(|a| {
+                    a.vm().memslots().index_of(slot.id()).and_then(|i| a.vm().memslots().get(i)).copied()
+                });
+            let Some(now) = now else { return fail(6, format!("locked slot {} deleted", slot.id())) };
+            let now = if unlocking { now.with_lock(slot.lock()) } else { now };
             if now != *slot {
-                return fail(6, format!("locked slot {} changed by {op:?}", slot.id));
+                return fail(6, format!("locked slot {} changed by {op:?}", slot.id()));
             }
         }
     }
@@ -128,17 +125,17 @@ pub fn i9_nothing_left_behind(s: &System) -> Check {
     let mut runs = Vec::new();
     let mut vspaces = vec![m.object_at(VMM_VSPACE)];
     for e in s.vmm.registry().entries() {
-        if e.presence == Presence::Removed && (e.vm.fixed.len != 0 || !e.vm.memslots.is_empty()) {
-            return fail(9, format!("destroyed VM {} still holds resources", e.id.0));
+        if e.presence() == Presence::Removed && (e.vm().fixed().len != 0 || !e.vm().memslots().is_empty()) {
+            return fail(9, format!("destroyed VM {} still holds resources", e.id().0));
         }
-        runs.push(e.vm.fixed);
-        vspaces.push(core_invariants::vspace_of(&s.vmm, e.id));
-        for slot in e.vm.memslots.iter() {
-            runs.push(slot.map_caps);
-            runs.extend(slot.lock.map(|l| l.pins));
+        runs.push(e.vm().fixed());
+        vspaces.push(core_invariants::vspace_of(&s.vmm, e.id()));
+        for slot in e.vm().memslots().iter() {
+            runs.push(slot.map_caps());
+            runs.extend(slot.lock().map(|l| l.pins()));
         }
     }
-    runs.extend(s.vmm.gmem().iter().map(|f| f.frames));
+    runs.extend(s.vmm.gmem().iter().map(|f| f.frames()));
     for sl in m.slots() {
         if !initial(sl) && !runs.iter().any(|r| r.contains(sl)) {
             return fail(9, format!("capability in slot {:#x} belongs to nothing live", sl.0));
@@ -149,7 +146,7 @@ pub fn i9_nothing_left_behind(s: &System) -> Check {
             }
         }
     }
-    let only_internal = s.vmm.registry().entries().all(|e| e.owner == Owner::Internal);
+    let only_internal = s.vmm.registry().entries().all(|e| e.owner() == Owner::Internal);
     if only_internal && s.vmm.gmem().iter().next().is_none() {
         let fresh = pristine();
         if m.state() != fresh.vmm.kernel().state() || s.vmm.cspace() != fresh.vmm.cspace() {
@@ -165,21 +162,21 @@ pub fn i10_authority(before: &System, op: &Op, result: &Result<u64, Errno>, afte
     let Some(caller) = op.caller() else { return Ok(()) };
     if let Op::CreateVm { .. } = op {
         if let Ok(id) = result {
-            let owner = after.vmm.registry().entry(VmId(*id as u32)).map(|e| e.owner);
+            let owner = after.vmm.registry().entry(VmId(*id as u32)).map(|e| e.owner());
             if owner != Some(caller) {
                 return fail(10, format!("VM {id} created for {caller:?} is owned by {owner:?}"));
             }
         }
     }
     if let Some(vm) = op.named_vm(before) {
-        let owned = before.vmm.registry().entry(vm).is_some_and(|e| e.owner == caller);
+        let owned = before.vmm.registry().entry(vm).is_some_and(|e| e.owner() == caller);
         if !owned && result.is_ok() {
             return fail(10, format!("{caller:?} changed VM {} it does not own with {op:?}", vm.0));
         }
     }
-    for e in before.vmm.registry().entries().filter(|e| e.owner == Owner::Internal) {
-        if after.vmm.registry().entry(e.id) != Some(e) {
-            return fail(10, format!("client request {op:?} changed internal VM {}", e.id.0));
+    for e in before.vmm.registry().entries().filter(|e| e.owner() == Owner::Internal) {
+        if after.vmm.registry().entry(e.id()) != Some(e) {
+            return fail(10, format!("client request {op:?} changed internal VM {}", e.id().0));
         }
     }
     Ok(())

@@ -87,8 +87,8 @@ fn vms_of(s: &System, owner: Owner) -> Vec<VmId> {
         .vmm
         .registry()
         .entries()
-        .filter(|e| e.owner == owner && e.presence == Presence::Listed)
-        .map(|e| e.id)
+        .filter(|e| e.owner() == owner && e.presence() == Presence::Listed)
+        .map(|e| e.id())
         .collect();
     ids.sort();
     ids
@@ -100,8 +100,8 @@ fn files_of(s: &System, owner: Owner) -> Vec<u32> {
         .vmm
         .gmem()
         .iter()
-        .filter(|f| s.vmm.registry().entry(f.vm).is_some_and(|e| e.owner == owner))
-        .map(|f| f.handle.0)
+        .filter(|f| s.vmm.registry().entry(f.vm()).is_some_and(|e| e.owner() == owner))
+        .map(|f| f.handle().0)
         .collect();
     hs.sort();
     hs

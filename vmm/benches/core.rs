@@ -34,7 +34,7 @@ use vmm::platform::NoHooks;
 use vmm::protocol::{label as op, Request, MAX_PAYLOAD};
 use vmm::registry::{Owner, VmId};
 use vmm::vm::lock::{LOCK_READ, LOCK_WRITE};
-use vmm::vm::memslots::{Backing, MemoryRegion, Memslot, MemslotId, MemslotTable, GUEST_MEMFD};
+use vmm::vm::memslots::{Backing, MemoryRegion, Memslot, MemslotTable, GUEST_MEMFD};
 use vmm::vm::VcpuId;
 use vmm::Vmm;
 
@@ -76,16 +76,13 @@ fn model_world(ram_pages: u64) -> (Box<Vmm<Model, NoHooks>>, VmId) {
 fn table(n: usize) -> MemslotTable<512> {
     let mut t = MemslotTable::default();
     for i in 0..n {
-        let slot = Memslot {
-            id: MemslotId(i as u16),
-            flags: 0,
-            gpa: 0x4000_0000 + (i as u64) * 0x20_0000,
-            size: 0x10_0000,
-            uaddr: 0,
-            backing: Backing::Ram { frames: Slot(0) },
-            map_caps: SlotRange { base: Slot(0), len: 1 },
-            lock: None,
+        let req = MemoryRegion {
+            slot: i as u32,
+            guest_phys_addr: 0x4000_0000 + (i as u64) * 0x20_0000,
+            memory_size: 0x10_0000,
+            ..MemoryRegion::default()
         };
+        let slot = Memslot::new(&req, Backing::Ram { frames: Slot(0) }, SlotRange { base: Slot(0), len: 1 });
         t.insert(slot).expect("capacity");
     }
     t

@@ -46,7 +46,7 @@ impl SlotRange {
     }
 
     /// The slot one past the end.
-    pub fn end(self) -> u64 {
+    pub(crate) fn end(self) -> u64 {
         self.base.0.saturating_add(self.len)
     }
 
@@ -136,7 +136,7 @@ pub enum ObjectType {
 
 impl ObjectType {
     /// log2 of the object's size in bytes, as seL4 on AArch64 sizes it.
-    pub const fn size_bits(self) -> u32 {
+    pub(crate) const fn size_bits(self) -> u32 {
         match self {
             ObjectType::Frame | ObjectType::PageTable | ObjectType::VCpu => 12,
             ObjectType::VSpace => 13,

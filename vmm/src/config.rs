@@ -25,7 +25,7 @@ pub const MAX_GMEM_FILES: usize = 8;
 /// memslots, so that one file cannot take every slot record.
 pub const MAX_BINDINGS: usize = 16;
 /// Clients with a protected-call channel to this VMM.
-pub const MAX_CLIENTS: usize = 8;
+pub(crate) const MAX_CLIENTS: usize = 8;
 /// Guest RAM regions mapped into the VMM.
 pub const MAX_RAM_REGIONS: usize = 4;
 /// Stage-2 page tables per VM (each level-3 table maps 2 MiB).
@@ -59,7 +59,7 @@ pub struct RamRegion {
 
 impl RamRegion {
     /// One past the region's last VMM address.
-    pub fn end(&self) -> u64 {
+    pub(crate) fn end(&self) -> u64 {
         self.vmm_vaddr.saturating_add(self.pages.saturating_mul(PAGE_SIZE))
     }
 
@@ -157,7 +157,7 @@ impl VmmConfig {
     }
 
     /// The client configured on channel `id`.
-    pub fn client(&self, id: ClientId) -> Option<&ClientConfig> {
+    pub(crate) fn client(&self, id: ClientId) -> Option<&ClientConfig> {
         self.clients.iter().find(|c| c.id == id)
     }
 

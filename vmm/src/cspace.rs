@@ -54,7 +54,7 @@ pub struct SlotAllocator {
 
 impl SlotAllocator {
     /// An allocator over `range`, all of it free.
-    pub fn new(range: SlotRange) -> SlotAllocator {
+    pub(crate) fn new(range: SlotRange) -> SlotAllocator {
         let mut free = Vec::new();
         if range.len > 0 {
             // Cannot fail: the list is empty and has room for at least one.
@@ -64,7 +64,7 @@ impl SlotAllocator {
     }
 
     /// Allocates `len` contiguous slots.
-    pub fn alloc(&mut self, len: u64) -> Result<SlotRange, CSpaceError> {
+    pub(crate) fn alloc(&mut self, len: u64) -> Result<SlotRange, CSpaceError> {
         if len == 0 {
             return Err(CSpaceError::Empty);
         }
@@ -84,7 +84,7 @@ impl SlotAllocator {
     }
 
     /// Returns a run obtained from [`SlotAllocator::alloc`].
-    pub fn free(&mut self, run: SlotRange) -> Result<(), CSpaceError> {
+    pub(crate) fn free(&mut self, run: SlotRange) -> Result<(), CSpaceError> {
         let new = Extent { start: run.base.0, len: run.len };
         let inside = run.len > 0 && new.start >= self.range.base.0 && new.end() <= self.range.end();
         // The first free extent starting after the run.
@@ -124,12 +124,14 @@ impl SlotAllocator {
     }
 
     /// Slots not allocated.
-    pub fn free_slots(&self) -> u64 {
+    #[cfg(test)]
+    fn free_slots(&self) -> u64 {
         self.free.iter().map(|e| e.len).sum()
     }
 
     /// Runs allocated and not freed.
-    pub fn outstanding(&self) -> usize {
+    #[cfg(test)]
+    fn outstanding(&self) -> usize {
         self.outstanding
     }
 }

@@ -84,13 +84,13 @@ pub(crate) trait AsErrno {
 macro_rules! errors {
     (
         $(#[$meta:meta])*
-        pub enum $name:ident {
+        $vis:vis enum $name:ident {
             $( $(#[$vmeta:meta])* $variant:ident => $errno:ident, $msg:literal, )*
         }
     ) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub enum $name {
+        $vis enum $name {
             $( $(#[$vmeta])* $variant, )*
         }
 

@@ -29,7 +29,7 @@ use crate::vm::memslots::{MemoryRegion, GUEST_MEMFD, READONLY};
 /// "VMMF".
 pub(crate) const MAGIC: [u8; 4] = *b"VMMF";
 /// The format this core reads.
-pub const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 1;
 /// Memslots a manifest may describe.
 pub const MAX_SLOTS: usize = 32;
 
@@ -395,7 +395,7 @@ impl Manifest {
     /// The stage-2 page tables the VM's memslots need, at most
     /// [`MAX_PAGE_TABLES`]: a level-2 table per 1 GiB and a level-3 table
     /// per 2 MiB of guest-physical space they touch, each counted once.
-    pub fn page_tables(&self) -> u64 {
+    pub(crate) fn page_tables(&self) -> u64 {
         let mut n = 0u64;
         for shift in [30u32, 21] {
             for (i, s) in self.slots.iter().enumerate() {

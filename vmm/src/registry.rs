@@ -38,7 +38,7 @@ pub enum Owner {
 
 /// Who is asking. Clients are identified by the channel their request came
 /// on; the VMM's own initialisation code asks as `Internal`.
-pub type Caller = Owner;
+pub(crate) type Caller = Owner;
 
 crate::errors! {
     /// Why a registry operation failed.
@@ -69,15 +69,42 @@ pub enum Presence {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Entry<V> {
     /// Its identifier.
-    pub id: VmId,
+    pub(crate) id: VmId,
     /// Its owner.
-    pub owner: Owner,
+    pub(crate) owner: Owner,
     /// Listed or removed.
-    pub presence: Presence,
+    pub(crate) presence: Presence,
     /// Open guest_memfd files that pin it (rule 1.6).
-    pub file_refs: u32,
+    pub(crate) file_refs: u32,
     /// The VM itself.
-    pub vm: V,
+    pub(crate) vm: V,
+}
+
+impl<V> Entry<V> {
+    /// Its identifier.
+    pub fn id(&self) -> VmId {
+        self.id
+    }
+
+    /// Its owner.
+    pub fn owner(&self) -> Owner {
+        self.owner
+    }
+
+    /// Listed, or removed and waiting for its files to close.
+    pub fn presence(&self) -> Presence {
+        self.presence
+    }
+
+    /// Open guest_memfd files that pin it.
+    pub fn file_refs(&self) -> u32 {
+        self.file_refs
+    }
+
+    /// The VM itself.
+    pub fn vm(&self) -> &V {
+        &self.vm
+    }
 }
 
 /// The registry of one VMM instance.
@@ -104,7 +131,7 @@ fn owned_by<E: core::ops::Deref<Target = Entry<V>>, V>(caller: Caller, e: E) -> 
 
 impl<V> Registry<V> {
     /// VMs added and not yet dropped.
-    pub fn usage_count(&self) -> u32 {
+    pub(crate) fn usage_count(&self) -> u32 {
         self.usage_count
     }
 
@@ -130,7 +157,7 @@ impl<V> Registry<V> {
     /// Adds a VM under `id` (from [`Registry::next_free_id`]): count, hook,
     /// then list. On a hook error the count is restored inline and nothing
     /// is listed.
-    pub fn add<A: Platform>(&mut self, hooks: &mut A, id: VmId, owner: Owner, vm: V) -> Result<(), (Errno, V)> {
+    pub(crate) fn add<A: Platform>(&mut self, hooks: &mut A, id: VmId, owner: Owner, vm: V) -> Result<(), (Errno, V)> {
         if self.entries.is_full() || self.entries.iter().any(|e| e.id == id) {
             return Err((Errno::ENOSPC, vm));
         }
@@ -154,7 +181,7 @@ impl<V> Registry<V> {
     }
 
     /// The listed VM `id`, if `caller` owns it.
-    pub fn get_mut(&mut self, caller: Caller, id: VmId) -> Result<&mut Entry<V>, RegistryError> {
+    pub(crate) fn get_mut(&mut self, caller: Caller, id: VmId) -> Result<&mut Entry<V>, RegistryError> {
         let e = self
             .entries
             .iter_mut()
@@ -164,7 +191,7 @@ impl<V> Registry<V> {
     }
 
     /// [`Registry::get_mut`], to read.
-    pub fn get(&self, caller: Caller, id: VmId) -> Result<&Entry<V>, RegistryError> {
+    pub(crate) fn get(&self, caller: Caller, id: VmId) -> Result<&Entry<V>, RegistryError> {
         let e = self.entries.iter().find(|e| e.id == id && e.presence == Presence::Listed);
         owned_by(caller, e.ok_or(RegistryError::NoSuchVm)?)
     }
@@ -185,7 +212,7 @@ impl<V> Registry<V> {
     }
 
     /// Unlists `id` and calls the remove hook.
-    pub fn remove<A: Platform>(&mut self, hooks: &mut A, id: VmId) -> Result<(), RegistryError> {
+    pub(crate) fn remove<A: Platform>(&mut self, hooks: &mut A, id: VmId) -> Result<(), RegistryError> {
         let e = self.entry_mut(id).ok_or(RegistryError::NoSuchVm)?;
         if e.presence == Presence::Removed {
             return Err(RegistryError::NoSuchVm);

@@ -45,15 +45,15 @@ fn an_internal_vm_is_built_and_started_from_its_manifest() {
     let id = v.build_from_manifest(&manifest(), Owner::Internal, Some(7)).unwrap();
     check_invariants(&v);
     let e = v.registry().entry(id).unwrap();
-    assert_eq!(e.owner, Owner::Internal);
-    assert_eq!(e.vm.memslots.len(), 3);
-    assert!(e.vm.memslots.find_gpa(0x4800_0000).unwrap().readonly());
-    assert_eq!(e.file_refs, 1);
-    let (tcb, _) = e.vm.vcpu_caps(VcpuId(0)).unwrap();
+    assert_eq!(e.owner(), Owner::Internal);
+    assert_eq!(e.vm().memslots().len(), 3);
+    assert!(e.vm().memslots().find_gpa(0x4800_0000).unwrap().readonly());
+    assert_eq!(e.file_refs(), 1);
+    let (tcb, _) = e.vm().vcpu_caps(VcpuId(0)).unwrap();
     assert!(v.kernel().tcb_running(tcb.slot()));
     assert_eq!(v.kernel().tcb_reg(tcb.slot(), vmm::arch::aarch64::regs::TcbReg::Pc), Some(0x4000_0000));
     assert_eq!(v.kernel().tcb_reg(tcb.slot(), vmm::arch::aarch64::regs::TcbReg::X(0)), Some(7));
-    assert_eq!(e.vm.devices.iter().count(), 1);
+    assert_eq!(e.vm().devices().iter().count(), 1);
 }
 
 #[test]

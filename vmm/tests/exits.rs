@@ -175,11 +175,11 @@ fn two_guests() -> (Box<TestVmm>, VmId, VmId) {
 }
 
 fn tcb(v: &TestVmm, vm: VmId, vcpu: u32) -> Slot {
-    v.registry().entry(vm).unwrap().vm.vcpu_caps(VcpuId(vcpu)).unwrap().0.slot()
+    v.registry().entry(vm).unwrap().vm().vcpu_caps(VcpuId(vcpu)).unwrap().0.slot()
 }
 
 fn vcpu_obj(v: &TestVmm, vm: VmId, vcpu: u32) -> Slot {
-    v.registry().entry(vm).unwrap().vm.vcpu_caps(VcpuId(vcpu)).unwrap().1.slot()
+    v.registry().entry(vm).unwrap().vm().vcpu_caps(VcpuId(vcpu)).unwrap().1.slot()
 }
 
 fn reg(v: &TestVmm, vm: VmId, vcpu: u32, r: TcbReg) -> u64 {
@@ -195,12 +195,12 @@ fn running(v: &TestVmm, vm: VmId, vcpu: u32) -> bool {
 }
 
 fn state(v: &TestVmm, vm: VmId, vcpu: u32) -> VcpuState {
-    v.registry().entry(vm).unwrap().vm.vcpu_state(VcpuId(vcpu))
+    v.registry().entry(vm).unwrap().vm().vcpu_state(VcpuId(vcpu))
 }
 
 /// The owner of `vm`, to set registers as the client would.
 fn owner_of(v: &TestVmm, vm: VmId) -> Owner {
-    v.registry().entry(vm).unwrap().owner
+    v.registry().entry(vm).unwrap().owner()
 }
 
 /// SET_REG by the VM's owner (wire numbers: 0-30 x, 32 PC).
@@ -448,7 +448,7 @@ fn load(v: &mut TestVmm, vm: VmId, offset: u64) -> u64 {
 /// The UART's register at `offset`, read from its state in the registry.
 fn uart_reg(v: &TestVmm, vm: VmId, offset: u64) -> u64 {
     let e = v.registry().entry(vm).unwrap();
-    let region = e.vm.devices.iter().find(|r| r.base == UART).unwrap();
+    let region = e.vm().devices().iter().find(|r| r.base == UART).unwrap();
     match region.device {
         Device::Pl011(u) => u.read(offset),
     }
@@ -811,7 +811,7 @@ fn device_table_full_is_refused_with_enospc() {
         v.register_device(A, a, 0x2000_0000 + i * 0x10_0000, pl011::SIZE, pl()).unwrap();
     }
     fails_unchanged(&mut v, Errno::ENOSPC, |v| v.register_device(A, a, 0x3000_0000, pl011::SIZE, pl()));
-    assert_eq!(v.registry().entry(a).unwrap().vm.devices.iter().count(), MAX_DEVICES);
+    assert_eq!(v.registry().entry(a).unwrap().vm().devices().iter().count(), MAX_DEVICES);
 }
 
 #[test]
@@ -962,7 +962,7 @@ fn returns_unchanged(v: &mut TestVmm, vm: VmId, vcpu: u32, conduit: Conduit, arg
     }
     let mut expected = v.clone();
     if conduit == Conduit::Smc {
-        let t = expected.registry().entry(vm).unwrap().vm.vcpu_caps(VcpuId(vcpu)).unwrap().0;
+        let t = expected.registry().entry(vm).unwrap().vm().vcpu_caps(VcpuId(vcpu)).unwrap().0;
         expected.kernel_mut().tcb_write_register(t, TcbReg::X(0), want).unwrap();
         expected.kernel_mut().tcb_write_register(t, TcbReg::Pc, SMC_PC + 4).unwrap();
     }
@@ -1522,7 +1522,7 @@ fn exit_for_a_vcpu_that_does_not_exist_is_no_such_vcpu_and_touches_no_guest_stat
     let b_before = view(&v, b);
     let a_regs = xregs(&v, a, 0);
     let a_pc = reg(&v, a, 0, TcbReg::Pc);
-    let a_devices = v.registry().entry(a).unwrap().vm.devices.clone();
+    let a_devices = v.registry().entry(a).unwrap().vm().devices().clone();
     for vcpu in ABSENT_VCPUS {
         for (label, mrs) in valid_messages() {
             let action = exit(&mut v, a, vcpu, label, &mrs);
@@ -1533,7 +1533,7 @@ fn exit_for_a_vcpu_that_does_not_exist_is_no_such_vcpu_and_touches_no_guest_stat
             assert_eq!(xregs(&v, a, 0), a_regs);
             assert_eq!(reg(&v, a, 0, TcbReg::Pc), a_pc);
             assert!(guest_pages(&v, a).is_empty());
-            assert_eq!(v.registry().entry(a).unwrap().vm.devices, a_devices);
+            assert_eq!(*v.registry().entry(a).unwrap().vm().devices(), a_devices);
             assert!(v.kernel().injected(vcpu_obj(&v, a, 0)).is_empty());
             assert_eq!(view(&v, b), b_before);
         }

@@ -53,21 +53,21 @@ fn file(v: &TestVmm, h: GmemHandle) -> &GmemFile {
 }
 
 fn bindings(v: &TestVmm, h: GmemHandle) -> Vec<Binding> {
-    file(v, h).bindings.to_vec()
+    file(v, h).bindings().to_vec()
 }
 
 fn file_refs(v: &TestVmm, vm: VmId) -> u32 {
-    v.registry().entry(vm).unwrap().file_refs
+    v.registry().entry(vm).unwrap().file_refs()
 }
 
 /// The frame objects of file `h`, page by page.
 fn frame_objs(v: &TestVmm, h: GmemHandle) -> Vec<u64> {
     let f = file(v, h);
-    (0..f.frames.len).map(|i| v.kernel().object_at(f.frames.get(i).unwrap()).unwrap()).collect()
+    (0..f.frames().len).map(|i| v.kernel().object_at(f.frames().get(i).unwrap()).unwrap()).collect()
 }
 
 fn slot_of(v: &TestVmm, vm: VmId, id: u16) -> Memslot {
-    let t = &v.registry().entry(vm).unwrap().vm.memslots;
+    let t = &v.registry().entry(vm).unwrap().vm().memslots();
     *t.get(t.index_of(MemslotId(id)).unwrap_or_else(|| panic!("no slot {id}"))).unwrap()
 }
 
@@ -168,8 +168,8 @@ fn create_returns_a_new_handle_and_takes_a_reference_on_the_vm() {
     assert_eq!(file_refs(&v, vm), 2);
     for (h, pages) in [(h1, 3), (h2, 5)] {
         let f = file(&v, h);
-        assert_eq!((f.vm, f.size, f.frames.len), (vm, pages * PG, pages));
-        assert!(f.bindings.is_empty());
+        assert_eq!((f.vm(), f.size(), f.frames().len), (vm, pages * PG, pages));
+        assert!(f.bindings().is_empty());
         assert_eq!(v.guest_memfd_vm(h), Some(vm));
     }
     // Distinct frames, not shared between files.
@@ -184,7 +184,7 @@ fn create_returns_a_new_handle_and_takes_a_reference_on_the_vm() {
 fn frames_start_zeroed_even_after_another_file_used_the_memory() {
     let (mut v, vm) = world_with_vm(A);
     let h1 = create(&mut v, A, vm, 4);
-    let f1 = file(&v, h1).frames;
+    let f1 = file(&v, h1).frames();
     for i in 0..4 {
         assert_eq!(v.kernel().read_frame(f1.get(i).unwrap()), Some(0));
         assert!(v.kernel_mut().write_frame(f1.get(i).unwrap(), 0xdead_0000 + i));
@@ -196,7 +196,7 @@ fn frames_start_zeroed_even_after_another_file_used_the_memory() {
         assert!(v.kernel().object(*o).is_none(), "frame {o} outlived its file");
     }
     let h2 = create(&mut v, A, vm, 4);
-    let f2 = file(&v, h2).frames;
+    let f2 = file(&v, h2).frames();
     for i in 0..4 {
         assert_eq!(v.kernel().read_frame(f2.get(i).unwrap()), Some(0), "page {i} of a new file is not zero");
     }
@@ -463,8 +463,14 @@ fn close_takes_the_file_away_from_every_slot_bound_to_it() {
     let before: Vec<Memslot> = (0..4).map(|i| slot_of(&v, vm, i)).collect();
     close(&mut v, A, h);
     assert!(v.gmem().get(h).is_none());
-    assert_eq!(slot_of(&v, vm, 0), Memslot { backing: Backing::Gmem { file: None, offset: 0 }, ..before[0] });
-    assert_eq!(slot_of(&v, vm, 1), Memslot { backing: Backing::Gmem { file: None, offset: 5 * PG }, ..before[1] });
+    assert_eq!(
+        slot_view(&slot_of(&v, vm, 0)),
+        SlotView { backing: Backing::Gmem { file: None, offset: 0 }, ..slot_view(&before[0]) }
+    );
+    assert_eq!(
+        slot_view(&slot_of(&v, vm, 1)),
+        SlotView { backing: Backing::Gmem { file: None, offset: 5 * PG }, ..slot_view(&before[1]) }
+    );
     assert_eq!(slot_of(&v, vm, 2), before[2]);
     assert_eq!(slot_of(&v, vm, 3), before[3]);
     assert_eq!(bindings(&v, other), [Binding { first: 0, pages: 2, slot: MemslotId(2) }]);
@@ -540,7 +546,7 @@ fn close_puts_the_files_reference_on_its_vm() {
     close(&mut v, A, h2);
     assert_eq!(file_refs(&v, vm), 0);
     // Closing a listed VM's files does not destroy it.
-    assert_eq!(v.registry().entry(vm).unwrap().presence, Presence::Listed);
+    assert_eq!(v.registry().entry(vm).unwrap().presence(), Presence::Listed);
     set(&mut v, A, vm, ram_region(0, GPA, 1, 0));
 }
 
@@ -561,7 +567,7 @@ fn a_destroyed_vm_is_dropped_when_its_last_file_closes() {
     v.destroy_vm(A, vm).unwrap();
     check_invariants(&v);
     let e = v.registry().entry(vm).unwrap();
-    assert_eq!((e.presence, e.file_refs), (Presence::Removed, 2));
+    assert_eq!((e.presence(), e.file_refs()), (Presence::Removed, 2));
     assert_eq!(v.usage_count(), 1, "dropped while files are open");
     assert!(v.hooks().enabled);
     // Nothing reaches it any more.
@@ -572,7 +578,7 @@ fn a_destroyed_vm_is_dropped_when_its_last_file_closes() {
     refused(&mut v, Errno::ENOENT, RegistryError::NoSuchVm.into(), |v| v.destroy_vm(A, vm));
 
     close(&mut v, A, h1);
-    assert_eq!(v.registry().entry(vm).map(|e| (e.presence, e.file_refs)), Some((Presence::Removed, 1)));
+    assert_eq!(v.registry().entry(vm).map(|e| (e.presence(), e.file_refs())), Some((Presence::Removed, 1)));
     assert_eq!(v.usage_count(), 1);
 
     close(&mut v, A, h2);

@@ -96,7 +96,7 @@ fn hooks_failing_first_add(errno: Errno) -> Box<TestVmm> {
 }
 
 fn tcb_slot(v: &TestVmm, vm: VmId, vcpu: u32) -> Slot {
-    v.registry().entry(vm).unwrap().vm.vcpu_caps(VcpuId(vcpu)).unwrap().0.slot()
+    v.registry().entry(vm).unwrap().vm().vcpu_caps(VcpuId(vcpu)).unwrap().0.slot()
 }
 
 // ---- Rule 1.1: a VM's owner is the client that created it, or internal. ----
@@ -107,7 +107,7 @@ fn a_vm_created_by_a_client_is_owned_by_that_client() {
     for owner in [A, B, P] {
         let vm = v.create_vm(owner).unwrap();
         check_invariants(&v);
-        assert_eq!(v.registry().entry(vm).unwrap().owner, owner);
+        assert_eq!(v.registry().entry(vm).unwrap().owner(), owner);
     }
 }
 
@@ -116,7 +116,7 @@ fn a_vm_created_by_the_vmm_itself_is_internal() {
     let mut v = world();
     let vm = v.create_vm(Owner::Internal).unwrap();
     check_invariants(&v);
-    assert_eq!(v.registry().entry(vm).unwrap().owner, Owner::Internal);
+    assert_eq!(v.registry().entry(vm).unwrap().owner(), Owner::Internal);
 }
 
 #[test]
@@ -126,7 +126,7 @@ fn the_channel_a_create_request_came_on_is_the_owner() {
         let id = v.handle(cid(owner), label::CREATE_VM, CreateVm::default().as_bytes()).result.unwrap();
         check_invariants(&v);
         let vm = VmId(u32::try_from(id).unwrap());
-        assert_eq!(v.registry().entry(vm).unwrap().owner, owner);
+        assert_eq!(v.registry().entry(vm).unwrap().owner(), owner);
     }
 }
 
@@ -305,8 +305,8 @@ fn a_vm_is_listed_once_its_add_succeeded() {
     check_invariants(&v);
     assert_eq!(v.hooks().log, [format!("add {} 1", vm.0)]);
     let e = v.registry().entry(vm).unwrap();
-    assert_eq!(e.presence, Presence::Listed);
-    assert_eq!(e.file_refs, 0);
+    assert_eq!(e.presence(), Presence::Listed);
+    assert_eq!(e.file_refs(), 0);
     // Listed: the owner reaches it.
     v.create_vcpu(A, vm, VcpuId(0)).unwrap();
     check_invariants(&v);
@@ -445,7 +445,7 @@ fn destroy_tears_down_before_the_drop() {
     assert_eq!(v.stage2_fault(vm, GPA + 0x10_0000, true).unwrap(), vmm::FaultOutcome::Mapped);
     check_invariants(&v);
     let tcb = tcb_slot(&v, vm, 0);
-    let vspace = v.registry().entry(vm).unwrap().vm.vspace().slot();
+    let vspace = v.registry().entry(vm).unwrap().vm().vspace().slot();
 
     v.destroy_vm(A, vm).unwrap();
     check_invariants(&v);
@@ -456,9 +456,9 @@ fn destroy_tears_down_before_the_drop() {
     assert_eq!(v.kernel().object_at(vspace), None, "stage 2 not torn down");
     assert_eq!(v.charges().charged(A), 0, "locked slot not uncharged");
     let e = v.registry().entry(vm).unwrap();
-    assert!(e.vm.memslots.is_empty(), "memslots not deleted");
-    assert!(e.vm.vcpus().all(|(_, v)| v.state() == VcpuState::Absent));
-    assert!(v.gmem().get(h).unwrap().bindings.is_empty(), "the file still binds a deleted slot");
+    assert!(e.vm().memslots().is_empty(), "memslots not deleted");
+    assert!(e.vm().vcpus().all(|(_, v)| v.state() == VcpuState::Absent));
+    assert!(v.gmem().get(h).unwrap().bindings().is_empty(), "the file still binds a deleted slot");
 }
 
 // ---- Rule 1.6: an open guest_memfd pins its VM: destroy removes at once,  ----
@@ -477,8 +477,8 @@ fn destroying_a_vm_with_an_open_guest_memfd_removes_it_but_does_not_drop_it() {
     assert_eq!(v.usage_count(), 1, "dropped while a file is open");
     assert_eq!(v.hooks().log, [format!("add {} 1", vm.0), format!("remove {}", vm.0)]);
     let e = v.registry().entry(vm).unwrap();
-    assert_eq!(e.presence, Presence::Removed);
-    assert_eq!(e.file_refs, 1);
+    assert_eq!(e.presence(), Presence::Removed);
+    assert_eq!(e.file_refs(), 1);
     // The file stays open: the VM does not pin the file.
     assert_eq!(v.guest_memfd_vm(h), Some(vm));
     // Nothing can reach the VM.
@@ -496,12 +496,12 @@ fn closing_the_last_file_of_a_destroyed_vm_drops_it() {
     let h2 = v.create_guest_memfd(A, vm, 2 * 4096, 0).unwrap();
     v.destroy_vm(A, vm).unwrap();
     check_invariants(&v);
-    assert_eq!(v.registry().entry(vm).unwrap().file_refs, 2);
+    assert_eq!(v.registry().entry(vm).unwrap().file_refs(), 2);
 
     v.close_guest_memfd(A, h2).unwrap();
     check_invariants(&v);
     assert_eq!(v.usage_count(), 1, "dropped while a file is still open");
-    assert_eq!(v.registry().entry(vm).unwrap().file_refs, 1);
+    assert_eq!(v.registry().entry(vm).unwrap().file_refs(), 1);
     assert!(!v.hooks().log.iter().any(|l| l.starts_with("drop")));
 
     v.close_guest_memfd(A, h1).unwrap();
@@ -535,8 +535,8 @@ fn closing_a_file_of_a_live_vm_neither_removes_nor_drops_it() {
     v.close_guest_memfd(A, h).unwrap();
     check_invariants(&v);
     assert_eq!(v.hooks().log, [format!("add {} 1", vm.0)]);
-    assert_eq!(v.registry().entry(vm).unwrap().presence, Presence::Listed);
-    assert_eq!(v.registry().entry(vm).unwrap().file_refs, 0);
+    assert_eq!(v.registry().entry(vm).unwrap().presence(), Presence::Listed);
+    assert_eq!(v.registry().entry(vm).unwrap().file_refs(), 0);
     assert_eq!(v.usage_count(), 1);
     // Still reachable; and its destroy now drops at once.
     v.create_vcpu(A, vm, VcpuId(0)).unwrap();
@@ -574,7 +574,7 @@ fn the_id_of_a_vm_pinned_by_a_file_is_not_reused() {
     }
     // The pinned id still names the removed VM, not a new one.
     assert_eq!(v.guest_memfd_vm(h), Some(pinned));
-    assert_eq!(v.registry().entry(pinned).unwrap().presence, Presence::Removed);
+    assert_eq!(v.registry().entry(pinned).unwrap().presence(), Presence::Removed);
     every_request_fails(&mut v, A, pinned, Errno::ENOENT);
 }
 

@@ -49,7 +49,7 @@ fn fault(v: &mut TestVmm, vm: VmId, gpa: u64, write: bool) -> FaultOutcome {
 }
 
 fn slot_of(v: &TestVmm, vm: VmId, id: u16) -> Memslot {
-    let t = &v.registry().entry(vm).unwrap().vm.memslots;
+    let t = &v.registry().entry(vm).unwrap().vm().memslots();
     *t.get(t.index_of(MemslotId(id)).unwrap_or_else(|| panic!("no slot {id}"))).unwrap()
 }
 
@@ -300,7 +300,7 @@ fn lock_pins_every_page_with_a_capability_to_its_frame() {
     let (mut v, vm) = world_with_vm(A);
     set(&mut v, A, vm, ram_region(0, GPA, 8, 100));
     lock(&mut v, A, vm, 0, LOCK_READ);
-    let pins = slot_of(&v, vm, 0).lock.unwrap().pins;
+    let pins = slot_of(&v, vm, 0).lock().unwrap().pins();
     assert_eq!(pins.len, 8);
     for i in 0..8 {
         let obj = ram_obj(&v, 100 + i);
@@ -344,14 +344,14 @@ fn pages_faulted_in_before_a_read_lock_are_mapped_read_only_and_pinned() {
     // the guest's next write to any of them faults.
     assert_eq!(guest_pages(&v, vm), expect_pages(&v, GPA, 6, 0, Rights::READ));
     // They stay mapped through their mapping capabilities.
-    let maps = slot_of(&v, vm, 0).map_caps;
+    let maps = slot_of(&v, vm, 0).map_caps();
     for i in [2, 5] {
         assert!(v.kernel().caps_to(ram_obj(&v, i)).contains(&maps.get(i).unwrap()), "page {i} lost its mapping cap");
     }
     // That write is caught, and the writable slot lets it through (rule 5.5).
     assert_eq!(fault(&mut v, vm, GPA + 2 * PG, true), FaultOutcome::Mapped);
     assert_eq!(guest_pages(&v, vm).get(&(GPA + 2 * PG)), Some(&(ram_obj(&v, 2), Rights::READ_WRITE)));
-    let pins = slot_of(&v, vm, 0).lock.unwrap().pins;
+    let pins = slot_of(&v, vm, 0).lock().unwrap().pins();
     for i in 0..6 {
         assert!(v.kernel().caps_to(ram_obj(&v, i)).contains(&pins.get(i).unwrap()), "page {i} not pinned");
     }
@@ -384,7 +384,7 @@ fn lock_is_all_or_nothing_under_kernel_failures() {
                 Ok(()) => {
                     assert!(w.kernel().failure_pending(), "lock succeeded although invocation {n} failed");
                     check_invariants(&w);
-                    assert!(slot_of(&w, vm, 0).lock.is_some());
+                    assert!(slot_of(&w, vm, 0).lock().is_some());
                     assert_eq!(guest_pages(&w, vm).len(), 8);
                     locked = true;
                     break;
@@ -409,7 +409,7 @@ fn write_fault_after_a_read_lock_relaxes_the_mapping_to_read_write() {
     let mut want = expect_pages(&v, GPA, 4, 0, Rights::READ);
     want.insert(GPA + PG, (ram_obj(&v, 1), Rights::READ_WRITE));
     assert_eq!(guest_pages(&v, vm), want);
-    assert!(slot_of(&v, vm, 0).lock.is_some());
+    assert!(slot_of(&v, vm, 0).lock().is_some());
 }
 
 /// The same after UNLOCK: the mappings stay (rule 5.7), and the slot's
@@ -509,7 +509,7 @@ fn mem_tagging_cannot_be_enabled_while_a_slot_is_locked() {
     unlock(&mut v, A, vm, 1, 0);
     v.enable_cap(A, vm, CAP_MEM_TAGGING, 0).unwrap();
     check_invariants(&v);
-    assert!(v.registry().entry(vm).unwrap().vm.mem_tagging);
+    assert!(v.registry().entry(vm).unwrap().vm().mem_tagging());
     // An unknown capability is refused before the lock check.
     refused(&mut v, Errno::EINVAL, VmError::BadCapability.into(), |v| v.enable_cap(A, vm, CAP_MEM_TAGGING + 1, 0));
 }
@@ -523,12 +523,12 @@ fn unlock_unpins_and_uncharges_but_keeps_the_mappings() {
     assert_eq!(fault(&mut v, vm, GPA, true), FaultOutcome::Mapped);
     let cspace_before = v.cspace().clone();
     lock(&mut v, A, vm, 0, RW);
-    let pins = slot_of(&v, vm, 0).lock.unwrap().pins;
+    let pins = slot_of(&v, vm, 0).lock().unwrap().pins();
     let mapped = guest_pages(&v, vm);
     assert_eq!(mapped.len(), 6);
 
     unlock(&mut v, A, vm, 0, 0);
-    assert!(slot_of(&v, vm, 0).lock.is_none());
+    assert!(slot_of(&v, vm, 0).lock().is_none());
     assert_eq!(v.charges().charged(A), 0);
     for i in 0..pins.len {
         assert!(v.kernel().cap(pins.get(i).unwrap()).is_none(), "pin {i} is still held");
@@ -549,7 +549,7 @@ fn a_slot_can_be_locked_again_after_unlock() {
     unlock(&mut v, A, vm, 0, 0);
     lock(&mut v, A, vm, 0, LOCK_READ);
     assert_eq!(v.charges().charged(A), 4);
-    let pins = slot_of(&v, vm, 0).lock.unwrap().pins;
+    let pins = slot_of(&v, vm, 0).lock().unwrap().pins();
     for i in 0..4 {
         assert!(v.kernel().caps_to(ram_obj(&v, i)).contains(&pins.get(i).unwrap()));
     }
@@ -600,11 +600,11 @@ fn unlock_all_unlocks_every_locked_slot_of_the_vm() {
     lock(&mut v, A, other, 0, RW);
     let mapped = guest_pages(&v, vm);
     let other_slot = slot_of(&v, other, 0);
-    let pins = [slot_of(&v, vm, 0).lock.unwrap().pins, slot_of(&v, vm, 2).lock.unwrap().pins];
+    let pins = [slot_of(&v, vm, 0).lock().unwrap().pins(), slot_of(&v, vm, 2).lock().unwrap().pins()];
     // The slot argument is ignored with UNLOCK_ALL.
     unlock(&mut v, A, vm, 12345, UNLOCK_ALL);
     for id in 0..3 {
-        assert!(slot_of(&v, vm, id).lock.is_none(), "slot {id} still locked");
+        assert!(slot_of(&v, vm, id).lock().is_none(), "slot {id} still locked");
     }
     for run in pins {
         for i in 0..run.len {
@@ -659,7 +659,7 @@ fn destroying_a_vm_unlocks_everything() {
         assert_eq!(v.kernel().mappings_of(ram_obj(&v, p)).len(), 1, "RAM page {p} lost its VMM mapping");
     }
     assert_eq!(guest_pages(&v, other), other_pages);
-    assert!(slot_of(&v, other, 0).lock.is_some());
+    assert!(slot_of(&v, other, 0).lock().is_some());
     // Destroying the last VM brings every charge back to 0.
     v.destroy_vm(A, other).unwrap();
     check_invariants(&v);

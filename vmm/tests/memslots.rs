@@ -44,7 +44,7 @@ fn set(v: &mut TestVmm, vm: VmId, req: MemoryRegion) {
 }
 
 fn table(v: &TestVmm, vm: VmId) -> &MemslotTable {
-    &v.registry().entry(vm).unwrap().vm.memslots
+    v.registry().entry(vm).unwrap().vm().memslots()
 }
 
 fn slot_of(v: &TestVmm, vm: VmId, id: u16) -> Memslot {
@@ -134,10 +134,10 @@ fn every_known_flag_combination_is_accepted_and_recorded() {
     for (i, flags) in ram_flags.into_iter().enumerate() {
         let i = i as u64;
         set(&mut v, vm, with_flags(ram_region(i as u32, GPA + i * PG, 1, i), flags));
-        assert_eq!(slot_of(&v, vm, i as u16).flags, flags);
+        assert_eq!(slot_of(&v, vm, i as u16).flags(), flags);
     }
     set(&mut v, vm, gmem_region(9, GPA + 16 * PG, 1, h, 0));
-    assert_eq!(slot_of(&v, vm, 9).flags, GUEST_MEMFD);
+    assert_eq!(slot_of(&v, vm, 9).flags(), GUEST_MEMFD);
     assert_eq!(table(&v, vm).len(), 5);
 }
 
@@ -195,8 +195,8 @@ fn guest_memfd_slot_may_give_userspace_addr_zero() {
     let h = v.create_guest_memfd(A, vm, 4 * PG, 0).unwrap();
     set(&mut v, vm, gmem_region(0, GPA, 4, h, 0));
     let s = slot_of(&v, vm, 0);
-    assert_eq!(s.uaddr, 0);
-    assert_eq!(s.backing, Backing::Gmem { file: Some(h), offset: 0 });
+    assert_eq!(s.uaddr(), 0);
+    assert_eq!(s.backing(), Backing::Gmem { file: Some(h), offset: 0 });
 }
 
 #[test]
@@ -209,8 +209,8 @@ fn guest_memfd_slot_with_a_userspace_addr_must_give_guest_ram() {
     }
     let req = MemoryRegion { userspace_addr: RAM_VADDR, ..gmem_region(0, GPA, 4, h, 0) };
     set(&mut v, vm, req);
-    assert_eq!(slot_of(&v, vm, 0).uaddr, RAM_VADDR);
-    assert_eq!(slot_of(&v, vm, 0).backing, Backing::Gmem { file: Some(h), offset: 0 });
+    assert_eq!(slot_of(&v, vm, 0).uaddr(), RAM_VADDR);
+    assert_eq!(slot_of(&v, vm, 0).backing(), Backing::Gmem { file: Some(h), offset: 0 });
 }
 
 /// With several guest RAM regions, a slot inside the second is backed by
@@ -230,7 +230,7 @@ fn slot_in_a_second_ram_region_is_backed_by_that_region() {
     let vm = v.create_vm(A).unwrap();
     let req = MemoryRegion { userspace_addr: R2_VADDR + 3 * PG, ..ram_region(0, GPA, 4, 0) };
     set(&mut v, vm, req);
-    assert_eq!(slot_of(&v, vm, 0).backing, Backing::Ram { frames: Slot(R2_FRAMES.0 + 3) });
+    assert_eq!(slot_of(&v, vm, 0).backing(), Backing::Ram { frames: Slot(R2_FRAMES.0 + 3) });
     assert_eq!(fault(&mut v, vm, GPA + PG, false), FaultOutcome::Mapped);
     let r2_page4 = v.kernel().object_at(Slot(R2_FRAMES.0 + 4)).unwrap();
     assert_eq!(guest_pages(&v, vm).get(&(GPA + PG)), Some(&(r2_page4, Rights::READ_WRITE)));
@@ -272,7 +272,7 @@ fn guest_memfd_offset_is_not_checked_without_guest_memfd() {
     let (mut v, vm) = world_with_vm(A);
     let req = MemoryRegion { guest_memfd_offset: u64::MAX, guest_memfd: 77, ..ram_region(0, GPA, 2, 0) };
     set(&mut v, vm, req);
-    assert_eq!(slot_of(&v, vm, 0).backing, Backing::Ram { frames: RAM_FRAMES });
+    assert_eq!(slot_of(&v, vm, 0).backing(), Backing::Ram { frames: RAM_FRAMES });
 }
 
 // ---- Rule 3.4: address space, slot id, guest-physical range ----
@@ -300,7 +300,7 @@ fn slot_id_at_or_above_the_limit_is_einval() {
         refused_region(&mut v, vm, delete(id), Errno::EINVAL, MemslotError::BadSlotId);
     }
     set(&mut v, vm, ram_region(limit - 1, GPA, 1, 0));
-    assert_eq!(slot_of(&v, vm, (limit - 1) as u16).gpa, GPA);
+    assert_eq!(slot_of(&v, vm, (limit - 1) as u16).gpa(), GPA);
 }
 
 #[test]
@@ -400,7 +400,7 @@ fn guest_memfd_slot_can_only_be_deleted() {
     }
     set(&mut v, vm, delete(0));
     assert!(table(&v, vm).is_empty());
-    assert!(v.gmem().get(h).unwrap().bindings.is_empty());
+    assert!(v.gmem().get(h).unwrap().bindings().is_empty());
 }
 
 #[test]
@@ -442,10 +442,10 @@ fn new_guest_phys_addr_moves_the_slot_and_unmaps_its_old_mappings() {
     let new_gpa = GPA + 0x4000_0000;
     set(&mut v, vm, MemoryRegion { guest_phys_addr: new_gpa, ..old });
     let moved = slot_of(&v, vm, 0);
-    assert_eq!(moved, Memslot { gpa: new_gpa, ..before }, "a move changes only the address");
+    assert_eq!(slot_view(&moved), SlotView { gpa: new_gpa, ..slot_view(&before) }, "a move changes only the address");
     assert!(guest_pages(&v, vm).is_empty(), "mappings at the old address survived the move");
     assert!(table(&v, vm).find_gpa(GPA).is_none());
-    assert_eq!(table(&v, vm).find_gpa(new_gpa + PG).map(|s| s.id.0), Some(0));
+    assert_eq!(table(&v, vm).find_gpa(new_gpa + PG).map(|s| s.id().0), Some(0));
     assert_eq!(fault(&mut v, vm, GPA, false), FaultOutcome::Unmapped);
     // The same backing appears at the new address.
     assert_eq!(fault(&mut v, vm, new_gpa + 3 * PG, true), FaultOutcome::Mapped);
@@ -461,7 +461,7 @@ fn a_move_may_change_log_dirty_pages_at_the_same_time() {
     set(&mut v, vm, ram_region(0, GPA, 2, 0));
     set(&mut v, vm, with_flags(ram_region(0, GPA + 8 * PG, 2, 0), LOG_DIRTY_PAGES));
     let s = slot_of(&v, vm, 0);
-    assert_eq!((s.gpa, s.flags), (GPA + 8 * PG, LOG_DIRTY_PAGES));
+    assert_eq!((s.gpa(), s.flags()), (GPA + 8 * PG, LOG_DIRTY_PAGES));
 }
 
 #[test]
@@ -473,7 +473,7 @@ fn flags_only_change_toggles_log_dirty_pages() {
     assert_eq!(fault(&mut v, vm, GPA + PG, true), FaultOutcome::Mapped);
 
     set(&mut v, vm, with_flags(req, LOG_DIRTY_PAGES));
-    assert_eq!(slot_of(&v, vm, 0), Memslot { flags: LOG_DIRTY_PAGES, ..before });
+    assert_eq!(slot_view(&slot_of(&v, vm, 0)), SlotView { flags: LOG_DIRTY_PAGES, ..slot_view(&before) });
     // vmm/src/vm/memslots.rs: a flags change unmaps, so the next access maps
     // under the new rules.
     assert!(guest_pages(&v, vm).is_empty());
@@ -486,7 +486,7 @@ fn flags_only_change_toggles_log_dirty_pages() {
     let ro = with_flags(ram_region(1, GPA + 8 * PG, 1, 8), READONLY);
     set(&mut v, vm, ro);
     set(&mut v, vm, with_flags(ro, READONLY | LOG_DIRTY_PAGES));
-    assert_eq!(slot_of(&v, vm, 1).flags, READONLY | LOG_DIRTY_PAGES);
+    assert_eq!(slot_of(&v, vm, 1).flags(), READONLY | LOG_DIRTY_PAGES);
 }
 
 #[test]
@@ -538,7 +538,7 @@ fn creating_a_guest_memfd_slot_overlapping_another_is_eexist() {
     set(&mut v, vm, ram_region(0, GPA, 4, 0));
     let req = gmem_region(1, GPA + 3 * PG, 2, h, 0);
     refused_region(&mut v, vm, req, Errno::EEXIST, MemslotError::Overlap);
-    assert!(v.gmem().get(h).unwrap().bindings.is_empty());
+    assert!(v.gmem().get(h).unwrap().bindings().is_empty());
     set(&mut v, vm, gmem_region(1, GPA + 4 * PG, 2, h, 0));
 }
 
@@ -570,7 +570,7 @@ fn moving_a_slot_onto_another_is_eexist() {
     // Adjacent to X on either side is fine.
     set(&mut v, vm, MemoryRegion { guest_phys_addr: GPA + 4 * PG, ..s });
     set(&mut v, vm, MemoryRegion { guest_phys_addr: GPA - 4 * PG, ..s });
-    assert_eq!(slot_of(&v, vm, 1).gpa, GPA - 4 * PG);
+    assert_eq!(slot_of(&v, vm, 1).gpa(), GPA - 4 * PG);
 }
 
 /// The moving slot is skipped when looking for overlaps, but a slot just
@@ -607,9 +607,9 @@ fn moving_a_slot_onto_part_of_its_own_range_is_allowed() {
     let s = ram_region(0, GPA, 4, 0);
     set(&mut v, vm, s);
     set(&mut v, vm, MemoryRegion { guest_phys_addr: GPA + PG, ..s });
-    assert_eq!(slot_of(&v, vm, 0).gpa, GPA + PG);
+    assert_eq!(slot_of(&v, vm, 0).gpa(), GPA + PG);
     set(&mut v, vm, MemoryRegion { guest_phys_addr: GPA - 2 * PG, ..s });
-    assert_eq!(slot_of(&v, vm, 0).gpa, GPA - 2 * PG);
+    assert_eq!(slot_of(&v, vm, 0).gpa(), GPA - 2 * PG);
     assert_eq!(table(&v, vm).len(), 1);
 }
 
@@ -768,8 +768,8 @@ fn guest_memfd_slot_binds_its_file_range() {
     let (mut v, vm) = world_with_vm(A);
     let h = v.create_guest_memfd(A, vm, 8 * PG, 0).unwrap();
     set(&mut v, vm, gmem_region(5, GPA, 3, h, 2));
-    assert_eq!(v.gmem().get(h).unwrap().bindings.as_slice(), [Binding { first: 2, pages: 3, slot: MemslotId(5) }]);
-    assert_eq!(slot_of(&v, vm, 5).backing, Backing::Gmem { file: Some(h), offset: 2 * PG });
+    assert_eq!(v.gmem().get(h).unwrap().bindings(), [Binding { first: 2, pages: 3, slot: MemslotId(5) }]);
+    assert_eq!(slot_of(&v, vm, 5).backing(), Backing::Gmem { file: Some(h), offset: 2 * PG });
 }
 
 #[test]
@@ -795,7 +795,7 @@ fn a_failed_commit_undoes_the_binding() {
     set(&mut v, vm, ram_region(9, GPA + 64 * PG, 1, 0));
     let req = gmem_region(0, GPA, 4, h, 0);
     refused(&mut v, Errno::ENOMEM, CSpaceError::Exhausted.into(), |v| v.set_memory_region(A, vm, &req));
-    assert!(v.gmem().get(h).unwrap().bindings.is_empty(), "the binding outlived the failed commit");
+    assert!(v.gmem().get(h).unwrap().bindings().is_empty(), "the binding outlived the failed commit");
     assert!(table(&v, vm).index_of(MemslotId(0)).is_none());
     // A RAM slot whose commit fails leaves nothing either.
     refused(&mut v, Errno::ENOMEM, CSpaceError::Exhausted.into(), |v| {
@@ -804,7 +804,7 @@ fn a_failed_commit_undoes_the_binding() {
     // The same file range binds once the commit can succeed.
     set(&mut v, vm, delete(9));
     set(&mut v, vm, gmem_region(0, GPA, 4, h, 0));
-    assert_eq!(v.gmem().get(h).unwrap().bindings.as_slice(), [Binding { first: 0, pages: 4, slot: MemslotId(0) }]);
+    assert_eq!(v.gmem().get(h).unwrap().bindings(), [Binding { first: 0, pages: 4, slot: MemslotId(0) }]);
 }
 
 // ---- Lookup of the slot containing an address ----
@@ -829,13 +829,13 @@ fn find_gpa_finds_the_slot_for_first_and_last_byte_and_misses_gaps() {
     }
     let t = table(&v, vm);
     assert_eq!(t.len(), N as usize);
-    assert!(t.iter().zip(t.iter().skip(1)).all(|(a, b)| a.end() <= b.gpa), "table not sorted");
+    assert!(t.iter().zip(t.iter().skip(1)).all(|(a, b)| a.end() <= b.gpa()), "table not sorted");
     for &(i, gpa, pages) in &layout {
         let id = Some(i as u16 + 7);
         let end = gpa + pages * PG;
-        assert_eq!(t.find_gpa(gpa).map(|s| s.id.0), id, "first byte of slot {i}");
-        assert_eq!(t.find_gpa(gpa + PG / 2).map(|s| s.id.0), id);
-        assert_eq!(t.find_gpa(end - 1).map(|s| s.id.0), id, "last byte of slot {i}");
+        assert_eq!(t.find_gpa(gpa).map(|s| s.id().0), id, "first byte of slot {i}");
+        assert_eq!(t.find_gpa(gpa + PG / 2).map(|s| s.id().0), id);
+        assert_eq!(t.find_gpa(end - 1).map(|s| s.id().0), id, "last byte of slot {i}");
         assert!(t.find_gpa(end).is_none(), "the byte after slot {i} is in a gap");
         assert!(t.find_gpa(gpa - 1).is_none(), "the byte before slot {i} is in a gap");
     }

@@ -62,7 +62,7 @@ fn the_cores_checks_come_before_the_platforms_run_hook() {
     assert_eq!(v.hooks().asked, [format!("run {}", vm.0)]);
     v.hooks_mut().refuse_run = None;
     v.run_vcpu(A, vm, VcpuId(0), 0x8000, 0).unwrap();
-    assert_eq!(v.registry().entry(vm).unwrap().vm.vcpu_state(VcpuId(0)), VcpuState::Running);
+    assert_eq!(v.registry().entry(vm).unwrap().vm().vcpu_state(VcpuId(0)), VcpuState::Running);
     // A running vCPU is the core's refusal again, not the platform's.
     v.hooks_mut().refuse_run = Some(Errno::EIO);
     refused(&mut v, Errno::EBUSY, VmError::VcpuRunning.into(), |v| v.run_vcpu(A, vm, VcpuId(0), 0x8000, 0));

@@ -505,16 +505,16 @@ fn the_happy_path_through_handle() {
 
     let id = ok(&mut v, Request::CreateVm);
     let vm = VmId(u32::try_from(id).unwrap());
-    assert_eq!(v.registry().entry(vm).unwrap().owner, A);
+    assert_eq!(v.registry().entry(vm).unwrap().owner(), A);
 
     assert_eq!(ok(&mut v, Request::CreateVcpu { vm, vcpu: VcpuId(0) }), 0);
     assert_eq!(ok(&mut v, Request::SetMemoryRegion { vm, region: ram_region(0, GPA, 4, 0) }), 0);
-    assert_eq!(v.registry().entry(vm).unwrap().vm.memslots.len(), 1);
+    assert_eq!(v.registry().entry(vm).unwrap().vm().memslots().len(), 1);
 
     let h = GmemHandle(u32::try_from(ok(&mut v, Request::CreateGuestMemfd { vm, size: 2 * 4096, flags: 0 })).unwrap());
     assert_eq!(v.guest_memfd_vm(h), Some(vm));
     ok(&mut v, Request::SetMemoryRegion { vm, region: gmem_region(1, GPA + 0x10_0000, 2, h, 0) });
-    assert_eq!(v.gmem().get(h).unwrap().bindings.len(), 1);
+    assert_eq!(v.gmem().get(h).unwrap().bindings().len(), 1);
 
     ok(&mut v, Request::LockMemslot { vm, slot: 0, flags: LOCK_READ | LOCK_WRITE });
     assert_eq!(v.charges().charged(A), 4);
@@ -525,7 +525,7 @@ fn the_happy_path_through_handle() {
     ok(&mut v, Request::UnlockMemslot { vm, slot: 0, flags: 0 });
     assert_eq!(v.charges().charged(A), 0);
     ok(&mut v, Request::EnableCap { vm, cap: CAP_MEM_TAGGING, arg: 0 });
-    assert!(v.registry().entry(vm).unwrap().vm.mem_tagging);
+    assert!(v.registry().entry(vm).unwrap().vm().mem_tagging());
 
     assert_eq!(ok(&mut v, Request::GetReg { vm, vcpu: VcpuId(0), reg: 33 }), 0x3c5);
     ok(&mut v, Request::SetReg { vm, vcpu: VcpuId(0), reg: 5, value: 0x55 });
@@ -534,7 +534,7 @@ fn the_happy_path_through_handle() {
     assert_eq!(ok(&mut v, Request::GetReg { vm, vcpu: VcpuId(0), reg: 0x100 }), 0x30d0_0800);
 
     ok(&mut v, Request::RunVcpu { vm, vcpu: VcpuId(0), entry: GPA + 0x80, arg: 0x1234 });
-    let (tcb, vc) = v.registry().entry(vm).unwrap().vm.vcpu_caps(VcpuId(0)).unwrap();
+    let (tcb, vc) = v.registry().entry(vm).unwrap().vm().vcpu_caps(VcpuId(0)).unwrap();
     assert!(v.kernel().tcb_running(tcb.slot()));
     assert_eq!(v.kernel().tcb_reg(tcb.slot(), TcbReg::Pc), Some(GPA + 0x80));
     assert_eq!(v.kernel().tcb_reg(tcb.slot(), TcbReg::X(0)), Some(0x1234));

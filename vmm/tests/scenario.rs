@@ -41,7 +41,7 @@ fn client_vm_with_private_memory_from_create_to_last_close() {
     step(&v);
     v.set_memory_region(A, vm, &gmem_region(3, PRIV1_GPA, 4, fd, 4)).unwrap();
     step(&v);
-    assert_eq!(v.gmem().get(fd).unwrap().bindings.len(), 2);
+    assert_eq!(v.gmem().get(fd).unwrap().bindings().len(), 2);
 
     // Lock the RAM slot read-write: every page pinned and mapped.
     v.lock_memslot(A, vm, 0, LOCK_READ | LOCK_WRITE).unwrap();
@@ -66,7 +66,7 @@ fn client_vm_with_private_memory_from_create_to_last_close() {
     // The private pages are the file's frames, and only the guest has them.
     let file = v.gmem().get(fd).unwrap().clone();
     let pages = guest_pages(&v, vm);
-    let frames: Vec<u64> = (0..8).map(|i| v.kernel().object_at(file.frames.get(i).unwrap()).unwrap()).collect();
+    let frames: Vec<u64> = (0..8).map(|i| v.kernel().object_at(file.frames().get(i).unwrap()).unwrap()).collect();
     let frame = |i: u64| frames[i as usize];
     assert_eq!(pages[&PRIV0_GPA].0, frame(0));
     assert_eq!(pages[&PRIV1_GPA].0, frame(4));
@@ -95,13 +95,13 @@ fn client_vm_with_private_memory_from_create_to_last_close() {
     let log_before = v.hooks().log.len();
     v.destroy_vm(A, vm).unwrap();
     step(&v);
-    assert_eq!(v.registry().entry(vm).unwrap().presence, Presence::Removed);
+    assert_eq!(v.registry().entry(vm).unwrap().presence(), Presence::Removed);
     assert_eq!(v.usage_count(), 1);
     assert_eq!(&v.hooks().log[log_before..], [format!("remove {}", vm.0)]);
     fails_unchanged(&mut v, Errno::ENOENT, |v| v.create_vcpu(A, vm, VcpuId(1)));
     fails_unchanged(&mut v, Errno::ENOENT, |v| v.destroy_vm(A, vm));
     assert_eq!(v.charges().charged(A), 0, "destroy unlocked everything");
-    for i in 0..file.frames.len {
+    for i in 0..file.frames().len {
         assert!(v.kernel().mappings_of(frame(i)).is_empty(), "private frame still mapped");
     }
     // A new VM cannot take the id while the file refers to it.
@@ -132,7 +132,7 @@ fn destroy_and_recreate_runs_again_from_a_clean_slate() {
         v.set_memory_region(A, vm, &ram_region(0, RAM_GPA, 8, 0)).unwrap();
         v.lock_memslot(A, vm, 0, LOCK_READ).unwrap();
         v.run_vcpu(A, vm, VcpuId(0), RAM_GPA, round).unwrap();
-        let (tcb, _) = v.registry().entry(vm).unwrap().vm.vcpu_caps(VcpuId(0)).unwrap();
+        let (tcb, _) = v.registry().entry(vm).unwrap().vm().vcpu_caps(VcpuId(0)).unwrap();
         assert!(v.kernel().tcb_running(tcb.slot()));
         assert_eq!(v.kernel().tcb_reg(tcb.slot(), vmm::arch::aarch64::regs::TcbReg::X(0)), Some(round));
         check_invariants(&v);

@@ -39,15 +39,15 @@ fn vm_with(v: &mut TestVmm, ids: &[u32]) -> VmId {
 }
 
 fn tcb(v: &TestVmm, vm: VmId, vcpu: u32) -> Slot {
-    v.registry().entry(vm).unwrap().vm.vcpu_caps(VcpuId(vcpu)).unwrap().0.slot()
+    v.registry().entry(vm).unwrap().vm().vcpu_caps(VcpuId(vcpu)).unwrap().0.slot()
 }
 
 fn vcpu_obj(v: &TestVmm, vm: VmId, vcpu: u32) -> Slot {
-    v.registry().entry(vm).unwrap().vm.vcpu_caps(VcpuId(vcpu)).unwrap().1.slot()
+    v.registry().entry(vm).unwrap().vm().vcpu_caps(VcpuId(vcpu)).unwrap().1.slot()
 }
 
 fn state(v: &TestVmm, vm: VmId, vcpu: u32) -> VcpuState {
-    v.registry().entry(vm).unwrap().vm.vcpu_state(VcpuId(vcpu))
+    v.registry().entry(vm).unwrap().vm().vcpu_state(VcpuId(vcpu))
 }
 
 /// The TCB register behind a wire number 0..=33.
@@ -115,7 +115,7 @@ fn every_vcpu_id_below_the_limit_can_be_created() {
         assert!(!v.kernel().tcb_running(t), "a new vCPU must not run");
         // Bound to this VM's VSpace and its own vCPU object.
         let m = v.kernel();
-        let vspace = m.object_at(v.registry().entry(vm).unwrap().vm.vspace().slot()).unwrap();
+        let vspace = m.object_at(v.registry().entry(vm).unwrap().vm().vspace().slot()).unwrap();
         let vc = m.object_at(vcpu_obj(&v, vm, id)).unwrap();
         match m.object(m.object_at(t).unwrap()).unwrap() {
             Object::Tcb { bound, .. } => assert_eq!(*bound, Some((vc, vspace))),
@@ -419,7 +419,7 @@ fn a_rising_edge_injects_once_into_vcpu_0() {
     check_invariants(&v);
     assert_eq!(v.kernel().injected(vcpu_obj(&v, vm, 0)), [40]);
     assert!(v.kernel().injected(vcpu_obj(&v, vm, 1)).is_empty(), "injected into another vCPU");
-    assert!(v.registry().entry(vm).unwrap().vm.irq_level(40));
+    assert!(v.registry().entry(vm).unwrap().vm().irq_level(40));
 }
 
 #[test]
@@ -441,7 +441,7 @@ fn lowering_a_line_injects_nothing_and_raising_it_again_injects_again() {
     v.irq_line(A, vm, 40, 0).unwrap();
     check_invariants(&v);
     assert_eq!(v.kernel().injected(vcpu_obj(&v, vm, 0)), [40]);
-    assert!(!v.registry().entry(vm).unwrap().vm.irq_level(40));
+    assert!(!v.registry().entry(vm).unwrap().vm().irq_level(40));
     v.irq_line(A, vm, 40, 1).unwrap();
     check_invariants(&v);
     assert_eq!(v.kernel().injected(vcpu_obj(&v, vm, 0)), [40, 40]);
@@ -466,7 +466,7 @@ fn a_rising_edge_with_no_vcpu_0_is_enoent_and_leaves_the_line_low() {
     let mut v = world();
     let vm = vm_with(&mut v, &[1]);
     fails_unchanged(&mut v, Errno::ENOENT, |v| v.irq_line(A, vm, 40, 1));
-    assert!(!v.registry().entry(vm).unwrap().vm.irq_level(40));
+    assert!(!v.registry().entry(vm).unwrap().vm().irq_level(40));
     // The line was not left high: once vCPU 0 exists, raising it injects.
     v.create_vcpu(A, vm, VcpuId(0)).unwrap();
     v.irq_line(A, vm, 40, 1).unwrap();
@@ -509,10 +509,10 @@ fn enable_cap_with_no_locked_slot_turns_memory_tagging_on() {
     let mut v = world();
     let vm = vm_with(&mut v, &[]);
     v.set_memory_region(A, vm, &ram_region(0, GPA, 2, 0)).unwrap();
-    assert!(!v.registry().entry(vm).unwrap().vm.mem_tagging);
+    assert!(!v.registry().entry(vm).unwrap().vm().mem_tagging());
     v.enable_cap(A, vm, CAP_MEM_TAGGING, 0).unwrap();
     check_invariants(&v);
-    assert!(v.registry().entry(vm).unwrap().vm.mem_tagging);
+    assert!(v.registry().entry(vm).unwrap().vm().mem_tagging());
 }
 
 #[test]
@@ -528,7 +528,7 @@ fn enable_cap_while_a_slot_is_locked_is_eperm_and_succeeds_after_unlock() {
     check_invariants(&v);
     v.enable_cap(A, vm, CAP_MEM_TAGGING, 0).unwrap();
     check_invariants(&v);
-    assert!(v.registry().entry(vm).unwrap().vm.mem_tagging);
+    assert!(v.registry().entry(vm).unwrap().vm().mem_tagging());
 }
 
 #[test]

@@ -18,28 +18,26 @@ pub mod reg {
     /// Flags.
     pub const FR: u64 = 0x018;
     /// Integer baud rate divisor.
-    pub const IBRD: u64 = 0x024;
+    pub(crate) const IBRD: u64 = 0x024;
     /// Fractional baud rate divisor.
-    pub const FBRD: u64 = 0x028;
+    pub(crate) const FBRD: u64 = 0x028;
     /// Line control.
-    pub const LCR_H: u64 = 0x02c;
+    pub(crate) const LCR_H: u64 = 0x02c;
     /// Control.
-    pub const CR: u64 = 0x030;
+    pub(crate) const CR: u64 = 0x030;
     /// Interrupt mask set/clear.
-    pub const IMSC: u64 = 0x038;
-    /// Interrupt clear.
-    pub const ICR: u64 = 0x044;
+    pub(crate) const IMSC: u64 = 0x038;
     /// First ID register (PeriphID0); the eight run to 0xffc.
-    pub const ID_BASE: u64 = 0xfe0;
+    pub(crate) const ID_BASE: u64 = 0xfe0;
 }
 
 /// FR: receive FIFO empty.
-pub const FR_RXFE: u64 = 1 << 4;
+pub(crate) const FR_RXFE: u64 = 1 << 4;
 /// FR: transmit FIFO empty.
-pub const FR_TXFE: u64 = 1 << 7;
+pub(crate) const FR_TXFE: u64 = 1 << 7;
 /// PeriphID0-3 and PCellID0-3: part 0x011, designer ARM (0x41), revision
 /// 1, and the PrimeCell id 0xb105f00d, as QEMU's PL011 reports them.
-pub const ID: [u8; 8] = [0x11, 0x10, 0x14, 0x00, 0x0d, 0xf0, 0x05, 0xb1];
+pub(crate) const ID: [u8; 8] = [0x11, 0x10, 0x14, 0x00, 0x0d, 0xf0, 0x05, 0xb1];
 /// The size of the register window.
 pub const SIZE: u64 = 0x1000;
 
@@ -77,7 +75,7 @@ impl Pl011 {
     }
 
     /// A write of `value` to `offset`; transmitted bytes go to `console`.
-    pub fn write<C: Console + ?Sized>(&mut self, offset: u64, value: u64, console: &mut C) {
+    pub(crate) fn write<C: Console + ?Sized>(&mut self, offset: u64, value: u64, console: &mut C) {
         match offset {
             reg::DR => console.put(value as u8),
             reg::IBRD => self.ibrd = value as u16,

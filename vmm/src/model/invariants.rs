@@ -18,7 +18,7 @@ use crate::Vmm;
 use super::{Model, ObjId};
 
 /// What broke and where.
-pub type Check = Result<(), String>;
+pub(crate) type Check = Result<(), String>;
 
 /// The VSpace object of VM `id`, while it has one (a destroyed VM kept for
 /// an open file has none).

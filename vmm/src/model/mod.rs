@@ -107,11 +107,6 @@ impl Model {
         self.fail.is_some()
     }
 
-    /// Invocations so far.
-    pub fn calls(&self) -> u64 {
-        self.calls
-    }
-
     /// Counts an invocation that cannot fail on seL4 when given a capability
     /// the caller holds (delete, revoke, unmap, move into an empty slot,
     /// suspend): planned failures never fire on these.

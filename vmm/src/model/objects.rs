@@ -80,7 +80,7 @@ pub enum Object {
 
 impl Object {
     /// A fresh object of type `ty`.
-    pub fn new(ty: ObjectType) -> Object {
+    pub(crate) fn new(ty: ObjectType) -> Object {
         match ty {
             ObjectType::Frame => Object::Frame { data: 0 },
             ObjectType::PageTable => Object::PageTable { installed: None },
@@ -93,7 +93,7 @@ impl Object {
     }
 
     /// Its type.
-    pub fn ty(&self) -> ObjectType {
+    pub(crate) fn ty(&self) -> ObjectType {
         match self {
             Object::Frame { .. } => ObjectType::Frame,
             Object::PageTable { .. } => ObjectType::PageTable,

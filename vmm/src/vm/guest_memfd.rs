@@ -95,18 +95,43 @@ impl core::fmt::Display for GmemHandle {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct GmemFile {
     /// Its handle (the fd).
-    pub handle: GmemHandle,
+    pub(crate) handle: GmemHandle,
     /// The VM it belongs to and pins.
-    pub vm: VmId,
+    pub(crate) vm: VmId,
     /// Size in bytes.
-    pub size: u64,
+    pub(crate) size: u64,
     /// Page `i` is the frame capability in slot `frames.base + i`.
-    pub frames: SlotRange,
+    pub(crate) frames: SlotRange,
     /// Bound ranges, sorted by first page, disjoint.
-    pub bindings: Vec<Binding, MAX_BINDINGS>,
+    pub(crate) bindings: Vec<Binding, MAX_BINDINGS>,
 }
 
 impl GmemFile {
+    /// Its size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Its bound ranges, sorted by first page.
+    pub fn bindings(&self) -> &[Binding] {
+        &self.bindings
+    }
+
+    /// Its handle.
+    pub fn handle(&self) -> GmemHandle {
+        self.handle
+    }
+
+    /// The VM it belongs to.
+    pub fn vm(&self) -> VmId {
+        self.vm
+    }
+
+    /// Its frames: page `i` is the capability in slot `frames().base + i`.
+    pub fn frames(&self) -> SlotRange {
+        self.frames
+    }
+
     /// Pages in the file.
     pub fn pages(&self) -> u64 {
         self.size / PAGE_SIZE
@@ -135,13 +160,13 @@ impl GmemFile {
     }
 
     /// Records a binding checked by [`GmemFile::check_bind`].
-    pub fn bind(&mut self, b: Binding) -> Result<(), GmemError> {
+    pub(crate) fn bind(&mut self, b: Binding) -> Result<(), GmemError> {
         let i = self.bindings.partition_point(|x| x.first < b.first);
         self.bindings.insert(i, b).map_err(|_| GmemError::TooManyBindings)
     }
 
     /// Clears the binding of memslot `slot` (rule 4.4); no binding is fine.
-    pub fn unbind(&mut self, slot: MemslotId) {
+    pub(crate) fn unbind(&mut self, slot: MemslotId) {
         self.bindings.retain(|b| b.slot != slot);
     }
 }
@@ -182,7 +207,7 @@ impl GmemTable {
     }
 
     /// Adds a file checked by [`GmemTable::check_create`].
-    pub fn insert(&mut self, file: GmemFile) -> Result<(), GmemError> {
+    pub(crate) fn insert(&mut self, file: GmemFile) -> Result<(), GmemError> {
         let next = file.handle.0.wrapping_add(1);
         self.files.push(file).map_err(|_| GmemError::TooManyFiles)?;
         self.next_handle = next;
@@ -195,12 +220,12 @@ impl GmemTable {
     }
 
     /// Mutable access to the open file `handle`.
-    pub fn get_mut(&mut self, handle: GmemHandle) -> Option<&mut GmemFile> {
+    pub(crate) fn get_mut(&mut self, handle: GmemHandle) -> Option<&mut GmemFile> {
         self.files.iter_mut().find(|f| f.handle == handle)
     }
 
     /// Forgets the file `handle`.
-    pub fn remove(&mut self, handle: GmemHandle) -> Option<GmemFile> {
+    pub(crate) fn remove(&mut self, handle: GmemHandle) -> Option<GmemFile> {
         let i = self.files.iter().position(|f| f.handle == handle)?;
         Some(self.files.swap_remove(i))
     }

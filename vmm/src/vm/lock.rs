@@ -93,7 +93,7 @@ impl Charges {
     }
 
     /// Checks that `owner` may lock `pages` more (rule 5.3).
-    pub fn check(&self, config: &VmmConfig, owner: Owner, pages: u64) -> Result<(), LockError> {
+    pub(crate) fn check(&self, config: &VmmConfig, owner: Owner, pages: u64) -> Result<(), LockError> {
         let Some(limit) = charge_limit(config, owner) else { return Ok(()) };
         match self.charged(owner).checked_add(pages) {
             Some(total) if total <= limit => Ok(()),
@@ -102,7 +102,7 @@ impl Charges {
     }
 
     /// Adds `pages` to `owner`'s charge.
-    pub fn charge(&mut self, owner: Owner, pages: u64) -> Result<(), LockError> {
+    pub(crate) fn charge(&mut self, owner: Owner, pages: u64) -> Result<(), LockError> {
         match owner {
             Owner::Internal => {
                 self.internal = self.internal.checked_add(pages).ok_or(LockError::OverBudget)?;

@@ -105,9 +105,21 @@ impl core::fmt::Display for MemslotId {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SlotLock {
     /// Locked READ|WRITE (stage-2 read-write) rather than READ only.
-    pub write: bool,
+    pub(crate) write: bool,
     /// One pinning frame capability per page.
-    pub pins: SlotRange,
+    pub(crate) pins: SlotRange,
+}
+
+impl SlotLock {
+    /// Locked READ|WRITE rather than READ only.
+    pub fn write(&self) -> bool {
+        self.write
+    }
+
+    /// One pinning frame capability per page.
+    pub fn pins(&self) -> SlotRange {
+        self.pins
+    }
 }
 
 /// What backs a memslot.
@@ -131,26 +143,89 @@ pub enum Backing {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Memslot {
     /// Slot id (address space 0).
-    pub id: MemslotId,
+    pub(crate) id: MemslotId,
     /// Its flags.
-    pub flags: u32,
+    pub(crate) flags: u32,
     /// Guest-physical base.
-    pub gpa: u64,
+    pub(crate) gpa: u64,
     /// Size in bytes, a non-zero multiple of the page size.
-    pub size: u64,
+    pub(crate) size: u64,
     /// VMM address of the backing (0 for a guest_memfd slot that gave none).
-    pub uaddr: u64,
+    pub(crate) uaddr: u64,
     /// What backs it.
-    pub backing: Backing,
+    pub(crate) backing: Backing,
     /// One slot per page for the capability that maps it at stage 2.
-    pub map_caps: SlotRange,
+    pub(crate) map_caps: SlotRange,
     /// Set while the slot is locked.
-    pub lock: Option<SlotLock>,
+    pub(crate) lock: Option<SlotLock>,
 }
 
 impl Memslot {
+    /// The unlocked slot that `req` creates, backed by `backing` and mapped
+    /// through the capabilities in `map_caps`. The table it goes into checks
+    /// that it overlaps no other.
+    pub fn new(req: &MemoryRegion, backing: Backing, map_caps: SlotRange) -> Memslot {
+        Memslot {
+            id: req.id(),
+            flags: req.flags,
+            gpa: req.guest_phys_addr,
+            size: req.memory_size,
+            uaddr: req.userspace_addr,
+            backing,
+            map_caps,
+            lock: None,
+        }
+    }
+
+    /// Its flags.
+    pub fn flags(&self) -> u32 {
+        self.flags
+    }
+
+    /// Its guest-physical base.
+    pub fn gpa(&self) -> u64 {
+        self.gpa
+    }
+
+    /// Its size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The VMM address of its backing.
+    pub fn uaddr(&self) -> u64 {
+        self.uaddr
+    }
+
+    /// What backs it.
+    pub fn backing(&self) -> Backing {
+        self.backing
+    }
+
+    /// Its id.
+    pub fn id(&self) -> MemslotId {
+        self.id
+    }
+
+    /// One slot per page for the capability that maps it at stage 2.
+    pub fn map_caps(&self) -> SlotRange {
+        self.map_caps
+    }
+
+    /// Its lock, while it is locked.
+    pub fn lock(&self) -> Option<SlotLock> {
+        self.lock
+    }
+
+    /// A copy of this slot with `lock` in place of its lock, to compare two
+    /// slots apart from their locks.
+    pub fn with_lock(mut self, lock: Option<SlotLock>) -> Memslot {
+        self.lock = lock;
+        self
+    }
+
     /// Pages in the slot.
-    pub fn pages(&self) -> u64 {
+    pub(crate) fn pages(&self) -> u64 {
         self.size / PAGE_SIZE
     }
 
@@ -171,7 +246,7 @@ impl Memslot {
 
     /// The stage-2 rights its pages have outside a lock: what the slot
     /// allows (rule 3.11).
-    pub fn rights(&self) -> Rights {
+    pub(crate) fn rights(&self) -> Rights {
         if self.readonly() {
             Rights::READ
         } else {
@@ -261,7 +336,7 @@ impl<const N: usize> MemslotTable<N> {
 
     /// Mutable access to the slot at table index `i`. Callers must not
     /// change its address or size (that would break the order).
-    pub fn get_mut(&mut self, i: usize) -> Option<&mut Memslot> {
+    pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut Memslot> {
         self.slots.get_mut(i)
     }
 
@@ -271,7 +346,7 @@ impl<const N: usize> MemslotTable<N> {
     }
 
     /// Mutable iteration (addresses must stay as they are).
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Memslot> {
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Memslot> {
         self.slots.iter_mut()
     }
 
@@ -286,7 +361,7 @@ impl<const N: usize> MemslotTable<N> {
     }
 
     /// True if `[gpa, gpa + size)` overlaps a slot other than `except`.
-    pub fn overlaps(&self, gpa: u64, size: u64, except: Option<MemslotId>) -> bool {
+    pub(crate) fn overlaps(&self, gpa: u64, size: u64, except: Option<MemslotId>) -> bool {
         let end = gpa.saturating_add(size);
         // Slots are sorted and disjoint: only the last one starting before
         // `end` can reach into the range, but it may be `except`, so look at
@@ -306,7 +381,7 @@ impl<const N: usize> MemslotTable<N> {
     }
 
     /// Removes the slot at table index `i`.
-    pub fn remove(&mut self, i: usize) -> Option<Memslot> {
+    pub(crate) fn remove(&mut self, i: usize) -> Option<Memslot> {
         (i < self.slots.len() && i < self.starts.len()).then(|| {
             self.starts.remove(i);
             self.slots.remove(i)
@@ -315,7 +390,7 @@ impl<const N: usize> MemslotTable<N> {
 
     /// Moves the slot at index `i` to `gpa` (free, checked by the caller),
     /// keeping the order.
-    pub fn relocate(&mut self, i: usize, gpa: u64, flags: u32) -> Option<()> {
+    pub(crate) fn relocate(&mut self, i: usize, gpa: u64, flags: u32) -> Option<()> {
         let mut s = self.remove(i)?;
         s.gpa = gpa;
         s.flags = flags;
@@ -326,7 +401,7 @@ impl<const N: usize> MemslotTable<N> {
 /// The environment a request is checked against.
 pub(crate) struct Env<'a> {
     /// The VMM configuration (guest RAM, dirty-log support).
-    pub config: &'a VmmConfig,
+    pub(crate) config: &'a VmmConfig,
 }
 
 /// Validates `req` against `table` in the order of rules 3.1-3.8 and says what it
@@ -413,7 +488,7 @@ pub(crate) fn classify(table: &MemslotTable, req: &MemoryRegion, env: &Env<'_>) 
 }
 
 /// The RAM frame slot backing a RAM memslot created from `req`.
-pub fn ram_frames(config: &VmmConfig, req: &MemoryRegion) -> Option<Slot> {
+pub(crate) fn ram_frames(config: &VmmConfig, req: &MemoryRegion) -> Option<Slot> {
     let region: &RamRegion = config.ram_containing(req.userspace_addr, req.memory_size)?;
     region.frame_at(req.userspace_addr)
 }
@@ -480,16 +555,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
                         return Err(e.into());
                     }
                 };
-                let slot = Memslot {
-                    id: req.id(),
-                    flags: req.flags,
-                    gpa: req.guest_phys_addr,
-                    size: req.memory_size,
-                    uaddr: req.userspace_addr,
-                    backing,
-                    map_caps,
-                    lock: None,
-                };
+                let slot = Memslot::new(req, backing, map_caps);
                 if vm.memslots.insert(slot).is_err() {
                     let _ = self.cspace.free(map_caps);
                     unbind(&mut self.gmem);

@@ -62,19 +62,19 @@ crate::errors! {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Vm {
     /// The VM's own run of slots.
-    pub fixed: SlotRange,
+    pub(crate) fixed: SlotRange,
     /// Its stage-2 address space.
     pub(crate) stage2: Stage2,
     /// Its vCPUs by id.
     pub(crate) vcpus: [Vcpu; MAX_VCPUS],
     /// Its memory map.
-    pub memslots: MemslotTable,
+    pub(crate) memslots: MemslotTable,
     /// [`CAP_MEM_TAGGING`] enabled.
-    pub mem_tagging: bool,
+    pub(crate) mem_tagging: bool,
     /// The level of each of its interrupt lines.
     pub(crate) lines: Lines,
     /// Emulated devices.
-    pub devices: DeviceMap,
+    pub(crate) devices: DeviceMap,
     /// Where the VM starts: the first vCPU run and the entry and x0 of its
     /// latest RUN. SYSTEM_RESET restarts it there.
     pub(crate) boot: Option<Boot>,
@@ -84,14 +84,24 @@ pub struct Vm {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Boot {
     /// The vCPU that ran first.
-    pub vcpu: VcpuId,
+    pub(crate) vcpu: VcpuId,
     /// Its entry point.
-    pub entry: u64,
+    pub(crate) entry: u64,
     /// Its x0.
-    pub arg: u64,
+    pub(crate) arg: u64,
 }
 
 impl Vm {
+    /// Whether the guest may use memory tagging.
+    pub fn mem_tagging(&self) -> bool {
+        self.mem_tagging
+    }
+
+    /// Its emulated devices.
+    pub fn devices(&self) -> &DeviceMap {
+        &self.devices
+    }
+
     /// A VM in the run `fixed` (whose first slot holds its VSpace, and
     /// whose last `page_tables` slots are for its page tables).
     pub(crate) fn new(fixed: SlotRange, page_tables: u64) -> Vm {
@@ -116,12 +126,23 @@ impl Vm {
     }
 
     /// The VSpace.
+    /// The VM's own run of slots: its VSpace, vCPUs and page tables.
+    pub fn fixed(&self) -> SlotRange {
+        self.fixed
+    }
+
+    /// Its memory map.
+    pub fn memslots(&self) -> &MemslotTable {
+        &self.memslots
+    }
+
+    /// Its stage-2 address space.
     pub fn vspace(&self) -> VSpaceCap {
         self.stage2.vspace
     }
 
     /// vCPU `id`, created or not (None for ids at or above `MAX_VCPUS`).
-    pub fn vcpu(&self, id: VcpuId) -> Option<&Vcpu> {
+    pub(crate) fn vcpu(&self, id: VcpuId) -> Option<&Vcpu> {
         self.vcpus.get(id.index()?)
     }
 

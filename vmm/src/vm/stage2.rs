@@ -18,21 +18,27 @@ const MISSING_LEVELS: usize = 2;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Stage2 {
     /// The VM's VSpace.
-    pub vspace: VSpaceCap,
+    pub(crate) vspace: VSpaceCap,
     /// Slots reserved for page tables.
-    pub tables: SlotRange,
+    pub(crate) tables: SlotRange,
     /// Tables created so far (the first `used` slots of `tables`).
-    pub used: u64,
+    pub(crate) used: u64,
 }
 
 impl Stage2 {
     /// A mark to roll back to.
-    pub fn mark(&self) -> u64 {
+    pub(crate) fn mark(&self) -> u64 {
         self.used
     }
 
     /// Maps `frame` at `gpa`, creating page tables as needed.
-    pub fn map<K: Kernel>(&mut self, k: &mut K, frame: FrameCap, gpa: u64, rights: Rights) -> Result<(), KernelError> {
+    pub(crate) fn map<K: Kernel>(
+        &mut self,
+        k: &mut K,
+        frame: FrameCap,
+        gpa: u64,
+        rights: Rights,
+    ) -> Result<(), KernelError> {
         for _ in 0..MISSING_LEVELS {
             match k.frame_map(frame, self.vspace, gpa, rights) {
                 Err(KernelError::MissingLevel2 | KernelError::MissingLevel3) => self.add_table(k, gpa)?,

@@ -67,7 +67,7 @@ impl Vcpu {
     }
 
     /// Its TCB and vCPU object.
-    pub fn caps(&self) -> (TcbCap, VCpuCap) {
+    pub(crate) fn caps(&self) -> (TcbCap, VCpuCap) {
         (self.tcb, self.vcpu)
     }
 

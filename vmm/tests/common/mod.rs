@@ -261,13 +261,41 @@ pub fn view(v: &TestVmm, vm: VmId) -> VmView {
             caps.insert(s.0, (c.clone(), m.object(c.obj).unwrap().clone()));
         }
     };
-    for i in 0..entry.vm.fixed.len {
-        take(entry.vm.fixed.get(i).unwrap());
+    for i in 0..entry.vm().fixed().len {
+        take(entry.vm().fixed().get(i).unwrap());
     }
-    for slot in entry.vm.memslots.iter() {
-        for i in 0..slot.map_caps.len {
-            take(slot.map_caps.get(i).unwrap());
+    for slot in entry.vm().memslots().iter() {
+        for i in 0..slot.map_caps().len {
+            take(slot.map_caps().get(i).unwrap());
         }
     }
     VmView { entry, caps, pages: guest_pages(v, vm) }
+}
+
+/// Every field of a memslot, for tests that check a change touched only
+/// one of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotView {
+    pub id: vmm::vm::memslots::MemslotId,
+    pub flags: u32,
+    pub gpa: u64,
+    pub size: u64,
+    pub uaddr: u64,
+    pub backing: vmm::vm::memslots::Backing,
+    pub map_caps: SlotRange,
+    pub lock: Option<vmm::vm::memslots::SlotLock>,
+}
+
+/// The fields of `s`.
+pub fn slot_view(s: &vmm::vm::memslots::Memslot) -> SlotView {
+    SlotView {
+        id: s.id(),
+        flags: s.flags(),
+        gpa: s.gpa(),
+        size: s.size(),
+        uaddr: s.uaddr(),
+        backing: s.backing(),
+        map_caps: s.map_caps(),
+        lock: s.lock(),
+    }
 }

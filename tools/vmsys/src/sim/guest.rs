@@ -47,14 +47,14 @@ impl Console for Buffer<'_> {
 /// only listed VM that has that vCPU.
 pub fn resolve(v: &ModelVmm, vm: Option<VmId>, vcpu: u32) -> Option<(VmId, TcbCap)> {
     let has = |e: &&vmm::registry::Entry<vmm::vm::Vm>| {
-        e.presence == Presence::Listed && e.vm.vcpu_state(VcpuId(vcpu)) != VcpuState::Absent
+        e.presence() == Presence::Listed && e.vm().vcpu_state(VcpuId(vcpu)) != VcpuState::Absent
     };
-    let mut found = v.registry().entries().filter(has).filter(|e| vm.is_none_or(|id| e.id == id));
+    let mut found = v.registry().entries().filter(has).filter(|e| vm.is_none_or(|id| e.id() == id));
     let e = found.next()?;
     if found.next().is_some() {
         return None;
     }
-    e.vm.vcpu_caps(VcpuId(vcpu)).map(|(tcb, _)| (e.id, tcb))
+    e.vm().vcpu_caps(VcpuId(vcpu)).map(|(tcb, _)| (e.id(), tcb))
 }
 
 /// Runs `op` on vCPU `vcpu` of the VM; `None` if that vCPU is not running
@@ -162,11 +162,11 @@ impl Guest<'_> {
     /// The frame and rights VM stage 2 maps at `gpa`'s page.
     fn mapped(&self, gpa: u64) -> Option<(u64, Rights)> {
         let e = self.inst.vmm.registry().entry(self.id)?;
-        if e.vm.fixed.len == 0 {
+        if e.vm().fixed().len == 0 {
             return None;
         }
         let k = self.inst.vmm.kernel();
-        let vspace = k.object_at(e.vm.vspace().slot())?;
+        let vspace = k.object_at(e.vm().vspace().slot())?;
         k.pages_in(vspace).get(&(gpa & !(PAGE_SIZE - 1))).copied()
     }
 

@@ -3,16 +3,10 @@
 
 /// Exception classes the VMM meets.
 pub mod ec {
-    /// Unknown reason.
-    pub const UNKNOWN: u8 = 0x00;
     /// WFI or WFE.
     pub const WFX: u8 = 0x01;
-    /// HVC from AArch64.
-    pub const HVC64: u8 = 0x16;
     /// SMC from AArch64.
     pub const SMC64: u8 = 0x17;
-    /// MSR, MRS or system instruction from AArch64.
-    pub const SYSREG: u8 = 0x18;
     /// Instruction abort from a lower exception level (the guest).
     pub const IABT_LOWER: u8 = 0x20;
     /// Data abort from a lower exception level (the guest).
@@ -29,17 +23,17 @@ impl Esr {
     }
 
     /// Exception class, bits 31:26.
-    pub fn ec(self) -> u8 {
+    pub(crate) fn ec(self) -> u8 {
         (self.0 >> 26 & 0x3f) as u8
     }
 
     /// Instruction length: true for a 32-bit instruction (bit 25).
-    pub fn il(self) -> bool {
+    pub(crate) fn il(self) -> bool {
         self.bit(25)
     }
 
     /// The length of the trapped instruction in bytes.
-    pub fn instruction_len(self) -> u64 {
+    pub(crate) fn instruction_len(self) -> u64 {
         if self.il() {
             4
         } else {
@@ -48,32 +42,32 @@ impl Esr {
     }
 
     /// Data abort: the syndrome below is valid (ISV, bit 24).
-    pub fn isv(self) -> bool {
+    pub(crate) fn isv(self) -> bool {
         self.bit(24)
     }
 
     /// Data abort: access size as log2 bytes (SAS, bits 23:22).
-    pub fn sas(self) -> u8 {
+    pub(crate) fn sas(self) -> u8 {
         (self.0 >> 22 & 3) as u8
     }
 
     /// Data abort: the load sign-extends (SSE, bit 21).
-    pub fn sse(self) -> bool {
+    pub(crate) fn sse(self) -> bool {
         self.bit(21)
     }
 
     /// Data abort: the register transferred (SRT, bits 20:16; 31 is xzr).
-    pub fn srt(self) -> u8 {
+    pub(crate) fn srt(self) -> u8 {
         (self.0 >> 16 & 0x1f) as u8
     }
 
     /// Data abort: the register is 64-bit, else 32-bit (SF, bit 15).
-    pub fn sf(self) -> bool {
+    pub(crate) fn sf(self) -> bool {
         self.bit(15)
     }
 
     /// Data abort: a write (WnR, bit 6).
-    pub fn wnr(self) -> bool {
+    pub(crate) fn wnr(self) -> bool {
         self.bit(6)
     }
 }

@@ -22,15 +22,15 @@ pub mod label {
     /// A syscall number seL4 does not know: a guest `hvc`.
     pub const UNKNOWN_SYSCALL: u64 = 2;
     /// An exception the kernel passes on.
-    pub const USER_EXCEPTION: u64 = 3;
+    pub(crate) const USER_EXCEPTION: u64 = 3;
     /// A stage-2 translation or permission fault.
     pub const VM_FAULT: u64 = 6;
     /// A vGIC maintenance interrupt.
-    pub const VGIC_MAINTENANCE: u64 = 7;
+    pub(crate) const VGIC_MAINTENANCE: u64 = 7;
     /// A trapped vCPU instruction.
     pub const VCPU_FAULT: u64 = 8;
     /// A virtual PPI (the virtual timer).
-    pub const VPPI_EVENT: u64 = 9;
+    pub(crate) const VPPI_EVENT: u64 = 9;
 }
 
 /// Message registers of the longest fault message (UnknownSyscall).

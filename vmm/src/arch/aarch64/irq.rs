@@ -27,7 +27,7 @@ const PPI_BASE: u16 = 16;
 
 /// One vCPU's virtual interrupts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct VcpuIrqs {
+pub(crate) struct VcpuIrqs {
     /// List registers in use, a bit each.
     list_regs: u8,
     /// Virtual PPIs (bit `ppi - 16`) delivered and not yet acknowledged.
@@ -67,7 +67,7 @@ impl Default for Lines {
 
 impl Lines {
     /// The level of line `irq`.
-    pub fn level(&self, irq: u32) -> bool {
+    pub(crate) fn level(&self, irq: u32) -> bool {
         self.0.get((irq / 64) as usize).is_some_and(|w| w >> (irq % 64) & 1 == 1)
     }
 

@@ -58,7 +58,7 @@ impl Access {
     }
 
     /// The mask of the accessed bytes.
-    pub fn mask(&self) -> u64 {
+    pub(crate) fn mask(&self) -> u64 {
         match self.size {
             8 => u64::MAX,
             n => (1u64 << (u32::from(n) * 8)) - 1,

@@ -15,25 +15,25 @@ use super::regs::{TcbReg, VcpuReg, SCTLR_EL1_RESET, SPSR_EL1H_MASKED};
 /// PSCI function ids (SMC32 and, where there is one, SMC64).
 pub mod fid {
     /// PSCI_VERSION.
-    pub const VERSION: u32 = 0x8400_0000;
+    pub(crate) const VERSION: u32 = 0x8400_0000;
     /// CPU_SUSPEND, 32-bit.
-    pub const CPU_SUSPEND_32: u32 = 0x8400_0001;
+    pub(crate) const CPU_SUSPEND_32: u32 = 0x8400_0001;
     /// CPU_SUSPEND, 64-bit.
-    pub const CPU_SUSPEND_64: u32 = 0xc400_0001;
+    pub(crate) const CPU_SUSPEND_64: u32 = 0xc400_0001;
     /// AFFINITY_INFO, 32-bit.
-    pub const AFFINITY_INFO_32: u32 = 0x8400_0004;
+    pub(crate) const AFFINITY_INFO_32: u32 = 0x8400_0004;
     /// AFFINITY_INFO, 64-bit.
-    pub const AFFINITY_INFO_64: u32 = 0xc400_0004;
+    pub(crate) const AFFINITY_INFO_64: u32 = 0xc400_0004;
     /// CPU_OFF.
-    pub const CPU_OFF: u32 = 0x8400_0002;
+    pub(crate) const CPU_OFF: u32 = 0x8400_0002;
     /// CPU_ON, 32-bit.
-    pub const CPU_ON_32: u32 = 0x8400_0003;
+    pub(crate) const CPU_ON_32: u32 = 0x8400_0003;
     /// CPU_ON, 64-bit.
-    pub const CPU_ON_64: u32 = 0xc400_0003;
+    pub(crate) const CPU_ON_64: u32 = 0xc400_0003;
     /// SYSTEM_OFF.
-    pub const SYSTEM_OFF: u32 = 0x8400_0008;
+    pub(crate) const SYSTEM_OFF: u32 = 0x8400_0008;
     /// SYSTEM_RESET.
-    pub const SYSTEM_RESET: u32 = 0x8400_0009;
+    pub(crate) const SYSTEM_RESET: u32 = 0x8400_0009;
     /// PSCI_FEATURES.
     pub(crate) const FEATURES: u32 = 0x8400_000a;
 }
@@ -41,21 +41,21 @@ pub mod fid {
 /// Return codes, as the 64-bit value a guest reads in x0.
 pub mod ret {
     /// Success.
-    pub const SUCCESS: u64 = 0;
+    pub(crate) const SUCCESS: u64 = 0;
     /// NOT_SUPPORTED (-1).
-    pub const NOT_SUPPORTED: u64 = -1i64 as u64;
+    pub(crate) const NOT_SUPPORTED: u64 = -1i64 as u64;
     /// INVALID_PARAMETERS (-2).
-    pub const INVALID_PARAMETERS: u64 = -2i64 as u64;
+    pub(crate) const INVALID_PARAMETERS: u64 = -2i64 as u64;
     /// INTERNAL_FAILURE (-6).
     pub(crate) const INTERNAL_FAILURE: u64 = -6i64 as u64;
     /// ALREADY_ON (-4).
-    pub const ALREADY_ON: u64 = -4i64 as u64;
+    pub(crate) const ALREADY_ON: u64 = -4i64 as u64;
     /// INVALID_ADDRESS (-9).
-    pub const INVALID_ADDRESS: u64 = -9i64 as u64;
+    pub(crate) const INVALID_ADDRESS: u64 = -9i64 as u64;
 }
 
 /// The version this VMM implements: 1.1.
-pub const VERSION_1_1: u64 = 0x0001_0001;
+pub(crate) const VERSION_1_1: u64 = 0x0001_0001;
 
 /// Every function this VMM implements (PSCI_FEATURES answers 0 for these):
 /// those PSCI 1.1 makes mandatory.
@@ -117,7 +117,7 @@ pub(crate) enum Call {
 impl Call {
     /// Decodes a call from the guest's x0-x3. The function id is w0; an
     /// SMC32 call's arguments are 32-bit.
-    pub fn decode(x: [u64; 4]) -> Call {
+    pub(crate) fn decode(x: [u64; 4]) -> Call {
         let [x0, x1, x2, x3] = x;
         let narrow = |v: u64| v & 0xffff_ffff;
         // A function id with bits above w0 set names no PSCI function.
