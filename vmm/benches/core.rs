@@ -66,7 +66,7 @@ fn model_world(ram_pages: u64) -> (Box<Vmm<Model, NoHooks>>, VmId) {
     let mut m = Model::new(1 << 40);
     m.setup_vspace(Slot(1)).expect("vspace");
     m.setup_ram(Slot(1 << 32), ram_pages, Slot(1), RAM_VADDR).expect("ram");
-    let mut v = Box::new(Vmm::new(m, NoHooks, config(ram_pages)).expect("config"));
+    let mut v: Box<Vmm<_, _>> = Box::new(Vmm::new(m, NoHooks, config(ram_pages)).expect("config"));
     let vm = v.create_vm(A).expect("vm");
     v.create_vcpu(A, vm, VcpuId(0)).expect("vcpu");
     (v, vm)
@@ -146,7 +146,7 @@ fn lock_core(c: &mut Criterion) {
     let mut g = c.benchmark_group("lock_core");
     g.sample_size(10);
     for pages in LOCK_SIZES {
-        let mut v = Box::new(Vmm::new(NullKernel::new(), NoHooks, config(pages)).expect("config"));
+        let mut v: Box<Vmm<_, _>> = Box::new(Vmm::new(NullKernel::new(), NoHooks, config(pages)).expect("config"));
         let vm = v.create_vm(A).expect("vm");
         v.set_memory_region(A, vm, &lock_slot(pages)).expect("slot");
         g.bench_with_input(BenchmarkId::from_parameter(pages), &pages, |b, _| {
@@ -260,7 +260,7 @@ impl Console for Sink {
 }
 
 fn null_world() -> (Box<Vmm<NullKernel, NoHooks>>, VmId) {
-    let mut v = Box::new(Vmm::new(NullKernel::new(), NoHooks, config(16)).expect("config"));
+    let mut v: Box<Vmm<_, _>> = Box::new(Vmm::new(NullKernel::new(), NoHooks, config(16)).expect("config"));
     let vm = v.create_vm(A).expect("vm");
     v.create_vcpu(A, vm, VcpuId(0)).expect("vcpu");
     v.register_device(A, vm, UART, 0x1000, Device::Pl011(Pl011::new())).expect("uart");

@@ -136,7 +136,7 @@ pub enum ObjectType {
 
 impl ObjectType {
     /// log2 of the object's size in bytes, as seL4 on AArch64 sizes it.
-    pub(crate) const fn size_bits(self) -> u32 {
+    pub const fn size_bits(self) -> u32 {
         match self {
             ObjectType::Frame | ObjectType::PageTable | ObjectType::VCpu => 12,
             ObjectType::VSpace => 13,

@@ -10,7 +10,8 @@ use heapless::Vec;
 use crate::caps::{page_aligned, Slot, SlotRange, PAGE_SIZE};
 
 /// VMs per VMM instance, counting destroyed VMs still pinned by an open
-/// guest_memfd file.
+/// guest_memfd file: the default capacity of a [`crate::Vmm`], which a
+/// deployment may lower.
 pub const MAX_VMS: usize = 4;
 /// vCPUs per VM (an upper bound for [`VmmConfig::vcpu_limit`]).
 pub const MAX_VCPUS: usize = 8;

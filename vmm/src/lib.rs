@@ -53,7 +53,7 @@ pub use error::Error;
 pub use vm::boot::BootError;
 pub use vm::memslots::FaultOutcome;
 
-use crate::config::VmmConfig;
+use crate::config::{VmmConfig, MAX_VMS};
 use crate::cspace::SlotAllocator;
 
 use crate::kernel::Kernel;
@@ -63,19 +63,20 @@ use crate::vm::guest_memfd::GmemTable;
 use crate::vm::lock::Charges;
 use crate::vm::Vm;
 
-/// One VMM instance.
+/// One VMM instance, with room for `VMS` VMs at once (a deployment that
+/// runs one VM per VMM, as Microkit does, pays for one).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Vmm<K, A> {
+pub struct Vmm<K, A, const VMS: usize = MAX_VMS> {
     kernel: K,
     hooks: A,
     config: VmmConfig,
     cspace: SlotAllocator,
-    registry: Registry<Vm>,
+    registry: Registry<Vm, VMS>,
     gmem: GmemTable,
     charges: Charges,
 }
 
-impl<K: Kernel, A: Platform> Vmm<K, A> {
+impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
     /// A VMM with no VMs, after checking its configuration.
     pub fn new(kernel: K, hooks: A, config: VmmConfig) -> Result<Self, Error> {
         config.validate()?;
@@ -116,7 +117,7 @@ impl<K: Kernel, A: Platform> Vmm<K, A> {
     }
 
     /// The registry.
-    pub fn registry(&self) -> &Registry<Vm> {
+    pub fn registry(&self) -> &Registry<Vm, VMS> {
         &self.registry
     }
 

@@ -30,6 +30,10 @@ use crate::vm::memslots::{MemoryRegion, GUEST_MEMFD, READONLY};
 pub(crate) const MAGIC: [u8; 4] = *b"VMMF";
 /// The format this core reads.
 pub(crate) const VERSION: u32 = 1;
+/// VMs a VMM configured from a boot manifest keeps at once: the one the
+/// manifest describes (a client may re-create it once the old one is gone,
+/// its guest_memfd files closed).
+pub const VMS: usize = 1;
 /// Memslots a manifest may describe.
 pub const MAX_SLOTS: usize = 32;
 

@@ -107,15 +107,15 @@ impl<V> Entry<V> {
     }
 }
 
-/// The registry of one VMM instance.
+/// The registry of one VMM instance, with room for `N` VMs.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Registry<V> {
-    entries: Vec<Entry<V>, MAX_VMS>,
+pub struct Registry<V, const N: usize = MAX_VMS> {
+    entries: Vec<Entry<V>, N>,
     usage_count: u32,
     next_id: u32,
 }
 
-impl<V> Default for Registry<V> {
+impl<V, const N: usize> Default for Registry<V, N> {
     fn default() -> Self {
         Registry { entries: Vec::new(), usage_count: 0, next_id: 1 }
     }
@@ -129,7 +129,7 @@ fn owned_by<E: core::ops::Deref<Target = Entry<V>>, V>(caller: Caller, e: E) -> 
     Ok(e)
 }
 
-impl<V> Registry<V> {
+impl<V, const N: usize> Registry<V, N> {
     /// VMs added and not yet dropped.
     pub(crate) fn usage_count(&self) -> u32 {
         self.usage_count
@@ -145,7 +145,7 @@ impl<V> Registry<V> {
     /// anything refers to it.
     pub(crate) fn next_free_id(&self) -> Result<VmId, RegistryError> {
         let mut id = self.next_id;
-        for _ in 0..=MAX_VMS {
+        for _ in 0..=N {
             if id != 0 && !self.entries.iter().any(|e| e.id.0 == id) {
                 return Ok(VmId(id));
             }

@@ -631,6 +631,25 @@ fn a_destroyed_vm_pinned_by_a_file_still_takes_its_registry_entry() {
     assert_ne!(id, pinned);
 }
 
+// Rules 1.8 and 9.4: a deployment that gives its Vmm room for one VM (a
+// Microkit VMM PD) has that capacity, with the same rules.
+#[test]
+fn a_vmm_with_room_for_one_vm_takes_one_at_a_time() {
+    let mut v: Box<Vmm<vmm::model::Model, Hooks, 1>> =
+        Box::new(Vmm::new(model(UNTYPED), Hooks::default(), config()).unwrap());
+    let first = v.create_vm(A).unwrap();
+    let h = v.create_guest_memfd(A, first, 4096, 0).unwrap();
+    let before = v.clone();
+    assert_eq!(v.create_vm(B).unwrap_err().errno(), Errno::ENOSPC);
+    assert_eq!(v, before, "a refused create changed the VMM");
+    v.destroy_vm(A, first).unwrap();
+    assert_eq!(v.create_vm(A).unwrap_err().errno(), Errno::ENOSPC, "the pinned VM still takes the entry");
+    v.close_guest_memfd(A, h).unwrap();
+    let second = v.create_vm(B).unwrap();
+    assert_ne!(second, first);
+    vmm::model::invariants::check_state(&v, VMM_VSPACE).unwrap();
+}
+
 // Rules 7.3 and 9.2: authority comes before arguments. Once a request has
 // decoded, naming a VM the caller does not own is EPERM, and naming a VM
 // that does not exist is ENOENT, however bad the rest of the request is.

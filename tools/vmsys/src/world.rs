@@ -10,8 +10,9 @@ use vmm::model::Model;
 use vmm::platform::NoHooks;
 use vmm::Vmm;
 
-/// The core on the model, with no arch hooks (Microkit has none).
-pub type ModelVmm = Vmm<Model, NoHooks>;
+/// The core on the model, with no platform hooks and room for the one VM a
+/// Microkit VMM runs, as on seL4.
+pub type ModelVmm = Vmm<Model, NoHooks, { vmm::manifest::VMS }>;
 
 /// The VMM's own VSpace.
 pub const VMM_VSPACE: Slot = Slot(1);

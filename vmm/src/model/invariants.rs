@@ -22,14 +22,17 @@ pub(crate) type Check = Result<(), String>;
 
 /// The VSpace object of VM `id`, while it has one (a destroyed VM kept for
 /// an open file has none).
-pub fn vspace_of<A: Platform>(v: &Vmm<Model, A>, id: VmId) -> Option<ObjId> {
+pub fn vspace_of<A: Platform, const VMS: usize>(v: &Vmm<Model, A, VMS>, id: VmId) -> Option<ObjId> {
     let e = v.registry().entry(id)?;
     (e.vm.fixed.len > 0).then(|| v.kernel().object_at(e.vm.vspace().slot())).flatten()
 }
 
 /// guest_memfd frames are mapped only into their own VM's stage 2: never
 /// into the VMM, never into another VM.
-pub fn private_frames_stay_in_their_vm<A: Platform>(v: &Vmm<Model, A>, vmm_vspace: Slot) -> Check {
+pub fn private_frames_stay_in_their_vm<A: Platform, const VMS: usize>(
+    v: &Vmm<Model, A, VMS>,
+    vmm_vspace: Slot,
+) -> Check {
     let m = v.kernel();
     let vmm_vs = m.object_at(vmm_vspace);
     for f in v.gmem().iter() {
@@ -52,7 +55,7 @@ pub fn private_frames_stay_in_their_vm<A: Platform>(v: &Vmm<Model, A>, vmm_vspac
 }
 
 /// The bindings of one guest_memfd never overlap and lie within it.
-pub fn bindings_disjoint_and_inside<A: Platform>(v: &Vmm<Model, A>) -> Check {
+pub fn bindings_disjoint_and_inside<A: Platform, const VMS: usize>(v: &Vmm<Model, A, VMS>) -> Check {
     for f in v.gmem().iter() {
         let mut end = 0;
         for b in &f.bindings {
@@ -70,7 +73,7 @@ pub fn bindings_disjoint_and_inside<A: Platform>(v: &Vmm<Model, A>) -> Check {
 
 /// The memslots of a VM never overlap in guest-physical space, and are kept
 /// in address order.
-pub fn memslots_disjoint<A: Platform>(v: &Vmm<Model, A>) -> Check {
+pub fn memslots_disjoint<A: Platform, const VMS: usize>(v: &Vmm<Model, A, VMS>) -> Check {
     for e in v.registry().entries() {
         let mut end = 0;
         for slot in e.vm.memslots.iter() {
@@ -87,7 +90,7 @@ pub fn memslots_disjoint<A: Platform>(v: &Vmm<Model, A>) -> Check {
 /// mapping outside every slot, no write mapping in a READONLY slot), and
 /// outside a lock every mapped page has exactly the slot's rights (rule
 /// 5.4: what lets a failed lock be undone exactly).
-pub fn guest_rights_within_slots<A: Platform>(v: &Vmm<Model, A>) -> Check {
+pub fn guest_rights_within_slots<A: Platform, const VMS: usize>(v: &Vmm<Model, A, VMS>) -> Check {
     for e in v.registry().entries() {
         let Some(vs) = vspace_of(v, e.id) else { continue };
         for (gpa, (_, rights)) in v.kernel().pages_in(vs) {
@@ -111,7 +114,7 @@ pub fn guest_rights_within_slots<A: Platform>(v: &Vmm<Model, A>) -> Check {
 
 /// Each owner's memlock charge equals the pages of its locked slots, and
 /// stays within its budget.
-pub fn memlock_charges<A: Platform>(v: &Vmm<Model, A>) -> Check {
+pub fn memlock_charges<A: Platform, const VMS: usize>(v: &Vmm<Model, A, VMS>) -> Check {
     let mut locked: Vec<(Owner, u64)> = Vec::new();
     for e in v.registry().entries() {
         for slot in e.vm.memslots.iter() {
@@ -148,7 +151,7 @@ pub fn memlock_charges<A: Platform>(v: &Vmm<Model, A>) -> Check {
 
 /// The usage count is the number of VMs added and not dropped, and a
 /// removed VM is kept only while an open guest_memfd refers to it.
-pub fn usage_count<A: Platform>(v: &Vmm<Model, A>) -> Check {
+pub fn usage_count<A: Platform, const VMS: usize>(v: &Vmm<Model, A, VMS>) -> Check {
     let mut added = 0;
     for e in v.registry().entries() {
         added += 1;
@@ -163,7 +166,7 @@ pub fn usage_count<A: Platform>(v: &Vmm<Model, A>) -> Check {
 }
 
 /// Every state invariant, and the model's own consistency.
-pub fn check_state<A: Platform>(v: &Vmm<Model, A>, vmm_vspace: Slot) -> Check {
+pub fn check_state<A: Platform, const VMS: usize>(v: &Vmm<Model, A, VMS>, vmm_vspace: Slot) -> Check {
     v.kernel().check_consistency().map_err(|e| format!("the seL4 model is inconsistent: {e}"))?;
     private_frames_stay_in_their_vm(v, vmm_vspace)?;
     bindings_disjoint_and_inside(v)?;

@@ -8,7 +8,7 @@ use crate::platform::Platform;
 use crate::registry::{Caller, Owner};
 use crate::Vmm;
 
-impl<K: Kernel, A: Platform> Vmm<K, A> {
+impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
     /// Handles one protected call from `client`: decodes the request (any
     /// byte string is safe), performs it as that client, and answers.
     pub fn handle(&mut self, client: ClientId, label: u64, payload: &[u8]) -> Response {

@@ -48,7 +48,7 @@ impl core::fmt::Display for BootError {
     }
 }
 
-impl<K: Kernel, A: Platform> Vmm<K, A> {
+impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
     /// Builds the VM `m` describes, owned by `owner`; if `start`, runs
     /// vCPU 0 at the manifest's entry with x0 = `arg`.
     pub fn build_from_manifest(&mut self, m: &Manifest, owner: Caller, start: Option<u64>) -> Result<VmId, BootError> {

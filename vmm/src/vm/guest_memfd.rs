@@ -245,7 +245,7 @@ fn delete_frames<K: Kernel>(k: &mut K, frames: SlotRange, n: u64) {
     }
 }
 
-impl<K: Kernel, A: Platform> Vmm<K, A> {
+impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
     /// CREATE_GUEST_MEMFD(size, flags) for VM `id`; returns the handle.
     pub fn create_guest_memfd(&mut self, caller: Caller, id: VmId, size: u64, flags: u64) -> Result<GmemHandle, Error> {
         let entry = self.registry.get_mut(caller, id)?;

@@ -212,7 +212,7 @@ struct LockTarget {
     owner: crate::registry::Owner,
 }
 
-impl<K: Kernel, A: Platform> Vmm<K, A> {
+impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
     /// The checks of LOCK (rules 5.1-5.3), in order, then the platform's
     /// (rule 8.2).
     fn check_lock(&self, caller: Caller, id: VmId, slot_id: u32, flags: u64) -> Result<LockTarget, Error> {

@@ -521,7 +521,7 @@ pub(super) fn unmap_slot<K: Kernel>(k: &mut K, slot: &Memslot) -> Result<(), Ker
     first
 }
 
-impl<K: Kernel, A: Platform> Vmm<K, A> {
+impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
     /// KVM_SET_USER_MEMORY_REGION2 on VM `id`.
     pub fn set_memory_region(&mut self, caller: Caller, id: VmId, req: &MemoryRegion) -> Result<(), Error> {
         let vm = &mut self.registry.get_mut(caller, id)?.vm;

@@ -183,7 +183,7 @@ impl Vm {
     }
 }
 
-impl<K: Kernel, A: Platform> Vmm<K, A> {
+impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
     /// Creates a VM owned by `caller`. A client can only ever create a VM it
     /// owns; internal VMs are created by the VMM itself with
     /// `Owner::Internal`.

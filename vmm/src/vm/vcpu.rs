@@ -77,7 +77,7 @@ impl Vcpu {
     }
 }
 
-impl<K: Kernel, A: Platform> Vmm<K, A> {
+impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
     /// CREATE_VCPU: a TCB and a vCPU object, bound to the VM's VSpace, set to
     /// enter at EL1h.
     pub fn create_vcpu(&mut self, caller: Caller, id: VmId, vcpu: VcpuId) -> Result<(), Error> {

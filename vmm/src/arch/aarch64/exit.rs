@@ -116,7 +116,7 @@ impl core::fmt::Display for StopReason {
     }
 }
 
-impl<K: Kernel, A: Platform> Vmm<K, A> {
+impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
     /// Registers an emulated device for VM `id` (the VMM does this from the
     /// system description when it creates the VM).
     pub fn register_device(

@@ -84,7 +84,7 @@ impl Lines {
     }
 }
 
-impl<K: Kernel, A: Platform> Vmm<K, A> {
+impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
     /// IRQ_LINE: set line `irq` to `level`; a rising edge injects it into
     /// vCPU 0 (a level that stays high is not injected again).
     pub fn irq_line(&mut self, caller: Caller, id: VmId, irq: u32, level: u32) -> Result<(), Error> {

@@ -160,7 +160,7 @@ pub(super) enum Psci {
     Reset { vcpu: VcpuId, entry: u64, arg: u64 },
 }
 
-impl<K: Kernel, A: Platform> Vmm<K, A> {
+impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
     /// SYSTEM_RESET from the boot vCPU: its entry state goes into its TCB
     /// and vCPU, and an empty reply (seL4 then takes no registers from the
     /// reply) resumes it there.
