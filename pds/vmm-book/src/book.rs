@@ -23,23 +23,26 @@ pub const RAM_FRAME_SLOTS: Slot = Slot(1 << 33);
 const POOL_WORDS: usize = (MAX_PRIVATE_PAGES / 64) as usize;
 
 /// The book of one VMM.
-pub struct Book {
+pub struct Book<'t> {
     /// The Microkit vCPUs of the VM: ids `0..vcpus`.
     vcpus: u64,
     /// The static layout, from the manifest.
     map: StaticMap,
-    /// The core's slots.
-    caps: CapTable,
+    /// The core's slots: a table the deployment places (a static on
+    /// Microkit), not a value on the stack.
+    caps: &'t mut CapTable,
     /// Set when a vCPU has been resumed: from then on a guest may have
     /// written any private page.
     guest_ran: bool,
 }
 
-impl Book {
+impl<'t> Book<'t> {
     /// The book of a VM with Microkit vCPUs `0..vcpus` and the static
-    /// layout `map` (whose RAM frames are named from [`RAM_FRAME_SLOTS`]).
-    pub fn new(vcpus: u64, map: StaticMap) -> Book {
-        Book { vcpus, map, caps: CapTable::new(CORE_SLOTS.base), guest_ran: false }
+    /// layout `map` (whose RAM frames are named from [`RAM_FRAME_SLOTS`]),
+    /// keeping the core's slots in `caps`, which it empties.
+    pub fn new(vcpus: u64, map: StaticMap, caps: &'t mut CapTable) -> Book<'t> {
+        caps.clear();
+        Book { vcpus, map, caps, guest_ran: false }
     }
 
     /// Capabilities held in the core's slots (the RAM originals aside).
@@ -236,12 +239,9 @@ impl Book {
         if self.caps.page_mapped(page) {
             return Err(KernelError::DeleteFirst);
         }
-        match self.caps.get_mut(i) {
-            Some(c) => {
-                c.mapped = Some(page);
-                Ok(())
-            }
-            None => Err(KernelError::InvalidCapability),
+        match self.caps.set_mapped(i, Some(page)) {
+            true => Ok(()),
+            false => Err(KernelError::InvalidCapability),
         }
     }
 
@@ -254,10 +254,10 @@ impl Book {
         if !matches!(cap.object, Object::Frame(_)) {
             return Err(KernelError::InvalidCapability);
         }
-        if let Some(c) = self.caps.get_mut(i) {
-            c.mapped = None;
+        match self.caps.set_mapped(i, None) {
+            true => Ok(()),
+            false => Err(KernelError::InvalidCapability),
         }
-        Ok(())
     }
 
     /// `seL4_ARM_PageTable_Map`: succeeds where Microkit built the tables.
@@ -274,10 +274,10 @@ impl Book {
             return Err(KernelError::Unsupported);
         }
         let page = u32::try_from(vaddr >> PAGE_BITS).map_err(|_| KernelError::InvalidArgument)?;
-        if let Some(c) = self.caps.get_mut(i) {
-            c.mapped = Some(page);
+        match self.caps.set_mapped(i, Some(page)) {
+            true => Ok(()),
+            false => Err(KernelError::InvalidCapability),
         }
-        Ok(())
     }
 
     /// `seL4_TCB_SetSpace` + `seL4_ARM_VCPU_SetTCB`: succeeds only for the

@@ -9,6 +9,7 @@
 
 use vmm::caps::{Rights, Slot};
 
+use crate::packed_cap::Packed;
 use crate::static_map::Frame;
 
 /// Slots in the core's CSpace (and so in this table): a VM's own run (its
@@ -25,8 +26,7 @@ const MARK_WORDS: usize = TABLE_SLOTS / 64;
 pub enum Object {
     /// The VM's stage-2 address space (Microkit's; one per VMM PD).
     VSpace,
-    /// The TCB of the Microkit vCPU with this id. (Ids are below 64; a
-    /// narrow id keeps each of the table's entries at 24 bytes, not 32.)
+    /// The TCB of the Microkit vCPU with this id.
     Tcb(u16),
     /// The vCPU object of the Microkit vCPU with this id.
     VCpu(u16),
@@ -72,13 +72,18 @@ impl Cap {
 /// The table.
 pub struct CapTable {
     base: Slot,
-    caps: [Option<Cap>; TABLE_SLOTS],
+    caps: [Option<Packed>; TABLE_SLOTS],
 }
 
 impl CapTable {
     /// An empty table for the core slots `base..base + TABLE_SLOTS`.
     pub const fn new(base: Slot) -> CapTable {
         CapTable { base, caps: [None; TABLE_SLOTS] }
+    }
+
+    /// Empties the table in place (a new one would be built on the stack).
+    pub fn clear(&mut self) {
+        self.caps.iter_mut().for_each(|c| *c = None);
     }
 
     /// The table index of core slot `slot`, if the table holds it.
@@ -98,19 +103,21 @@ impl CapTable {
 
     /// The capability at index `i`.
     pub fn get(&self, i: u16) -> Option<Cap> {
-        self.caps.get(usize::from(i)).copied().flatten()
+        self.caps.get(usize::from(i)).copied().flatten().map(Packed::unpack)
     }
 
-    /// The capability at index `i`, mutably.
-    pub fn get_mut(&mut self, i: u16) -> Option<&mut Cap> {
-        self.caps.get_mut(usize::from(i)).and_then(Option::as_mut)
+    /// Records the capability at index `i` as mapped at `page`, or
+    /// unmapped; false if there is none.
+    pub fn set_mapped(&mut self, i: u16, page: Option<u32>) -> bool {
+        self.caps.get_mut(usize::from(i)).and_then(Option::as_mut).is_some_and(|c| c.set_mapped(page))
     }
 
-    /// Puts `cap` at the empty index `i`; false if `i` is taken or outside.
+    /// Puts `cap` at the empty index `i`; false if `i` is taken or outside,
+    /// or `cap` is not one the table can hold.
     pub fn put(&mut self, i: u16, cap: Cap) -> bool {
-        match self.caps.get_mut(usize::from(i)) {
-            Some(e @ None) => {
-                *e = Some(cap);
+        match (self.caps.get_mut(usize::from(i)), Packed::pack(cap)) {
+            (Some(e @ None), Some(p)) => {
+                *e = Some(p);
                 true
             }
             _ => false,
@@ -121,8 +128,8 @@ impl CapTable {
     /// seL4's derivation tree.
     pub fn remove(&mut self, i: u16) -> Option<Cap> {
         let cap = self.caps.get_mut(usize::from(i))?.take()?;
-        self.reparent(Parent::Index(i), cap.parent);
-        Some(cap)
+        self.reparent(Parent::Index(i), cap.parent());
+        Some(cap.unpack())
     }
 
     /// Moves the capability at `from` to the empty index `to`, with its
@@ -141,15 +148,16 @@ impl CapTable {
 
     fn reparent(&mut self, from: Parent, to: Parent) {
         for c in self.caps.iter_mut().flatten() {
-            if c.parent == from {
-                c.parent = to;
+            if c.parent() == from {
+                // Cannot fail: `to` is a parent some entry held.
+                let _ = c.set_parent(to);
             }
         }
     }
 
     /// Every capability with its index.
     pub fn iter(&self) -> impl Iterator<Item = (u16, Cap)> + '_ {
-        self.caps.iter().enumerate().filter_map(|(i, c)| Some((u16::try_from(i).ok()?, (*c)?)))
+        self.caps.iter().enumerate().filter_map(|(i, c)| Some((u16::try_from(i).ok()?, c.as_ref()?.unpack())))
     }
 
     /// The index of the first capability to `object`.
@@ -165,8 +173,8 @@ impl CapTable {
     /// Forgets every frame mapping (the VSpace they were in is gone).
     pub fn unmap_all(&mut self) {
         for c in self.caps.iter_mut().flatten() {
-            if matches!(c.object, Object::Frame(_) | Object::PageTable) {
-                c.mapped = None;
+            if c.is_mappable() {
+                c.set_mapped(None);
             }
         }
     }

@@ -16,8 +16,9 @@
 
 mod book;
 mod cap_table;
+mod packed_cap;
 mod static_map;
 
 pub use book::{Book, CORE_SLOTS, RAM_FRAME_SLOTS};
-pub use cap_table::{Object, TABLE_SLOTS};
+pub use cap_table::{CapTable, Object, TABLE_SLOTS};
 pub use static_map::{Frame, LayoutError, StaticMap, MAX_PRIVATE_PAGES};

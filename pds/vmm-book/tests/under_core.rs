@@ -18,7 +18,7 @@ use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD};
 use vmm::vm::VcpuId;
 use vmm::FaultOutcome;
 use vmm::{Errno, Vmm};
-use vmm_book::{Book, StaticMap, CORE_SLOTS, RAM_FRAME_SLOTS};
+use vmm_book::{Book, CapTable, StaticMap, CORE_SLOTS, RAM_FRAME_SLOTS};
 use zerocopy::little_endian::{U32, U64};
 
 const RAM_GPA: u64 = 0x4000_0000;
@@ -33,7 +33,7 @@ const ME: Owner = Owner::Client(CLIENT);
 
 /// A kernel for the host: memory through the book, registers kept.
 struct HostKernel {
-    book: Book,
+    book: Book<'static>,
     regs: [[u64; 34]; 2],
 }
 
@@ -146,9 +146,15 @@ fn on_a_big_stack(f: fn()) {
     std::thread::Builder::new().stack_size(64 << 20).spawn(f).unwrap().join().unwrap();
 }
 
+/// A capability table for one book, kept for the test's lifetime as the
+/// PD keeps its own in a static.
+fn table() -> &'static mut CapTable {
+    Box::leak(Box::new(CapTable::new(CORE_SLOTS.base)))
+}
+
 fn vmm_for(m: &Manifest) -> Vmm<HostKernel, NoHooks> {
     let config = m.config(CORE_SLOTS, RAM_FRAME_SLOTS).unwrap();
-    let book = Book::new(u64::from(m.vcpus), StaticMap::new(m, RAM_FRAME_SLOTS).unwrap());
+    let book = Book::new(u64::from(m.vcpus), StaticMap::new(m, RAM_FRAME_SLOTS).unwrap(), table());
     Vmm::new(HostKernel { book, regs: [[0; 34]; 2] }, NoHooks, config).unwrap()
 }
 
@@ -288,7 +294,7 @@ fn the_book_keeps_the_rules_of_sel4_for_frames() {
 
 fn the_book_keeps_the_rules_of_sel4_for_frames_body() {
     let m = manifest(false);
-    let mut book = Book::new(1, StaticMap::new(&m, RAM_FRAME_SLOTS).unwrap());
+    let mut book = Book::new(1, StaticMap::new(&m, RAM_FRAME_SLOTS).unwrap(), table());
     let s = |i: u64| Slot(CORE_SLOTS.base.0 + i);
     book.retype(ObjectType::VSpace, s(0)).unwrap();
     assert_eq!(book.retype(ObjectType::VSpace, s(1)), Err(KernelError::Unsupported));
