@@ -7,14 +7,16 @@ use sel4_microkit::{debug_println, with_msg_regs, with_msg_regs_mut, Channel};
 
 use vmm::arch::aarch64::fault;
 use vmm::config::ClientId;
-use vmm::manifest::Manifest;
+use vmm::manifest::{self, Manifest};
 use vmm::protocol::Response;
 use vmm::registry::{Owner, VmId};
 use vmm::vm::VcpuId;
 use vmm::ExitAction;
 use vmm::Vmm;
 
-use vmm_book::{StaticMap, CORE_SLOTS, RAM_FRAME_SLOTS};
+use core::mem::MaybeUninit;
+
+use vmm_book::{CapTable, StaticMap, CORE_SLOTS, RAM_FRAME_SLOTS};
 
 use crate::backend::MicrokitKernel;
 use crate::boot_manifest::{self, Mapped};
@@ -22,9 +24,11 @@ use crate::console::Console;
 use crate::guest_image::GuestImage;
 use crate::platform::MicrokitPlatform;
 use crate::refusal::Refusal;
+use crate::stack;
 use crate::vcpu_caps::{VmVcpu, MAX_VCPU_ID};
 
-type Core = Vmm<MicrokitKernel, MicrokitPlatform>;
+/// The core with room for the one VM a Microkit VMM runs.
+type Core = Vmm<MicrokitKernel, MicrokitPlatform, { manifest::VMS }>;
 
 /// The core's VM and vCPU of each Microkit vCPU, indexed by its id.
 type VcpuMap = [Option<(VmId, VcpuId)>; MAX_VCPU_ID as usize + 1];
@@ -55,10 +59,18 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// Starts the VMM of the PD named `pd`: verifies its boot manifest
-    /// against what Microkit mapped, configures the core from it, loads the
-    /// guest image, and builds and starts an internal VM.
-    pub fn start(pd: &'static str, mapped: &Mapped) -> Result<Instance, Refusal> {
+    /// Starts the VMM of the PD named `pd` in `place`, with its book of the
+    /// core's slots in `caps`: verifies its boot manifest against what
+    /// Microkit mapped, configures the core from it, loads the guest image,
+    /// and builds and starts an internal VM. Both places are statics, so
+    /// the stack never holds the book and holds the core only while it is
+    /// put in place.
+    pub fn start(
+        place: &'static mut MaybeUninit<Instance>,
+        caps: &'static mut CapTable,
+        pd: &'static str,
+        mapped: &Mapped,
+    ) -> Result<&'static mut Instance, Refusal> {
         let manifest = boot_manifest::load(pd, mapped).map_err(Refusal::Manifest)?;
         let config = manifest.config(CORE_SLOTS, RAM_FRAME_SLOTS).map_err(Refusal::Config)?;
         let layout = StaticMap::new(&manifest, RAM_FRAME_SLOTS).map_err(Refusal::Layout)?;
@@ -70,12 +82,12 @@ impl Instance {
             return Err(Refusal::Entry { image: loaded.entry, manifest: manifest.entry });
         }
         let platform = MicrokitPlatform::new(pd, manifest.devices.clone(), layout.clone(), image);
-        let kernel = MicrokitKernel::new(u64::from(manifest.vcpus), layout);
+        let kernel = MicrokitKernel::new(u64::from(manifest.vcpus), layout, caps);
         let vmm = Vmm::new(kernel, platform, config).map_err(Refusal::Core)?;
         let mut vm = heapless::String::new();
         let _ = write!(vm, "vm{}", pd.strip_prefix("vmm").unwrap_or(pd));
         let console = Console::new(vm.clone());
-        let mut this = Instance { pd, vm, vmm, manifest, console, vcpus: [None; MAX_VCPU_ID as usize + 1] };
+        let this = place.write(Instance { pd, vm, vmm, manifest, console, vcpus: [None; MAX_VCPU_ID as usize + 1] });
         match this.manifest.internal() {
             true => debug_println!("{pd}: VMM of {}, an internal VM; boot manifest verified", this.vm),
             false => debug_println!(
@@ -162,6 +174,7 @@ impl Instance {
             ExitAction::Stop { reason, notify } => {
                 self.console.flush();
                 debug_println!("{}: stopped: {}", self.vm, reason);
+                debug_println!("{}: stack used so far: {} of {} bytes", self.pd, stack::used(), stack::SIZE);
                 if let Some(client) = notify {
                     Channel::new(client.0 as usize).notify();
                 }

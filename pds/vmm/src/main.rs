@@ -35,16 +35,20 @@ mod instance;
 mod loader;
 mod platform;
 mod refusal;
+mod stack;
 mod vcpu_caps;
 
 use sel4_microkit::{
     debug_println, pd_name, protection_domain, var, with_msg_bytes, with_msg_bytes_mut, Channel, ChannelSet, Child,
     Handler, Infallible, MessageInfo,
 };
+use static_cell::{ConstStaticCell, StaticCell};
 use zerocopy::IntoBytes;
 
 use vmm::protocol::Response;
 use vmm::Errno;
+
+use vmm_book::{CapTable, CORE_SLOTS};
 
 use boot_manifest::Mapped;
 use instance::{Instance, Reply};
@@ -56,14 +60,21 @@ const NO_CLIENT: usize = usize::MAX;
 const MSG_MAX_BYTES: usize = 120 * 8;
 
 /// The VMM PD: started, or refusing to.
-#[allow(clippy::large_enum_variant)] // one value for the PD's lifetime
 enum VmmPd {
-    Running(Instance),
+    Running(&'static mut Instance),
     Refused { pd: &'static str },
 }
 
-#[protection_domain(stack_size = 0x40_0000)]
+/// Where the started VMM lives: a static, not the stack, which then only
+/// holds what one request or exit needs.
+static INSTANCE: StaticCell<Instance> = StaticCell::new();
+
+/// The book's table of the core's slots, empty at build time.
+static CAPS: ConstStaticCell<CapTable> = ConstStaticCell::new(CapTable::new(CORE_SLOTS.base));
+
+#[protection_domain(stack_size = stack::SIZE)]
 fn init() -> VmmPd {
+    stack::paint();
     let pd = pd_name().unwrap_or("vmm");
     let client = *var!(client_channel: usize = NO_CLIENT);
     let mapped = Mapped {
@@ -71,7 +82,11 @@ fn init() -> VmmPd {
         ram_size: *var!(guest_ram_size: usize = 0) as u64,
         client: (client != NO_CLIENT).then(|| u32::try_from(client).ok()).flatten(),
     };
-    match Instance::start(pd, &mapped) {
+    let (Some(place), Some(caps)) = (INSTANCE.try_uninit(), CAPS.try_take()) else {
+        debug_println!("{pd}: refusing to start: started before");
+        return VmmPd::Refused { pd };
+    };
+    match Instance::start(place, caps, pd, &mapped) {
         Ok(instance) => VmmPd::Running(instance),
         Err(why) => {
             debug_println!("{pd}: refusing to start: {why}");

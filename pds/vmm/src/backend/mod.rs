@@ -74,7 +74,7 @@ mod translate;
 use vmm::arch::aarch64::regs::{TcbReg, VcpuReg};
 use vmm::caps::{FrameCap, ObjectType, PageTableCap, Rights, Slot, TcbCap, VCpuCap, VSpaceCap};
 use vmm::kernel::{Kernel, KernelError};
-use vmm_book::{Book, Object, StaticMap};
+use vmm_book::{Book, CapTable, Object, StaticMap};
 
 use crate::vcpu_caps::VmVcpu;
 use translate::{context_reg, invoked, kerr, vcpu_reg};
@@ -82,7 +82,7 @@ use translate::{context_reg, invoked, kerr, vcpu_reg};
 /// The Microkit backend of one VMM PD: the book, and the invocations its
 /// decisions need.
 pub struct MicrokitKernel {
-    book: Book,
+    book: Book<'static>,
     /// The vCPU context between a register read and the write after it.
     /// Kept here because rust-sel4's by-value register API zeroes and
     /// copies the whole 288-byte context per call, more than an MMIO
@@ -102,9 +102,9 @@ fn microkit_vcpu(id: u64) -> Result<VmVcpu, KernelError> {
 
 impl MicrokitKernel {
     /// A backend for a VM with Microkit vCPUs `0..vcpus` and the static
-    /// layout `map`.
-    pub fn new(vcpus: u64, map: StaticMap) -> MicrokitKernel {
-        MicrokitKernel { book: Book::new(vcpus, map), ctx: Default::default() }
+    /// layout `map`, keeping its book of the core's slots in `caps`.
+    pub fn new(vcpus: u64, map: StaticMap, caps: &'static mut CapTable) -> MicrokitKernel {
+        MicrokitKernel { book: Book::new(vcpus, map, caps), ctx: Default::default() }
     }
 
     /// The core slot naming the TCB of Microkit vCPU `v`, if any: how a
