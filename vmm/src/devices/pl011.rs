@@ -32,9 +32,9 @@ pub mod reg {
 }
 
 /// FR: receive FIFO empty.
-pub(crate) const FR_RXFE: u64 = 1 << 4;
+pub const FR_RXFE: u64 = 1 << 4;
 /// FR: transmit FIFO empty.
-pub(crate) const FR_TXFE: u64 = 1 << 7;
+pub const FR_TXFE: u64 = 1 << 7;
 /// PeriphID0-3 and PCellID0-3: part 0x011, designer ARM (0x41), revision
 /// 1, and the PrimeCell id 0xb105f00d, as QEMU's PL011 reports them.
 pub(crate) const ID: [u8; 8] = [0x11, 0x10, 0x14, 0x00, 0x0d, 0xf0, 0x05, 0xb1];

@@ -43,7 +43,7 @@ pub mod ret {
     /// Success.
     pub(crate) const SUCCESS: u64 = 0;
     /// NOT_SUPPORTED (-1).
-    pub(crate) const NOT_SUPPORTED: u64 = -1i64 as u64;
+    pub const NOT_SUPPORTED: u64 = -1i64 as u64;
     /// INVALID_PARAMETERS (-2).
     pub(crate) const INVALID_PARAMETERS: u64 = -2i64 as u64;
     /// INTERNAL_FAILURE (-6).
@@ -55,7 +55,7 @@ pub mod ret {
 }
 
 /// The version this VMM implements: 1.1.
-pub(crate) const VERSION_1_1: u64 = 0x0001_0001;
+pub const VERSION_1_1: u64 = 0x0001_0001;
 
 /// Every function this VMM implements (PSCI_FEATURES answers 0 for these):
 /// those PSCI 1.1 makes mandatory.

@@ -107,7 +107,7 @@ pub const VCPU_REG_BASE: u32 = 0x100;
 
 /// SCTLR_EL1 with its reserved-one bits (ARMv8.0) and nothing else: MMU,
 /// alignment checks and caches off, as a CPU leaves reset.
-pub(crate) const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
+pub const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
 
 /// SPSR for a guest entered at EL1h with DAIF masked. seL4's default for a
 /// new TCB is EL0, which a guest kernel cannot boot in.
