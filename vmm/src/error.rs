@@ -7,7 +7,7 @@ use crate::config::ConfigError;
 use crate::cspace::CSpaceError;
 use crate::devices::DeviceError;
 use crate::errno::{AsErrno, Errno};
-use crate::kernel::KernelError;
+use crate::kernel::Refused;
 use crate::registry::RegistryError;
 use crate::vm::guest_memfd::GmemError;
 use crate::vm::lock::LockError;
@@ -37,8 +37,8 @@ pub enum Error {
     Device(DeviceError),
     /// No capability slots left.
     CSpace(CSpaceError),
-    /// The kernel refused an invocation.
-    Kernel(KernelError),
+    /// The kernel refused an invocation: which, and why.
+    Kernel(Refused),
     /// The request could not be decoded.
     Protocol(Errno),
 }
@@ -55,7 +55,7 @@ impl AsErrno for Error {
             Error::Lock(e) => e.errno(),
             Error::CSpace(e) => e.errno(),
             Error::Device(e) => e.errno(),
-            Error::Kernel(e) => e.errno(),
+            Error::Kernel(e) => e.error.errno(),
         }
     }
 }
@@ -104,5 +104,5 @@ from_module!(
     LockError => Lock,
     CSpaceError => CSpace,
     DeviceError => Device,
-    KernelError => Kernel,
+    Refused => Kernel,
 );

@@ -52,12 +52,34 @@ crate::errors! {
 /// A kernel invocation, named as seL4 names it: what a failure was doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Invocation {
+    /// `seL4_Untyped_Retype`.
+    UntypedRetype,
+    /// `seL4_CNode_Copy`.
+    CNodeCopy,
+    /// `seL4_CNode_Move`.
+    CNodeMove,
+    /// `seL4_CNode_Delete`.
+    CNodeDelete,
+    /// `seL4_CNode_Revoke`.
+    CNodeRevoke,
+    /// `seL4_ARM_Page_Map`.
+    PageMap,
+    /// `seL4_ARM_Page_Unmap`.
+    PageUnmap,
+    /// `seL4_ARM_PageTable_Map`.
+    PageTableMap,
+    /// `seL4_TCB_SetSpace` and `seL4_ARM_VCPU_SetTCB`.
+    TcbBind,
     /// `seL4_TCB_ReadRegisters`.
     TcbReadRegisters,
     /// `seL4_TCB_WriteRegisters`.
     TcbWriteRegisters,
     /// `seL4_TCB_Resume`.
     TcbResume,
+    /// `seL4_TCB_Suspend`.
+    TcbSuspend,
+    /// `seL4_ARM_VCPU_ReadRegs`.
+    VcpuReadRegs,
     /// `seL4_ARM_VCPU_WriteRegs`.
     VcpuWriteRegs,
     /// `seL4_ARM_VCPU_InjectIRQ`.
@@ -70,9 +92,20 @@ impl Invocation {
     /// seL4's name for it.
     pub fn name(self) -> &'static str {
         match self {
+            Invocation::UntypedRetype => "seL4_Untyped_Retype",
+            Invocation::CNodeCopy => "seL4_CNode_Copy",
+            Invocation::CNodeMove => "seL4_CNode_Move",
+            Invocation::CNodeDelete => "seL4_CNode_Delete",
+            Invocation::CNodeRevoke => "seL4_CNode_Revoke",
+            Invocation::PageMap => "seL4_ARM_Page_Map",
+            Invocation::PageUnmap => "seL4_ARM_Page_Unmap",
+            Invocation::PageTableMap => "seL4_ARM_PageTable_Map",
+            Invocation::TcbBind => "seL4_TCB_SetSpace/seL4_ARM_VCPU_SetTCB",
             Invocation::TcbReadRegisters => "seL4_TCB_ReadRegisters",
             Invocation::TcbWriteRegisters => "seL4_TCB_WriteRegisters",
             Invocation::TcbResume => "seL4_TCB_Resume",
+            Invocation::TcbSuspend => "seL4_TCB_Suspend",
+            Invocation::VcpuReadRegs => "seL4_ARM_VCPU_ReadRegs",
             Invocation::VcpuWriteRegs => "seL4_ARM_VCPU_WriteRegs",
             Invocation::VcpuInjectIrq => "seL4_ARM_VCPU_InjectIRQ",
             Invocation::VcpuAckVppi => "seL4_ARM_VCPU_AckVPPI",
@@ -80,8 +113,8 @@ impl Invocation {
     }
 }
 
-/// An invocation the kernel refused, and why: how a VM stopped by a failed
-/// kernel call reports it.
+/// An invocation the kernel refused, and why: how a request or a VM stopped
+/// by a failed kernel call reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Refused {
     /// The invocation.

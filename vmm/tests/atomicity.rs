@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use vmm::caps::PAGE_SIZE;
-use vmm::kernel::KernelError;
+use vmm::kernel::{Invocation, KernelError, Refused};
 use vmm::registry::VmId;
 use vmm::vm::lock::{LOCK_READ, LOCK_WRITE};
 use vmm::vm::VcpuId;
@@ -34,7 +34,10 @@ fn every_failure_point<T: std::fmt::Debug>(
                 }
                 break;
             }
-            assert!(r.is_err(), "call {n} failed with {err:?} but the operation reported success");
+            match r {
+                Err(vmm::Error::Kernel(Refused { error, .. })) if error == err => {}
+                other => panic!("call {n} failed with {err:?}, and the operation said {other:?}"),
+            }
             assert!(*v == *base, "call {n} failed with {err:?} and the state changed");
             n += 1;
         }
@@ -46,6 +49,50 @@ fn with_vm() -> (Box<TestVmm>, VmId) {
     let mut v = world();
     let vm = v.create_vm(A).unwrap();
     (v, vm)
+}
+
+/// The invocation each failure point of `op` names, in order.
+fn invocations_named<T: std::fmt::Debug>(
+    base: &TestVmm,
+    mut op: impl FnMut(&mut TestVmm) -> Result<T, vmm::Error>,
+) -> Vec<Invocation> {
+    let mut named = Vec::new();
+    for n in 0.. {
+        let mut v = Box::new(base.clone());
+        v.kernel_mut().fail_nth(n, KernelError::InvalidArgument);
+        match op(&mut v) {
+            Err(vmm::Error::Kernel(Refused { call, .. })) => named.push(call),
+            _ => break,
+        }
+    }
+    named
+}
+
+// Rule 8.3: a request the kernel refuses says which invocation failed, and
+// why.
+#[test]
+fn a_refused_request_names_the_invocation() {
+    let (v, vm) = with_vm();
+    assert_eq!(
+        invocations_named(&v, |v| v.create_vcpu(A, vm, VcpuId(0))),
+        [Invocation::UntypedRetype, Invocation::UntypedRetype, Invocation::TcbBind, Invocation::TcbWriteRegisters]
+    );
+    let mut v = v;
+    v.create_vcpu(A, vm, VcpuId(0)).unwrap();
+    assert_eq!(
+        invocations_named(&v, |v| v.run_vcpu(A, vm, VcpuId(0), 0x4000_0000, 0)),
+        [
+            Invocation::TcbReadRegisters,
+            Invocation::TcbReadRegisters,
+            Invocation::TcbWriteRegisters,
+            Invocation::TcbWriteRegisters,
+            Invocation::TcbResume
+        ]
+    );
+    let mut w = Box::new(v.clone());
+    w.kernel_mut().fail_nth(0, KernelError::InvalidArgument);
+    let e = w.create_guest_memfd(A, vm, PAGE_SIZE, 0).unwrap_err();
+    assert_eq!(e.to_string(), "kernel: seL4_Untyped_Retype failed: the kernel rejected an argument");
 }
 
 #[test]

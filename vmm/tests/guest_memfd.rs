@@ -11,7 +11,7 @@ use common::*;
 
 use vmm::caps::{Rights, PAGE_SIZE};
 use vmm::config::{MAX_BINDINGS, MAX_GMEM_FILES};
-use vmm::kernel::KernelError;
+use vmm::kernel::{Invocation, KernelError, Refused};
 use vmm::model::Mapping;
 use vmm::registry::{Owner, Presence, RegistryError, VmId};
 use vmm::vm::guest_memfd::{Binding, GmemError, GmemFile};
@@ -104,9 +104,8 @@ fn create_without_enough_untyped_memory_is_enomem_and_leaves_nothing() {
     let free_pages = v.kernel().state().untyped_free / PG;
     assert!(free_pages > 1);
     // Fails at the last frame, after every other one was created.
-    refused(&mut v, Errno::ENOMEM, KernelError::NotEnoughMemory.into(), |v| {
-        v.create_guest_memfd(A, vm, (free_pages + 1) * PG, 0)
-    });
+    let refusal = Refused { call: Invocation::UntypedRetype, error: KernelError::NotEnoughMemory };
+    refused(&mut v, Errno::ENOMEM, refusal.into(), |v| v.create_guest_memfd(A, vm, (free_pages + 1) * PG, 0));
     assert_eq!(file_refs(&v, vm), 0);
     // Every frame the failed request created went back: all of them fit now.
     let h = create(&mut v, A, vm, free_pages);

@@ -9,6 +9,7 @@
 
 mod common;
 use common::*;
+use vmm::kernel::{Invocation, KernelError, Refused};
 
 use vmm::caps::{Rights, Slot, PAGE_SIZE};
 use vmm::config::{RamRegion, GUEST_PHYS_LIMIT, MAX_MEMSLOTS};
@@ -914,7 +915,6 @@ fn a_vm_maps_only_as_far_as_its_page_tables_reach() {
     set(&mut v, vm, ram_region(0, 0x4000_0000, 1, 0));
     set(&mut v, vm, ram_region(1, 0x4020_0000, 1, 1));
     assert_eq!(fault(&mut v, vm, 0x4000_0000, true), FaultOutcome::Mapped);
-    refused(&mut v, Errno::ENOMEM, vmm::kernel::KernelError::NotEnoughMemory.into(), |v| {
-        v.stage2_fault(vm, 0x4020_0000, true)
-    });
+    let refusal = Refused { call: Invocation::UntypedRetype, error: KernelError::NotEnoughMemory };
+    refused(&mut v, Errno::ENOMEM, refusal.into(), |v| v.stage2_fault(vm, 0x4020_0000, true));
 }

@@ -26,7 +26,7 @@ use heapless::Vec;
 use crate::caps::{page_aligned, ObjectType, SlotRange, PAGE_SIZE};
 use crate::config::{MAX_BINDINGS, MAX_GMEM_FILES};
 use crate::error::Error;
-use crate::kernel::Kernel;
+use crate::kernel::{During, Invocation, Kernel};
 use crate::platform::Platform;
 use crate::registry::{Caller, Presence, RegistryError, VmId};
 use crate::vm::memslots::{Backing, MemslotId};
@@ -255,7 +255,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         let frames = self.cspace.alloc(pages)?;
         for i in 0..pages {
             let Some(slot) = frames.get(i) else { continue };
-            if let Err(e) = self.kernel.untyped_retype(ObjectType::Frame, slot) {
+            if let Err(e) = self.kernel.untyped_retype(ObjectType::Frame, slot).during(Invocation::UntypedRetype) {
                 delete_frames(&mut self.kernel, frames, i);
                 let _ = self.cspace.free(frames);
                 return Err(e.into());
@@ -295,7 +295,10 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             let Some(s) = file.frames.get(i) else {
                 continue;
             };
-            let r = k.cnode_revoke(s).and_then(|()| k.cnode_delete(s));
+            let r = k
+                .cnode_revoke(s)
+                .during(Invocation::CNodeRevoke)
+                .and_then(|()| k.cnode_delete(s).during(Invocation::CNodeDelete));
             if first.is_ok() {
                 first = r;
             }

@@ -36,7 +36,7 @@ use heapless::Vec;
 use crate::caps::{FrameCap, Rights, Slot, SlotRange, VSpaceCap, PAGE_SIZE};
 use crate::config::{ClientId, VmmConfig, MAX_CLIENTS};
 use crate::error::Error;
-use crate::kernel::{Kernel, KernelError};
+use crate::kernel::{During, Invocation, Kernel, KernelError, Refused};
 use crate::platform::Platform;
 use crate::registry::{Caller, Owner, VmId};
 use crate::vm::memslots::{Backing, Memslot, MemslotId, SlotLock, LOG_DIRTY_PAGES};
@@ -172,7 +172,7 @@ fn abandon<K: Kernel>(k: &mut K, vspace: VSpaceCap, slot: &Memslot, pins: SlotRa
 /// A READ lock of a writable slot mapped its pages read-only: each goes
 /// back to read-write, so that outside a lock every mapping has the slot's
 /// rights (which [`abandon`] relies on).
-fn unpin<K: Kernel>(k: &mut K, vspace: VSpaceCap, slot: &Memslot, lock: SlotLock) -> Result<(), KernelError> {
+fn unpin<K: Kernel>(k: &mut K, vspace: VSpaceCap, slot: &Memslot, lock: SlotLock) -> Result<(), Refused> {
     let relax = !lock.write && !slot.readonly();
     let mut first = Ok(());
     for i in 0..lock.pins.len {
@@ -181,12 +181,13 @@ fn unpin<K: Kernel>(k: &mut K, vspace: VSpaceCap, slot: &Memslot, lock: SlotLock
         };
         let r = match k.cnode_move(map, pin) {
             // The page is mapped through its mapping capability already.
-            Err(KernelError::DeleteFirst) => k.cnode_delete(pin),
-            other => other,
+            Err(KernelError::DeleteFirst) => k.cnode_delete(pin).during(Invocation::CNodeDelete),
+            other => other.during(Invocation::CNodeMove),
         }
         .and_then(|()| {
             if relax {
                 k.frame_map(FrameCap(map), vspace, slot.gpa + i * PAGE_SIZE, Rights::READ_WRITE)
+                    .during(Invocation::PageMap)
             } else {
                 Ok(())
             }
@@ -256,13 +257,13 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
                 continue;
             };
             let gpa = slot.gpa + i * PAGE_SIZE;
-            let r = k.cnode_copy(pin, frame, pin_rights).and_then(|()| {
+            let r = k.cnode_copy(pin, frame, pin_rights).during(Invocation::CNodeCopy).and_then(|()| {
                 match vm.stage2.map(k, FrameCap(pin), gpa, rights) {
                     // Mapped through its mapping capability already: map it
                     // again with the lock's rights, so that after a READ
                     // lock no page of the slot is writable (rule 5.4).
-                    Err(KernelError::DeleteFirst) => match slot.map_caps.get(i) {
-                        Some(map) => k.frame_map(FrameCap(map), vspace, gpa, rights),
+                    Err(Refused { error: KernelError::DeleteFirst, .. }) => match slot.map_caps.get(i) {
+                        Some(map) => k.frame_map(FrameCap(map), vspace, gpa, rights).during(Invocation::PageMap),
                         None => Ok(()),
                     },
                     other => other,

@@ -34,7 +34,7 @@ use heapless::Vec;
 use crate::caps::{page_aligned, FrameCap, Rights, Slot, SlotRange, PAGE_SIZE};
 use crate::config::{RamRegion, VmmConfig, GUEST_PHYS_LIMIT, MAX_MEMSLOTS};
 use crate::error::Error;
-use crate::kernel::{Kernel, KernelError};
+use crate::kernel::{During, Invocation, Kernel, KernelError, Refused};
 use crate::platform::Platform;
 use crate::registry::{Caller, VmId};
 use crate::vm::guest_memfd::{GmemError, GmemHandle};
@@ -508,11 +508,11 @@ pub enum FaultOutcome {
 
 /// Deletes the mapping capabilities of every page of `slot` (unmapping
 /// them). Pins of a locked slot are left alone.
-pub(super) fn unmap_slot<K: Kernel>(k: &mut K, slot: &Memslot) -> Result<(), KernelError> {
+pub(super) fn unmap_slot<K: Kernel>(k: &mut K, slot: &Memslot) -> Result<(), Refused> {
     let mut first = Ok(());
     for i in 0..slot.map_caps.len {
         if let Some(s) = slot.map_caps.get(i) {
-            let r = k.cnode_delete(s);
+            let r = k.cnode_delete(s).during(Invocation::CNodeDelete);
             if first.is_ok() {
                 first = r;
             }
@@ -618,7 +618,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         if let Some(pin) = slot.lock.and_then(|l| l.pins.get(page)) {
             match k.frame_map(FrameCap(pin), vm.stage2.vspace, page_gpa, rights) {
                 Err(KernelError::DeleteFirst) => {} // mapped through its map cap
-                other => return other.map(|()| FaultOutcome::Mapped).map_err(Error::from),
+                other => return Ok(other.during(Invocation::PageMap).map(|()| FaultOutcome::Mapped)?),
             }
         }
         let Some(map) = slot.map_caps.get(page) else {
@@ -628,12 +628,10 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             Ok(()) => {}
             // Already mapped here (a permission fault): remap with the rights.
             Err(KernelError::DeleteFirst) => {
-                return k
-                    .frame_map(FrameCap(map), vm.stage2.vspace, page_gpa, rights)
-                    .map(|()| FaultOutcome::Mapped)
-                    .map_err(Error::from)
+                k.frame_map(FrameCap(map), vm.stage2.vspace, page_gpa, rights).during(Invocation::PageMap)?;
+                return Ok(FaultOutcome::Mapped);
             }
-            Err(e) => return Err(e.into()),
+            Err(error) => return Err(Refused { call: Invocation::CNodeCopy, error }.into()),
         }
         let mark = vm.stage2.mark();
         if let Err(e) = vm.stage2.map(k, FrameCap(map), page_gpa, rights) {

@@ -20,7 +20,7 @@ use crate::caps::{ObjectType, Slot, SlotRange, TcbCap, VCpuCap, VSpaceCap};
 use crate::config::MAX_VCPUS;
 use crate::devices::DeviceMap;
 use crate::error::Error;
-use crate::kernel::{Kernel, KernelError};
+use crate::kernel::{During, Invocation, Kernel, Refused};
 use crate::platform::Platform;
 use crate::registry::{Caller, RegistryError, VmId};
 use crate::Vmm;
@@ -194,7 +194,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         }
         let id = self.registry.next_free_id()?;
         let fixed = self.cspace.alloc(self.config.vm_slots())?;
-        if let Err(e) = self.kernel.untyped_retype(ObjectType::VSpace, fixed.base) {
+        if let Err(e) = self.kernel.untyped_retype(ObjectType::VSpace, fixed.base).during(Invocation::UntypedRetype) {
             self.release_fixed(fixed);
             return Err(e.into());
         }
@@ -247,14 +247,14 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         let owner = entry.owner;
         let vm = &mut entry.vm;
         let k = &mut self.kernel;
-        let mut first: Option<KernelError> = None;
-        let mut note = |r: Result<(), KernelError>| {
+        let mut first: Option<Refused> = None;
+        let mut note = |r: Result<(), Refused>| {
             if let Err(e) = r {
                 first.get_or_insert(e);
             }
         };
         for v in vm.vcpus.iter_mut().filter(|v| v.state == VcpuState::Running) {
-            note(k.tcb_suspend(v.caps().0));
+            note(k.tcb_suspend(v.caps().0).during(Invocation::TcbSuspend));
             v.state = VcpuState::Stopped;
         }
         for slot in vm.memslots.iter() {
@@ -262,7 +262,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             if let Some(lock) = slot.lock {
                 for i in 0..lock.pins.len {
                     if let Some(pin) = lock.pins.get(i) {
-                        note(k.frame_unmap(crate::caps::FrameCap(pin)));
+                        note(k.frame_unmap(crate::caps::FrameCap(pin)).during(Invocation::PageUnmap));
                     }
                 }
             }
@@ -271,7 +271,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             if let Some(lock) = slot.lock {
                 for i in 0..lock.pins.len {
                     if let Some(pin) = lock.pins.get(i) {
-                        note(k.cnode_delete(pin));
+                        note(k.cnode_delete(pin).during(Invocation::CNodeDelete));
                     }
                 }
                 self.charges.uncharge(owner, slot.pages());
@@ -286,12 +286,12 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         }
         for v in vm.vcpus.iter_mut().filter(|v| v.state == VcpuState::Stopped) {
             let (tcb, vc) = v.caps();
-            note(k.cnode_delete(tcb.slot()));
-            note(k.cnode_delete(vc.slot()));
+            note(k.cnode_delete(tcb.slot()).during(Invocation::CNodeDelete));
+            note(k.cnode_delete(vc.slot()).during(Invocation::CNodeDelete));
             v.state = VcpuState::Absent;
         }
         vm.stage2.rollback(k, 0);
-        note(k.cnode_delete(vm.fixed.base));
+        note(k.cnode_delete(vm.fixed.base).during(Invocation::CNodeDelete));
         let _ = self.cspace.free(vm.fixed);
         vm.fixed.len = 0;
         first.map_or(Ok(()), |e| Err(e.into()))

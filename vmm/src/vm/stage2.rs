@@ -9,7 +9,7 @@
 //! stay for the VM's lifetime otherwise.
 
 use crate::caps::{FrameCap, ObjectType, PageTableCap, Rights, SlotRange, VSpaceCap};
-use crate::kernel::{Kernel, KernelError};
+use crate::kernel::{During, Invocation, Kernel, KernelError, Refused};
 
 /// How many levels can be missing below the root (levels 2 and 3).
 const MISSING_LEVELS: usize = 2;
@@ -38,20 +38,25 @@ impl Stage2 {
         frame: FrameCap,
         gpa: u64,
         rights: Rights,
-    ) -> Result<(), KernelError> {
+    ) -> Result<(), Refused> {
         for _ in 0..MISSING_LEVELS {
             match k.frame_map(frame, self.vspace, gpa, rights) {
                 Err(KernelError::MissingLevel2 | KernelError::MissingLevel3) => self.add_table(k, gpa)?,
-                other => return other,
+                other => return other.during(Invocation::PageMap),
             }
         }
-        k.frame_map(frame, self.vspace, gpa, rights)
+        k.frame_map(frame, self.vspace, gpa, rights).during(Invocation::PageMap)
     }
 
-    fn add_table<K: Kernel>(&mut self, k: &mut K, gpa: u64) -> Result<(), KernelError> {
-        let slot = self.tables.get(self.used).ok_or(KernelError::NotEnoughMemory)?;
-        k.untyped_retype(ObjectType::PageTable, slot)?;
-        if let Err(e) = k.page_table_map(PageTableCap(slot), self.vspace, gpa) {
+    fn add_table<K: Kernel>(&mut self, k: &mut K, gpa: u64) -> Result<(), Refused> {
+        // The reserved slots are the VM's share of memory for tables: out of
+        // them, a table cannot be retyped, as when untyped memory runs out.
+        let slot = self
+            .tables
+            .get(self.used)
+            .ok_or(Refused { call: Invocation::UntypedRetype, error: KernelError::NotEnoughMemory })?;
+        k.untyped_retype(ObjectType::PageTable, slot).during(Invocation::UntypedRetype)?;
+        if let Err(e) = k.page_table_map(PageTableCap(slot), self.vspace, gpa).during(Invocation::PageTableMap) {
             // Best effort: the slot was empty before and must be again.
             let _ = k.cnode_delete(slot);
             return Err(e);

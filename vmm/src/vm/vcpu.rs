@@ -11,7 +11,7 @@ use crate::arch::aarch64::irq::VcpuIrqs;
 use crate::arch::aarch64::regs::{Reg, TcbReg, SPSR_EL1H_MASKED};
 use crate::caps::{ObjectType, TcbCap, VCpuCap};
 use crate::error::Error;
-use crate::kernel::Kernel;
+use crate::kernel::{During, Invocation, Kernel};
 use crate::platform::Platform;
 use crate::registry::{Caller, VmId};
 use crate::vm::lock::LockError;
@@ -95,11 +95,14 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             return Err(VmError::NoSuchVcpu.into());
         };
         let k = &mut self.kernel;
-        k.untyped_retype(ObjectType::Tcb, tcb.slot())?;
+        k.untyped_retype(ObjectType::Tcb, tcb.slot()).during(Invocation::UntypedRetype)?;
         let rest = k
             .untyped_retype(ObjectType::VCpu, vc.slot())
-            .and_then(|()| k.tcb_bind(tcb, vc, vspace))
-            .and_then(|()| k.tcb_write_register(tcb, TcbReg::Spsr, SPSR_EL1H_MASKED));
+            .during(Invocation::UntypedRetype)
+            .and_then(|()| k.tcb_bind(tcb, vc, vspace).during(Invocation::TcbBind))
+            .and_then(|()| {
+                k.tcb_write_register(tcb, TcbReg::Spsr, SPSR_EL1H_MASKED).during(Invocation::TcbWriteRegisters)
+            });
         if let Err(e) = rest {
             let _ = k.cnode_delete(vc.slot());
             let _ = k.cnode_delete(tcb.slot());
@@ -120,12 +123,13 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         let (tcb, _) = vm.vcpu_caps(vcpu).ok_or(VmError::NoSuchVcpu)?;
         self.hooks.before_run(id).map_err(Error::Platform)?;
         let k = &mut self.kernel;
-        let old_pc = k.tcb_read_register(tcb, TcbReg::Pc)?;
-        let old_x0 = k.tcb_read_register(tcb, TcbReg::X(0))?;
+        let old_pc = k.tcb_read_register(tcb, TcbReg::Pc).during(Invocation::TcbReadRegisters)?;
+        let old_x0 = k.tcb_read_register(tcb, TcbReg::X(0)).during(Invocation::TcbReadRegisters)?;
         let r = k
             .tcb_write_register(tcb, TcbReg::Pc, entry)
             .and_then(|()| k.tcb_write_register(tcb, TcbReg::X(0), arg))
-            .and_then(|()| k.tcb_resume(tcb));
+            .during(Invocation::TcbWriteRegisters)
+            .and_then(|()| k.tcb_resume(tcb).during(Invocation::TcbResume));
         if let Err(e) = r {
             // Put back what the guest would see; these writes cannot fail on
             // a TCB the previous calls accepted.
@@ -148,7 +152,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             VcpuState::Stopped => Ok(()),
             VcpuState::Running => {
                 let (tcb, _) = vm.vcpu_caps(vcpu).ok_or(VmError::NoSuchVcpu)?;
-                self.kernel.tcb_suspend(tcb)?;
+                self.kernel.tcb_suspend(tcb).during(Invocation::TcbSuspend)?;
                 vm.set_vcpu_state(vcpu, VcpuState::Stopped);
                 Ok(())
             }
@@ -174,8 +178,8 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         }
         let (tcb, vc) = vm.vcpu_caps(vcpu).ok_or(VmError::NoSuchVcpu)?;
         Ok(match reg {
-            Reg::Tcb(r) => self.kernel.tcb_read_register(tcb, r)?,
-            Reg::Vcpu(r) => self.kernel.vcpu_read_reg(vc, r)?,
+            Reg::Tcb(r) => self.kernel.tcb_read_register(tcb, r).during(Invocation::TcbReadRegisters)?,
+            Reg::Vcpu(r) => self.kernel.vcpu_read_reg(vc, r).during(Invocation::VcpuReadRegs)?,
         })
     }
 
@@ -188,8 +192,8 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         }
         let (tcb, vc) = vm.vcpu_caps(vcpu).ok_or(VmError::NoSuchVcpu)?;
         match reg {
-            Reg::Tcb(r) => self.kernel.tcb_write_register(tcb, r, value)?,
-            Reg::Vcpu(r) => self.kernel.vcpu_write_reg(vc, r, value)?,
+            Reg::Tcb(r) => self.kernel.tcb_write_register(tcb, r, value).during(Invocation::TcbWriteRegisters)?,
+            Reg::Vcpu(r) => self.kernel.vcpu_write_reg(vc, r, value).during(Invocation::VcpuWriteRegs)?,
         }
         Ok(())
     }

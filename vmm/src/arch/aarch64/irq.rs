@@ -98,7 +98,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             let vcpu = vm.vcpu_mut(VcpuId(0)).filter(|v| v.state() != VcpuState::Absent).ok_or(VmError::NoSuchVcpu)?;
             let (_, vc) = vcpu.caps();
             let lr = vcpu.irqs.take_list_register().ok_or(VmError::ListRegistersFull)?;
-            if let Err(e) = self.kernel.vcpu_inject_irq(vc, line, lr) {
+            if let Err(e) = self.kernel.vcpu_inject_irq(vc, line, lr).during(Invocation::VcpuInjectIrq) {
                 vcpu.irqs.free_list_register(Some(lr));
                 return Err(e.into());
             }
