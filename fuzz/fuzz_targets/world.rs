@@ -68,7 +68,7 @@ pub fn world() -> (Box<World>, VmId) {
         ..MemoryRegion::default()
     };
     v.set_memory_region(a, vm, &private).expect("private slot");
-    v.register_device(a, vm, UART, 0x1000, Device::Pl011(Pl011::new())).expect("uart");
+    v.register_device(a, vm, vmm::addr::Gpa(UART), 0x1000, Device::Pl011(Pl011::new())).expect("uart");
     v.run_vcpu(a, vm, VcpuId(0), 0x8000_0000, 0).expect("run");
     (v, vm)
 }

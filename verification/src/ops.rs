@@ -9,6 +9,7 @@
 //! it does not.
 
 use bolero::{TypeGenerator, ValueGenerator};
+use vmm::addr::Gpa;
 use vmm::caps::PAGE_SIZE;
 use vmm::registry::{Owner, Presence, VmId};
 use vmm::vm::guest_memfd::GmemHandle;
@@ -369,7 +370,7 @@ impl Op {
                 v.unlock_memslot(caller, vm, slot, if all { UNLOCK_ALL } else { 0 }).map(|()| 0)
             }
             Op::EnableCap { .. } => v.enable_cap(caller, vm, CAP_MEM_TAGGING, 0).map(|()| 0),
-            Op::Fault { gpa_page, write, .. } => v.stage2_fault(vm, gpa(gpa_page), write).map(|o| match o {
+            Op::Fault { gpa_page, write, .. } => v.stage2_fault(vm, Gpa(gpa(gpa_page)), write).map(|o| match o {
                 FaultOutcome::Mapped => 0,
                 FaultOutcome::ReadOnlyWrite => 1,
                 FaultOutcome::Unmapped => 2,

@@ -24,6 +24,7 @@ use std::hint::black_box;
 use criterion::{BatchSize, BenchmarkId, Criterion};
 use support::alloc_count::{allocations_in, Counting};
 use support::null_kernel::NullKernel;
+use vmm::addr::Gpa;
 use vmm::arch::aarch64::fault::label;
 use vmm::caps::{Slot, SlotRange, PAGE_SIZE};
 use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig, MAX_BINDINGS, MAX_MEMSLOTS};
@@ -98,10 +99,10 @@ fn lookup(c: &mut Criterion) {
     for n in [8usize, 64, 509] {
         let (t, p) = (table(n), probes(n));
         g.bench_with_input(BenchmarkId::new("binary", n), &n, |b, _| {
-            b.iter(|| p.iter().filter(|gpa| t.find_gpa(**gpa).is_some()).count())
+            b.iter(|| p.iter().filter(|gpa| t.find_gpa(Gpa(**gpa)).is_some()).count())
         });
         g.bench_with_input(BenchmarkId::new("linear", n), &n, |b, _| {
-            b.iter(|| p.iter().filter(|gpa| t.iter().any(|s| s.contains(**gpa))).count())
+            b.iter(|| p.iter().filter(|gpa| t.iter().any(|s| s.contains(Gpa(**gpa)))).count())
         });
     }
     g.finish();
@@ -263,7 +264,7 @@ fn null_world() -> (Box<Vmm<NullKernel, NoHooks>>, VmId) {
     let mut v: Box<Vmm<_, _>> = Box::new(Vmm::new(NullKernel::new(), NoHooks, config(16)).expect("config"));
     let vm = v.create_vm(A).expect("vm");
     v.create_vcpu(A, vm, VcpuId(0)).expect("vcpu");
-    v.register_device(A, vm, UART, 0x1000, Device::Pl011(Pl011::new())).expect("uart");
+    v.register_device(A, vm, Gpa(UART), 0x1000, Device::Pl011(Pl011::new())).expect("uart");
     (v, vm)
 }
 

@@ -29,6 +29,7 @@
 #[cfg(any(test, feature = "model"))]
 extern crate std;
 
+pub mod addr;
 pub mod errno;
 
 pub mod arch;

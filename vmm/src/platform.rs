@@ -9,6 +9,7 @@
 //! the request has passed every check the core makes, and its refusal
 //! leaves the state exactly as it was.
 
+use crate::addr::Gpa;
 use crate::devices::DeviceMap;
 use crate::errno::Errno;
 use crate::registry::{Owner, VmId};
@@ -52,7 +53,7 @@ pub trait Platform {
     /// Whether the guest-physical range `[gpa, gpa + size)` can be pinned in
     /// 4 KiB pages. A LOCK that passed the core's checks of a range that
     /// cannot is refused with `EOPNOTSUPP`.
-    fn can_pin(&self, gpa: u64, size: u64) -> bool {
+    fn can_pin(&self, gpa: Gpa, size: u64) -> bool {
         let _ = (gpa, size);
         true
     }

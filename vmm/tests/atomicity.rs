@@ -128,7 +128,7 @@ fn lock_with_page_tables_to_create() {
     // level-3 tables on the way.
     v.set_memory_region(A, vm, &ram_region(0, 0x4000_0000 + 0x20_0000 - 4 * PAGE_SIZE, 8, 0)).unwrap();
     // One page faulted in first: the lock must leave it as it was.
-    v.stage2_fault(vm, 0x4000_0000 + 0x20_0000 - PAGE_SIZE, true).unwrap();
+    v.stage2_fault(vm, Gpa(0x4000_0000 + 0x20_0000 - PAGE_SIZE), true).unwrap();
     assert!(every_failure_point(&v, |v| v.lock_memslot(A, vm, 0, LOCK_READ | LOCK_WRITE)) >= 16);
 }
 
@@ -136,7 +136,7 @@ fn lock_with_page_tables_to_create() {
 fn stage2_fault_mapping() {
     let (mut v, vm) = with_vm();
     v.set_memory_region(A, vm, &ram_region(0, 0x4000_0000, 8, 0)).unwrap();
-    assert!(every_failure_point(&v, |v| v.stage2_fault(vm, 0x4000_2000, true)) >= 4);
+    assert!(every_failure_point(&v, |v| v.stage2_fault(vm, Gpa(0x4000_2000), true)) >= 4);
 }
 
 #[test]

@@ -47,7 +47,7 @@ fn an_internal_vm_is_built_and_started_from_its_manifest() {
     let e = v.registry().entry(id).unwrap();
     assert_eq!(e.owner(), Owner::Internal);
     assert_eq!(e.vm().memslots().len(), 3);
-    assert!(e.vm().memslots().find_gpa(0x4800_0000).unwrap().readonly());
+    assert!(e.vm().memslots().find_gpa(Gpa(0x4800_0000)).unwrap().readonly());
     assert_eq!(e.file_refs(), 1);
     let (tcb, _) = e.vm().vcpu_caps(VcpuId(0)).unwrap();
     assert!(v.kernel().tcb_running(tcb.slot()));

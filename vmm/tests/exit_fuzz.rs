@@ -71,7 +71,7 @@ fn template() -> (Box<TestVmm>, VmId, VmId) {
     }
     let b = ids[1];
     for gpa in [RAM_GPA, RAM_GPA + 3 * PAGE_SIZE, ROM_GPA] {
-        v.stage2_fault(b, gpa, gpa < ROM_GPA).unwrap();
+        v.stage2_fault(b, Gpa(gpa), gpa < ROM_GPA).unwrap();
     }
     check_invariants(&v);
     (v, ids[0], b)
@@ -209,7 +209,7 @@ fn fuzz_mmio_access_decoding() {
         // No load or store has these: a store that sign-extends; 8 bytes in a
         // W register; sign extension of 8 bytes; LDRSW into a W register.
         let impossible = (wnr && sse) || (size == 8 && !sf) || (size == 8 && sse) || (sse && !sf && size == 4);
-        let got = Access::decode(gpa, Esr(esr));
+        let got = Access::decode(Gpa(gpa), Esr(esr));
         if !isv {
             assert_eq!(got, Err(MmioError::NoSyndrome));
             return;
@@ -220,7 +220,7 @@ fn fuzz_mmio_access_decoding() {
         }
         let access = got.unwrap_or_else(|e| panic!("{esr:#x} refused: {e:?}"));
         let reg = if srt == 31 { None } else { Some(srt) };
-        assert_eq!(access, Access { gpa, size, write: wnr, reg, sign_extend: sse, wide: sf });
+        assert_eq!(access, Access { gpa: Gpa(gpa), size, write: wnr, reg, sign_extend: sse, wide: sf });
         let mask = if size == 8 { u64::MAX } else { (1u64 << (8 * size)) - 1 };
         assert_eq!(access.store_value(raw), raw & mask);
         let loaded = access.load_result(raw);

@@ -271,12 +271,12 @@ fn decode_vm_fault_data_and_instruction_aborts() {
     let esr = dabt(4, 3, WNR);
     assert_eq!(
         decode(VM_FAULT, &[0x4000_1000, UART + DR, 0, esr]),
-        Ok(Exit::DataAbort { pc: 0x4000_1000, gpa: UART + DR, esr: Esr(esr) })
+        Ok(Exit::DataAbort { pc: 0x4000_1000, gpa: Gpa(UART + DR), esr: Esr(esr) })
     );
     let esr = ec(EC_IABT_LOWER) | IL | 0x07;
     assert_eq!(
         decode(VM_FAULT, &[0x4000_2000, 0x4000_2000, 1, esr]),
-        Ok(Exit::InstructionAbort { pc: 0x4000_2000, gpa: 0x4000_2000, esr: Esr(esr) })
+        Ok(Exit::InstructionAbort { pc: 0x4000_2000, gpa: Gpa(0x4000_2000), esr: Esr(esr) })
     );
 }
 
@@ -448,7 +448,7 @@ fn load(v: &mut TestVmm, vm: VmId, offset: u64) -> u64 {
 /// The UART's register at `offset`, read from its state in the registry.
 fn uart_reg(v: &TestVmm, vm: VmId, offset: u64) -> u64 {
     let e = v.registry().entry(vm).unwrap();
-    let region = e.vm().devices().iter().find(|r| r.base == UART).unwrap();
+    let region = e.vm().devices().iter().find(|r| r.base == Gpa(UART)).unwrap();
     match region.device {
         Device::Pl011(u) => u.read(offset),
     }
@@ -706,7 +706,7 @@ fn mmio_without_a_valid_syndrome_stops_the_vm_with_no_syndrome() {
     let b_before = view(&v, b);
     for esr in [ec(EC_DABT_LOWER) | IL | WNR, ec(EC_DABT_LOWER) | IL, ec(EC_DABT_LOWER) | IL | sas(4) | srt(2) | WNR] {
         let mut out = Out::default();
-        let want = stop(StopReason::Mmio { gpa: UART + DR, error: MmioError::NoSyndrome }, 1);
+        let want = stop(StopReason::Mmio { gpa: Gpa(UART + DR), error: MmioError::NoSyndrome }, 1);
         assert_eq!(mmio(&mut v, a, DR, esr, &mut out), want, "{esr:#x}");
         assert!(out.0.is_empty());
         assert_eq!(reg(&v, a, 0, TcbReg::Pc), MMIO_PC, "the PC moved past an access that was not emulated");
@@ -734,7 +734,7 @@ fn mmio_with_an_inconsistent_syndrome_stops_the_vm_with_bad_syndrome() {
     for esr in cases {
         set(&mut v, a, 0, 1, 0x41);
         let mut out = Out::default();
-        let want = stop(StopReason::Mmio { gpa: UART + DR, error: MmioError::BadSyndrome }, 1);
+        let want = stop(StopReason::Mmio { gpa: Gpa(UART + DR), error: MmioError::BadSyndrome }, 1);
         assert_eq!(mmio(&mut v, a, DR, esr, &mut out), want, "{esr:#x}");
         assert!(out.0.is_empty(), "an access that was refused reached the device");
         assert_eq!(x(&v, a, 0, 1), 0x41);
@@ -750,21 +750,25 @@ fn access_decode_and_load_result_for_narrow_and_wide_values() {
     // Access is the unit the exit uses; the PL011 holds at most 16 bits, so
     // 32- and 64-bit values are checked here.
     let gpa = 0x1234;
-    let ldr_x = Access::decode(gpa, Esr(dabt(8, 4, SF))).unwrap();
-    assert_eq!(ldr_x, Access { gpa, size: 8, write: false, reg: Some(4), sign_extend: false, wide: true }, "LDR x4");
+    let ldr_x = Access::decode(Gpa(gpa), Esr(dabt(8, 4, SF))).unwrap();
+    assert_eq!(
+        ldr_x,
+        Access { gpa: Gpa(gpa), size: 8, write: false, reg: Some(4), sign_extend: false, wide: true },
+        "LDR x4"
+    );
     assert_eq!(ldr_x.load_result(0xfedc_ba98_7654_3210), 0xfedc_ba98_7654_3210);
-    let ldr_w = Access::decode(gpa, Esr(dabt(4, 0, 0))).unwrap();
+    let ldr_w = Access::decode(Gpa(gpa), Esr(dabt(4, 0, 0))).unwrap();
     assert_eq!(ldr_w.load_result(0xfedc_ba98_7654_3210), 0x7654_3210);
-    let ldrsw = Access::decode(gpa, Esr(dabt(4, 9, SSE | SF))).unwrap();
+    let ldrsw = Access::decode(Gpa(gpa), Esr(dabt(4, 9, SSE | SF))).unwrap();
     assert_eq!(ldrsw.load_result(0x0000_0001_8000_0000), 0xffff_ffff_8000_0000);
     assert_eq!(ldrsw.load_result(0x7fff_ffff), 0x7fff_ffff);
-    let ldrsh_w = Access::decode(gpa, Esr(dabt(2, 9, SSE))).unwrap();
+    let ldrsh_w = Access::decode(Gpa(gpa), Esr(dabt(2, 9, SSE))).unwrap();
     assert_eq!(ldrsh_w.load_result(0xffff_ffff_ffff_8000), 0xffff_8000);
-    let str_xzr = Access::decode(gpa, Esr(dabt(8, 31, WNR | SF))).unwrap();
+    let str_xzr = Access::decode(Gpa(gpa), Esr(dabt(8, 31, WNR | SF))).unwrap();
     assert_eq!((str_xzr.reg, str_xzr.write), (None, true));
-    let strh = Access::decode(gpa, Esr(dabt(2, 30, WNR))).unwrap();
+    let strh = Access::decode(Gpa(gpa), Esr(dabt(2, 30, WNR))).unwrap();
     assert_eq!(strh.store_value(0xffff_ffff_1234_5678), 0x5678);
-    assert_eq!(Access::decode(gpa, Esr(ec(EC_DABT_LOWER) | IL | sas(4))), Err(MmioError::NoSyndrome));
+    assert_eq!(Access::decode(Gpa(gpa), Esr(ec(EC_DABT_LOWER) | IL | sas(4))), Err(MmioError::NoSyndrome));
 }
 
 // ---- The device table (rule 6.9). ----
@@ -782,14 +786,14 @@ fn device_overlapping_another_is_refused_with_eexist_and_changes_nothing() {
         (UART + 0x800, 0x100),
         (0, u64::MAX),
     ] {
-        fails_unchanged(&mut v, Errno::EEXIST, |v| v.register_device(A, a, base, size, pl()));
+        fails_unchanged(&mut v, Errno::EEXIST, |v| v.register_device(A, a, Gpa(base), size, pl()));
     }
     // Adjacent on either side is fine.
-    v.register_device(A, a, UART - pl011::SIZE, pl011::SIZE, pl()).unwrap();
-    v.register_device(A, a, UART + pl011::SIZE, pl011::SIZE, pl()).unwrap();
+    v.register_device(A, a, Gpa(UART - pl011::SIZE), pl011::SIZE, pl()).unwrap();
+    v.register_device(A, a, Gpa(UART + pl011::SIZE), pl011::SIZE, pl()).unwrap();
     // Now overlapping the neighbours is refused too.
-    fails_unchanged(&mut v, Errno::EEXIST, |v| v.register_device(A, a, UART + 2 * pl011::SIZE - 1, 1, pl()));
-    fails_unchanged(&mut v, Errno::EEXIST, |v| v.register_device(A, a, UART - pl011::SIZE - 1, 2, pl()));
+    fails_unchanged(&mut v, Errno::EEXIST, |v| v.register_device(A, a, Gpa(UART + 2 * pl011::SIZE - 1), 1, pl()));
+    fails_unchanged(&mut v, Errno::EEXIST, |v| v.register_device(A, a, Gpa(UART - pl011::SIZE - 1), 2, pl()));
     check_invariants(&v);
 }
 
@@ -798,7 +802,7 @@ fn device_with_an_empty_or_wrapping_range_is_refused_with_einval() {
     let (mut v, a, _) = two_guests();
     let pl = || Device::Pl011(Pl011::new());
     for (base, size) in [(0x1000_0000, 0), (0, 0), (u64::MAX, 2), (u64::MAX - 0xfff, 0x2000), (1, u64::MAX)] {
-        fails_unchanged(&mut v, Errno::EINVAL, |v| v.register_device(A, a, base, size, pl()));
+        fails_unchanged(&mut v, Errno::EINVAL, |v| v.register_device(A, a, Gpa(base), size, pl()));
     }
 }
 
@@ -808,9 +812,9 @@ fn device_table_full_is_refused_with_enospc() {
     let pl = || Device::Pl011(Pl011::new());
     // The UART is already there; fill the rest.
     for i in 1..MAX_DEVICES as u64 {
-        v.register_device(A, a, 0x2000_0000 + i * 0x10_0000, pl011::SIZE, pl()).unwrap();
+        v.register_device(A, a, Gpa(0x2000_0000 + i * 0x10_0000), pl011::SIZE, pl()).unwrap();
     }
-    fails_unchanged(&mut v, Errno::ENOSPC, |v| v.register_device(A, a, 0x3000_0000, pl011::SIZE, pl()));
+    fails_unchanged(&mut v, Errno::ENOSPC, |v| v.register_device(A, a, Gpa(0x3000_0000), pl011::SIZE, pl()));
     assert_eq!(v.registry().entry(a).unwrap().vm().devices().iter().count(), MAX_DEVICES);
 }
 
@@ -818,9 +822,11 @@ fn device_table_full_is_refused_with_enospc() {
 fn device_registration_needs_the_owner() {
     let (mut v, a, _) = two_guests();
     let pl = || Device::Pl011(Pl011::new());
-    fails_unchanged(&mut v, Errno::EPERM, |v| v.register_device(B, a, 0x3000_0000, pl011::SIZE, pl()));
-    fails_unchanged(&mut v, Errno::EPERM, |v| v.register_device(Owner::Internal, a, 0x3000_0000, pl011::SIZE, pl()));
-    fails_unchanged(&mut v, Errno::ENOENT, |v| v.register_device(A, VmId(999), 0x3000_0000, pl011::SIZE, pl()));
+    fails_unchanged(&mut v, Errno::EPERM, |v| v.register_device(B, a, Gpa(0x3000_0000), pl011::SIZE, pl()));
+    fails_unchanged(&mut v, Errno::EPERM, |v| {
+        v.register_device(Owner::Internal, a, Gpa(0x3000_0000), pl011::SIZE, pl())
+    });
+    fails_unchanged(&mut v, Errno::ENOENT, |v| v.register_device(A, VmId(999), Gpa(0x3000_0000), pl011::SIZE, pl()));
 }
 
 #[test]
@@ -835,7 +841,7 @@ fn device_lookup_at_first_and_last_byte_and_just_outside() {
     for gpa in [UART - 1, UART + pl011::SIZE] {
         set(&mut v, a, 0, WIRE_PC, MMIO_PC);
         let action = exit(&mut v, a, 0, VM_FAULT, &[MMIO_PC, gpa, 0, dabt(1, 0, 0)]);
-        assert_eq!(action, stop(StopReason::Unmapped { gpa }, 1), "{gpa:#x}");
+        assert_eq!(action, stop(StopReason::Unmapped { gpa: Gpa(gpa) }, 1), "{gpa:#x}");
         assert_eq!(reg(&v, a, 0, TcbReg::Pc), MMIO_PC);
         rerun(&mut v, a);
     }
@@ -848,7 +854,7 @@ fn device_lookup_at_first_and_last_byte_and_just_outside() {
     for (k, (base, size)) in regions.iter().enumerate() {
         let mut u = Device::Pl011(Pl011::new());
         u.write(IBRD, k as u64 + 1, &mut Out::default());
-        map.register(*base, *size, u).unwrap();
+        map.register(Gpa(*base), *size, u).unwrap();
     }
     let reference = |gpa: u64| {
         regions
@@ -862,7 +868,7 @@ fn device_lookup_at_first_and_last_byte_and_just_outside() {
         probes.extend([base - 1, base, base + 1, base + size - 1, base + size]);
     }
     for gpa in probes {
-        let found = map.find_mut(gpa).map(|(dev, off)| (dev.read(IBRD), off));
+        let found = map.find_mut(Gpa(gpa)).map(|(dev, off)| (dev.read(IBRD), off));
         assert_eq!(found, reference(gpa), "{gpa:#x}");
     }
     // The probes include both kinds of miss and the shared edge.
@@ -870,7 +876,7 @@ fn device_lookup_at_first_and_last_byte_and_just_outside() {
     assert_eq!(reference(0x3010), None);
     assert_eq!(reference(0x2fff), Some((3, 0xfff)));
     assert_eq!(reference(0x3000), Some((1, 0)));
-    let bases: Vec<u64> = map.iter().map(|r| r.base).collect();
+    let bases: Vec<u64> = map.iter().map(|r| r.base.0).collect();
     assert_eq!(bases, [0x1000, 0x2000, 0x3000, 0x2000_0000], "regions are kept sorted");
 }
 
@@ -1340,7 +1346,7 @@ fn stage2_instruction_abort_inside_a_slot_maps_the_page() {
     assert_eq!(guest_pages(&v, a).get(&ROM_GPA), Some(&(ram_frame(&v, A_RAM + SLOT_PAGES), Rights::READ)));
     // From the device: nothing to execute there.
     let action = exit(&mut v, a, 0, VM_FAULT, &[UART, UART, 1, iabt]);
-    assert_eq!(action, stop(StopReason::Unmapped { gpa: UART }, 1));
+    assert_eq!(action, stop(StopReason::Unmapped { gpa: Gpa(UART) }, 1));
     check_invariants(&v);
 }
 
@@ -1359,7 +1365,7 @@ fn stage2_write_to_a_readonly_slot_stops_only_that_vm() {
     let b_before = view(&v, b);
     let gpa = ROM_GPA + 8;
     let action = exit(&mut v, a, 0, VM_FAULT, &[MMIO_PC, gpa, 0, dabt(4, 0, WNR)]);
-    assert_eq!(action, stop(StopReason::ReadOnlyWrite { gpa }, 1));
+    assert_eq!(action, stop(StopReason::ReadOnlyWrite { gpa: Gpa(gpa) }, 1));
     assert!(guest_pages(&v, a).is_empty(), "a page was mapped for a refused write");
     assert_all_stopped(&v, a);
     assert!(running(&v, b, 0));
@@ -1368,7 +1374,7 @@ fn stage2_write_to_a_readonly_slot_stops_only_that_vm() {
     // A write without a valid syndrome is still a write (WnR is valid).
     rerun(&mut v, a);
     let action = exit(&mut v, a, 0, VM_FAULT, &[MMIO_PC, gpa, 0, ec(EC_DABT_LOWER) | IL | WNR]);
-    assert_eq!(action, stop(StopReason::ReadOnlyWrite { gpa }, 1));
+    assert_eq!(action, stop(StopReason::ReadOnlyWrite { gpa: Gpa(gpa) }, 1));
 }
 
 #[test]
@@ -1378,7 +1384,7 @@ fn stage2_fault_outside_every_slot_and_device_stops_only_that_vm() {
     for gpa in [0, RAM_GPA - 1, RAM_GPA + SLOT_PAGES * PAGE_SIZE, ROM_GPA + ROM_PAGES * PAGE_SIZE, 1 << 40, u64::MAX] {
         for esr in [dabt(4, 0, 0), dabt(4, 0, WNR), ec(EC_DABT_LOWER) | IL] {
             let action = exit(&mut v, a, 0, VM_FAULT, &[MMIO_PC, gpa, 0, esr]);
-            assert_eq!(action, stop(StopReason::Unmapped { gpa }, 1), "{gpa:#x}");
+            assert_eq!(action, stop(StopReason::Unmapped { gpa: Gpa(gpa) }, 1), "{gpa:#x}");
             assert_all_stopped(&v, a);
             assert_eq!(view(&v, b), b_before);
             rerun(&mut v, a);
@@ -1402,7 +1408,7 @@ fn stage2_fault_in_a_guest_memfd_slot_whose_file_is_closed_is_no_backing() {
     let b_before = view(&v, b);
     for gpa in [gmem_gpa, gmem_gpa + PAGE_SIZE + 4] {
         let action = exit(&mut v, a, 0, VM_FAULT, &[MMIO_PC, gpa, 0, dabt(4, 0, 0)]);
-        assert_eq!(action, stop(StopReason::NoBacking { gpa }, 1));
+        assert_eq!(action, stop(StopReason::NoBacking { gpa: Gpa(gpa) }, 1));
         assert_all_stopped(&v, a);
         rerun(&mut v, a);
     }

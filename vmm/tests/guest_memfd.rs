@@ -43,7 +43,7 @@ fn close(v: &mut TestVmm, owner: Owner, h: GmemHandle) {
 }
 
 fn fault(v: &mut TestVmm, vm: VmId, gpa: u64) -> FaultOutcome {
-    let r = v.stage2_fault(vm, gpa, true).unwrap();
+    let r = v.stage2_fault(vm, Gpa(gpa), true).unwrap();
     check_invariants(v);
     r
 }
@@ -516,7 +516,7 @@ fn a_fault_in_a_slot_whose_file_is_closed_reports_no_backing() {
     close(&mut v, A, h);
     for gpa in [GPA, GPA + 3 * PG + 8] {
         let before = v.clone();
-        assert_eq!(v.stage2_fault(vm, gpa, false).unwrap(), FaultOutcome::NoBacking);
+        assert_eq!(v.stage2_fault(vm, Gpa(gpa), false).unwrap(), FaultOutcome::NoBacking);
         assert!(v == before, "a fault with no backing changed the state");
     }
     assert!(guest_pages(&v, vm).is_empty());

@@ -411,7 +411,7 @@ fn destroy_stops_vcpus_unlocks_and_releases_every_capability() {
     v.run_vcpu(A, vm, VcpuId(0), GPA, 0).unwrap();
     v.run_vcpu(A, vm, VcpuId(1), GPA, 1).unwrap();
     v.set_memory_region(A, vm, &ram_region(1, GPA + 0x20_0000, 4, 8)).unwrap();
-    assert_eq!(v.stage2_fault(vm, GPA, true).unwrap(), vmm::FaultOutcome::Mapped);
+    assert_eq!(v.stage2_fault(vm, Gpa(GPA), true).unwrap(), vmm::FaultOutcome::Mapped);
     v.lock_memslot(A, vm, 1, 3).unwrap();
     check_invariants(&v);
     let tcbs = [tcb_slot(&v, vm, 0), tcb_slot(&v, vm, 1)];
@@ -442,7 +442,7 @@ fn destroy_tears_down_before_the_drop() {
     v.lock_memslot(A, vm, 0, 1).unwrap();
     let h = v.create_guest_memfd(A, vm, 4 * 4096, 0).unwrap();
     v.set_memory_region(A, vm, &gmem_region(1, GPA + 0x10_0000, 4, h, 0)).unwrap();
-    assert_eq!(v.stage2_fault(vm, GPA + 0x10_0000, true).unwrap(), vmm::FaultOutcome::Mapped);
+    assert_eq!(v.stage2_fault(vm, Gpa(GPA + 0x10_0000), true).unwrap(), vmm::FaultOutcome::Mapped);
     check_invariants(&v);
     let tcb = tcb_slot(&v, vm, 0);
     let vspace = v.registry().entry(vm).unwrap().vm().vspace().slot();

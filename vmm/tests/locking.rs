@@ -43,7 +43,7 @@ fn unlock(v: &mut TestVmm, owner: Owner, vm: VmId, slot: u32, flags: u64) {
 }
 
 fn fault(v: &mut TestVmm, vm: VmId, gpa: u64, write: bool) -> FaultOutcome {
-    let r = v.stage2_fault(vm, gpa, write).unwrap();
+    let r = v.stage2_fault(vm, Gpa(gpa), write).unwrap();
     check_invariants(v);
     r
 }
@@ -485,7 +485,7 @@ fn a_locked_readonly_slot_still_refuses_guest_writes() {
     set(&mut v, A, vm, MemoryRegion { flags: READONLY, ..ram_region(0, GPA, 4, 0) });
     lock(&mut v, A, vm, 0, LOCK_READ);
     let before = v.clone();
-    assert_eq!(v.stage2_fault(vm, GPA + PG, true).unwrap(), FaultOutcome::ReadOnlyWrite);
+    assert_eq!(v.stage2_fault(vm, Gpa(GPA + PG), true).unwrap(), FaultOutcome::ReadOnlyWrite);
     assert!(v == before, "a refused write changed the state");
     assert_eq!(guest_pages(&v, vm), expect_pages(&v, GPA, 4, 0, Rights::READ));
 }

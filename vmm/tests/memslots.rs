@@ -59,7 +59,7 @@ fn ram_obj(v: &TestVmm, page: u64) -> u64 {
 }
 
 fn fault(v: &mut TestVmm, vm: VmId, gpa: u64, write: bool) -> FaultOutcome {
-    let r = v.stage2_fault(vm, gpa, write).unwrap();
+    let r = v.stage2_fault(vm, Gpa(gpa), write).unwrap();
     check_invariants(v);
     r
 }
@@ -301,7 +301,7 @@ fn slot_id_at_or_above_the_limit_is_einval() {
         refused_region(&mut v, vm, delete(id), Errno::EINVAL, MemslotError::BadSlotId);
     }
     set(&mut v, vm, ram_region(limit - 1, GPA, 1, 0));
-    assert_eq!(slot_of(&v, vm, (limit - 1) as u16).gpa(), GPA);
+    assert_eq!(slot_of(&v, vm, (limit - 1) as u16).gpa(), Gpa(GPA));
 }
 
 #[test]
@@ -364,7 +364,7 @@ fn delete_removes_the_slot_and_its_mappings_and_frees_its_capability_slots() {
         assert_eq!(v.kernel().caps_to(ram_obj(&v, p)), [Slot(RAM_FRAMES.0 + p)]);
     }
     assert_eq!(*v.cspace(), cspace_before, "the slot's mapping slots were not freed");
-    assert!(table(&v, vm).find_gpa(GPA).is_none());
+    assert!(table(&v, vm).find_gpa(Gpa(GPA)).is_none());
     assert_eq!(fault(&mut v, vm, GPA, false), FaultOutcome::Unmapped);
 }
 
@@ -443,10 +443,14 @@ fn new_guest_phys_addr_moves_the_slot_and_unmaps_its_old_mappings() {
     let new_gpa = GPA + 0x4000_0000;
     set(&mut v, vm, MemoryRegion { guest_phys_addr: new_gpa, ..old });
     let moved = slot_of(&v, vm, 0);
-    assert_eq!(slot_view(&moved), SlotView { gpa: new_gpa, ..slot_view(&before) }, "a move changes only the address");
+    assert_eq!(
+        slot_view(&moved),
+        SlotView { gpa: Gpa(new_gpa), ..slot_view(&before) },
+        "a move changes only the address"
+    );
     assert!(guest_pages(&v, vm).is_empty(), "mappings at the old address survived the move");
-    assert!(table(&v, vm).find_gpa(GPA).is_none());
-    assert_eq!(table(&v, vm).find_gpa(new_gpa + PG).map(|s| s.id().0), Some(0));
+    assert!(table(&v, vm).find_gpa(Gpa(GPA)).is_none());
+    assert_eq!(table(&v, vm).find_gpa(Gpa(new_gpa + PG)).map(|s| s.id().0), Some(0));
     assert_eq!(fault(&mut v, vm, GPA, false), FaultOutcome::Unmapped);
     // The same backing appears at the new address.
     assert_eq!(fault(&mut v, vm, new_gpa + 3 * PG, true), FaultOutcome::Mapped);
@@ -462,7 +466,7 @@ fn a_move_may_change_log_dirty_pages_at_the_same_time() {
     set(&mut v, vm, ram_region(0, GPA, 2, 0));
     set(&mut v, vm, with_flags(ram_region(0, GPA + 8 * PG, 2, 0), LOG_DIRTY_PAGES));
     let s = slot_of(&v, vm, 0);
-    assert_eq!((s.gpa(), s.flags()), (GPA + 8 * PG, LOG_DIRTY_PAGES));
+    assert_eq!((s.gpa(), s.flags()), (Gpa(GPA + 8 * PG), LOG_DIRTY_PAGES));
 }
 
 #[test]
@@ -571,7 +575,7 @@ fn moving_a_slot_onto_another_is_eexist() {
     // Adjacent to X on either side is fine.
     set(&mut v, vm, MemoryRegion { guest_phys_addr: GPA + 4 * PG, ..s });
     set(&mut v, vm, MemoryRegion { guest_phys_addr: GPA - 4 * PG, ..s });
-    assert_eq!(slot_of(&v, vm, 1).gpa(), GPA - 4 * PG);
+    assert_eq!(slot_of(&v, vm, 1).gpa(), Gpa(GPA - 4 * PG));
 }
 
 /// The moving slot is skipped when looking for overlaps, but a slot just
@@ -608,9 +612,9 @@ fn moving_a_slot_onto_part_of_its_own_range_is_allowed() {
     let s = ram_region(0, GPA, 4, 0);
     set(&mut v, vm, s);
     set(&mut v, vm, MemoryRegion { guest_phys_addr: GPA + PG, ..s });
-    assert_eq!(slot_of(&v, vm, 0).gpa(), GPA + PG);
+    assert_eq!(slot_of(&v, vm, 0).gpa(), Gpa(GPA + PG));
     set(&mut v, vm, MemoryRegion { guest_phys_addr: GPA - 2 * PG, ..s });
-    assert_eq!(slot_of(&v, vm, 0).gpa(), GPA - 2 * PG);
+    assert_eq!(slot_of(&v, vm, 0).gpa(), Gpa(GPA - 2 * PG));
     assert_eq!(table(&v, vm).len(), 1);
 }
 
@@ -834,15 +838,15 @@ fn find_gpa_finds_the_slot_for_first_and_last_byte_and_misses_gaps() {
     for &(i, gpa, pages) in &layout {
         let id = Some(i as u16 + 7);
         let end = gpa + pages * PG;
-        assert_eq!(t.find_gpa(gpa).map(|s| s.id().0), id, "first byte of slot {i}");
-        assert_eq!(t.find_gpa(gpa + PG / 2).map(|s| s.id().0), id);
-        assert_eq!(t.find_gpa(end - 1).map(|s| s.id().0), id, "last byte of slot {i}");
-        assert!(t.find_gpa(end).is_none(), "the byte after slot {i} is in a gap");
-        assert!(t.find_gpa(gpa - 1).is_none(), "the byte before slot {i} is in a gap");
+        assert_eq!(t.find_gpa(Gpa(gpa)).map(|s| s.id().0), id, "first byte of slot {i}");
+        assert_eq!(t.find_gpa(Gpa(gpa + PG / 2)).map(|s| s.id().0), id);
+        assert_eq!(t.find_gpa(Gpa(end - 1)).map(|s| s.id().0), id, "last byte of slot {i}");
+        assert!(t.find_gpa(Gpa(end)).is_none(), "the byte after slot {i} is in a gap");
+        assert!(t.find_gpa(Gpa(gpa - 1)).is_none(), "the byte before slot {i} is in a gap");
     }
-    assert!(t.find_gpa(0).is_none());
-    assert!(t.find_gpa(gpa).is_none());
-    assert!(t.find_gpa(u64::MAX).is_none());
+    assert!(t.find_gpa(Gpa(0)).is_none());
+    assert!(t.find_gpa(Gpa(gpa)).is_none());
+    assert!(t.find_gpa(Gpa(u64::MAX)).is_none());
 }
 
 // ---- Lazy stage-2 mapping of memslots (rule 6.1) ----
@@ -879,12 +883,12 @@ fn write_to_a_readonly_slot_is_reported_and_maps_nothing() {
     let (mut v, vm) = world_with_vm(A);
     set(&mut v, vm, with_flags(ram_region(0, GPA, 4, 0), READONLY));
     let before = v.clone();
-    assert_eq!(v.stage2_fault(vm, GPA + 2 * PG, true).unwrap(), FaultOutcome::ReadOnlyWrite);
+    assert_eq!(v.stage2_fault(vm, Gpa(GPA + 2 * PG), true).unwrap(), FaultOutcome::ReadOnlyWrite);
     assert!(v == before, "a refused write changed the state");
     // Nor does it upgrade a page the guest has read already.
     assert_eq!(fault(&mut v, vm, GPA, false), FaultOutcome::Mapped);
     let before = v.clone();
-    assert_eq!(v.stage2_fault(vm, GPA, true).unwrap(), FaultOutcome::ReadOnlyWrite);
+    assert_eq!(v.stage2_fault(vm, Gpa(GPA), true).unwrap(), FaultOutcome::ReadOnlyWrite);
     assert!(v == before);
     assert_eq!(guest_pages(&v, vm).get(&GPA).map(|m| m.1), Some(Rights::READ));
 }
@@ -896,8 +900,8 @@ fn fault_outside_every_slot_is_unmapped_and_maps_nothing() {
     set(&mut v, vm, ram_region(1, GPA + 4 * PG, 2, 2));
     for gpa in [0, GPA - 1, GPA + 2 * PG, GPA + 4 * PG - 1, GPA + 6 * PG, GUEST_PHYS_LIMIT, u64::MAX] {
         let before = v.clone();
-        assert_eq!(v.stage2_fault(vm, gpa, false).unwrap(), FaultOutcome::Unmapped, "at {gpa:#x}");
-        assert_eq!(v.stage2_fault(vm, gpa, true).unwrap(), FaultOutcome::Unmapped, "at {gpa:#x}");
+        assert_eq!(v.stage2_fault(vm, Gpa(gpa), false).unwrap(), FaultOutcome::Unmapped, "at {gpa:#x}");
+        assert_eq!(v.stage2_fault(vm, Gpa(gpa), true).unwrap(), FaultOutcome::Unmapped, "at {gpa:#x}");
         assert!(v == before, "a fault outside every slot changed the state");
     }
     assert!(guest_pages(&v, vm).is_empty());
@@ -916,5 +920,5 @@ fn a_vm_maps_only_as_far_as_its_page_tables_reach() {
     set(&mut v, vm, ram_region(1, 0x4020_0000, 1, 1));
     assert_eq!(fault(&mut v, vm, 0x4000_0000, true), FaultOutcome::Mapped);
     let refusal = Refused { call: Invocation::UntypedRetype, error: KernelError::NotEnoughMemory };
-    refused(&mut v, Errno::ENOMEM, refusal.into(), |v| v.stage2_fault(vm, 0x4020_0000, true));
+    refused(&mut v, Errno::ENOMEM, refusal.into(), |v| v.stage2_fault(vm, Gpa(0x4020_0000), true));
 }

@@ -36,7 +36,7 @@ fn a_new_vm_has_the_devices_its_platform_registers() {
     let vm = v.create_vm(A).unwrap();
     // The UART is there: a second device at its address overlaps it.
     refused(&mut v, Errno::EEXIST, DeviceError::Overlap.into(), |v| {
-        v.register_device(A, vm, UART, 0x1000, vmm::devices::Device::Pl011(vmm::devices::pl011::Pl011::new()))
+        v.register_device(A, vm, Gpa(UART), 0x1000, vmm::devices::Device::Pl011(vmm::devices::pl011::Pl011::new()))
     });
     check_invariants(&v);
 }

@@ -56,12 +56,12 @@ fn client_vm_with_private_memory_from_create_to_last_close() {
     v.run_vcpu(A, vm, VcpuId(0), RAM_GPA, 0x4400_0000).unwrap();
     step(&v);
     for gpa in [PRIV0_GPA, PRIV0_GPA + 3 * PAGE_SIZE, PRIV1_GPA, PRIV1_GPA + 2 * PAGE_SIZE] {
-        assert_eq!(v.stage2_fault(vm, gpa, true).unwrap(), FaultOutcome::Mapped);
+        assert_eq!(v.stage2_fault(vm, Gpa(gpa), true).unwrap(), FaultOutcome::Mapped);
         step(&v);
     }
-    assert_eq!(v.stage2_fault(vm, ROM_GPA, false).unwrap(), FaultOutcome::Mapped);
-    assert_eq!(v.stage2_fault(vm, ROM_GPA + PAGE_SIZE, true).unwrap(), FaultOutcome::ReadOnlyWrite);
-    assert_eq!(v.stage2_fault(vm, 0x9000_0000, false).unwrap(), FaultOutcome::Unmapped);
+    assert_eq!(v.stage2_fault(vm, Gpa(ROM_GPA), false).unwrap(), FaultOutcome::Mapped);
+    assert_eq!(v.stage2_fault(vm, Gpa(ROM_GPA + PAGE_SIZE), true).unwrap(), FaultOutcome::ReadOnlyWrite);
+    assert_eq!(v.stage2_fault(vm, Gpa(0x9000_0000), false).unwrap(), FaultOutcome::Unmapped);
     step(&v);
     // The private pages are the file's frames, and only the guest has them.
     let file = v.gmem().get(fd).unwrap().clone();
@@ -154,8 +154,8 @@ fn two_clients_and_an_internal_vm_stay_apart() {
     let fi = v.create_guest_memfd(vmm::registry::Owner::Internal, internal, 2 * PAGE_SIZE, 0).unwrap();
     v.set_memory_region(A, a, &gmem_region(0, RAM_GPA, 2, fa, 0)).unwrap();
     v.set_memory_region(vmm::registry::Owner::Internal, internal, &gmem_region(0, RAM_GPA, 2, fi, 0)).unwrap();
-    v.stage2_fault(a, RAM_GPA, true).unwrap();
-    v.stage2_fault(internal, RAM_GPA, true).unwrap();
+    v.stage2_fault(a, Gpa(RAM_GPA), true).unwrap();
+    v.stage2_fault(internal, Gpa(RAM_GPA), true).unwrap();
     check_invariants(&v);
     // B cannot use A's file, nor the internal VM's, nor reach either VM.
     fails_unchanged(&mut v, Errno::EINVAL, |v| v.set_memory_region(B, b, &gmem_region(0, RAM_GPA, 1, fa, 0)));

@@ -7,7 +7,7 @@ fn create_set_fault_lock_destroy() {
     let vm = v.create_vm(A).unwrap();
     v.create_vcpu(A, vm, VcpuId(0)).unwrap();
     v.set_memory_region(A, vm, &ram_region(0, 0x8000_0000, 4, 0)).unwrap();
-    assert_eq!(v.stage2_fault(vm, 0x8000_1008, true).unwrap(), vmm::FaultOutcome::Mapped);
+    assert_eq!(v.stage2_fault(vm, Gpa(0x8000_1008), true).unwrap(), vmm::FaultOutcome::Mapped);
     check_invariants(&v);
     v.lock_memslot(A, vm, 0, 3).unwrap();
     check_invariants(&v);

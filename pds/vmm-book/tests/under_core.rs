@@ -3,6 +3,7 @@
 //! vCPU calls only keep registers, on the layout of the default system's
 //! vm1 (and vm0). What the Microkit backend decides, decided here.
 
+use vmm::addr::Gpa;
 use vmm::arch::aarch64::regs::{TcbReg, VcpuReg};
 use vmm::caps::{FrameCap, ObjectType, PageTableCap, Rights, Slot, TcbCap, VCpuCap, VSpaceCap};
 use vmm::config::ClientId;
@@ -219,9 +220,9 @@ fn the_client_scenario_runs_and_leaves_nothing_behind_body() {
     assert_eq!(errno(vmm.lock_memslot(ME, vm, 1, LOCK_READ)), Errno::EINVAL);
     vmm.run_vcpu(ME, vm, VcpuId(0), RAM_GPA, 0).unwrap();
     // Guest faults in described slots map (the guest had them already).
-    assert_eq!(vmm.stage2_fault(vm, RAM_GPA + 0x3000, true).unwrap(), FaultOutcome::Mapped);
-    assert_eq!(vmm.stage2_fault(vm, PRIVATE_GPA + 0x8000, true).unwrap(), FaultOutcome::Mapped);
-    assert_eq!(vmm.stage2_fault(vm, NOWHERE, false).unwrap(), FaultOutcome::Unmapped);
+    assert_eq!(vmm.stage2_fault(vm, Gpa(RAM_GPA + 0x3000), true).unwrap(), FaultOutcome::Mapped);
+    assert_eq!(vmm.stage2_fault(vm, Gpa(PRIVATE_GPA + 0x8000), true).unwrap(), FaultOutcome::Mapped);
+    assert_eq!(vmm.stage2_fault(vm, Gpa(NOWHERE), false).unwrap(), FaultOutcome::Unmapped);
     vmm.destroy_vm(ME, vm).unwrap();
     vmm.close_guest_memfd(ME, fd).unwrap();
     assert_eq!(vmm.kernel().book.caps_held(), 0, "every capability went with the VM and its file");
@@ -252,7 +253,7 @@ fn mappings_the_manifest_does_not_describe_are_unsupported_and_change_nothing_bo
     // RAM where Microkit mapped none.
     vmm.set_memory_region(ME, vm, &ram_region(3, NOWHERE, 0x1000, RAM_VMM)).unwrap();
     assert_eq!(errno(vmm.lock_memslot(ME, vm, 3, LOCK_READ)), Errno::EOPNOTSUPP);
-    assert_eq!(vmm.stage2_fault(vm, NOWHERE, false).map_err(|e| e.errno()), Err(Errno::EOPNOTSUPP));
+    assert_eq!(vmm.stage2_fault(vm, Gpa(NOWHERE), false).map_err(|e| e.errno()), Err(Errno::EOPNOTSUPP));
     // Slot 2 moved where the manifest has none: its pages cannot map.
     let moved = ram_region(2, NOWHERE + 0x10_0000, HALF, RAM_VMM + HALF);
     vmm.set_memory_region(ME, vm, &moved).unwrap();
@@ -278,8 +279,8 @@ fn rights_beyond_a_read_only_manifest_slot_are_unsupported_body() {
     vmm.set_memory_region(ME, vm, &ram_region(0, RAM_GPA, HALF, RAM_VMM)).unwrap();
     // The client's slot is writable, the manifest's read-only: a write
     // fault cannot map, a read fault can.
-    assert_eq!(vmm.stage2_fault(vm, RAM_GPA, true).map_err(|e| e.errno()), Err(Errno::EOPNOTSUPP));
-    assert_eq!(vmm.stage2_fault(vm, RAM_GPA + 0x1000, false).map_err(|e| e.errno()), Err(Errno::EOPNOTSUPP));
+    assert_eq!(vmm.stage2_fault(vm, Gpa(RAM_GPA), true).map_err(|e| e.errno()), Err(Errno::EOPNOTSUPP));
+    assert_eq!(vmm.stage2_fault(vm, Gpa(RAM_GPA + 0x1000), false).map_err(|e| e.errno()), Err(Errno::EOPNOTSUPP));
     // A lock maps with the lock's rights: READ fits, READ|WRITE does not.
     assert_eq!(errno(vmm.lock_memslot(ME, vm, 0, LOCK_READ | LOCK_WRITE)), Errno::EOPNOTSUPP);
     assert_eq!(vmm.kernel().book.frames_mapped(), 0);

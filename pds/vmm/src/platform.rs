@@ -11,6 +11,7 @@
 
 use sel4_microkit::debug_println;
 
+use vmm::addr::Gpa;
 use vmm::devices::pl011::Pl011;
 use vmm::devices::{Device, DeviceMap, MAX_DEVICES};
 use vmm::manifest::Dev;
@@ -49,7 +50,7 @@ impl Platform for MicrokitPlatform {
             return Ok(());
         }
         for d in &self.devices {
-            if let Err(e) = devices.register(d.base.get(), d.size.get(), Device::Pl011(Pl011::new())) {
+            if let Err(e) = devices.register(Gpa(d.base.get()), d.size.get(), Device::Pl011(Pl011::new())) {
                 debug_println!("{}: VM {} cannot have its devices ({e}): refused", self.pd, vm.0);
                 return Err(vmm::Error::from(e).errno());
             }
@@ -80,13 +81,13 @@ impl Platform for MicrokitPlatform {
         Ok(())
     }
 
-    fn can_pin(&self, gpa: u64, size: u64) -> bool {
-        let lockable = self.layout.lockable(gpa, size);
+    fn can_pin(&self, gpa: Gpa, size: u64) -> bool {
+        let lockable = self.layout.lockable(gpa.0, size);
         if !lockable {
             debug_println!(
                 "{}: {gpa:#x}..{:#x} cannot be locked: the boot manifest marks no lockable slot (4 KiB pages) there",
                 self.pd,
-                gpa.saturating_add(size)
+                gpa.0.saturating_add(size)
             );
         }
         lockable

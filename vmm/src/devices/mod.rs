@@ -10,6 +10,8 @@ pub mod pl011;
 
 use heapless::Vec;
 
+use crate::addr::Gpa;
+
 use pl011::{Console, Pl011};
 
 /// Devices per VM.
@@ -42,7 +44,7 @@ impl Device {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Region {
     /// Guest-physical base.
-    pub base: u64,
+    pub base: Gpa,
     /// Size in bytes.
     pub size: u64,
     /// The model.
@@ -69,7 +71,7 @@ pub struct DeviceMap {
 
 impl DeviceMap {
     /// Registers `device` at `[base, base + size)`.
-    pub fn register(&mut self, base: u64, size: u64, device: Device) -> Result<(), DeviceError> {
+    pub fn register(&mut self, base: Gpa, size: u64, device: Device) -> Result<(), DeviceError> {
         let end = base.checked_add(size).filter(|_| size > 0).ok_or(DeviceError::BadRange)?;
         let i = self.regions.partition_point(|r| r.base < base);
         let prev_overlaps = i > 0 && self.regions.get(i - 1).is_some_and(|p| p.base + p.size > base);
@@ -81,10 +83,10 @@ impl DeviceMap {
     }
 
     /// The device covering `gpa` and the offset into it.
-    pub fn find_mut(&mut self, gpa: u64) -> Option<(&mut Device, u64)> {
+    pub fn find_mut(&mut self, gpa: Gpa) -> Option<(&mut Device, u64)> {
         let i = self.regions.partition_point(|r| r.base <= gpa).checked_sub(1)?;
         let r = self.regions.get_mut(i)?;
-        let offset = gpa - r.base;
+        let offset = gpa.offset_from(r.base)?;
         (offset < r.size).then_some((&mut r.device, offset))
     }
 

@@ -5,6 +5,7 @@
 //! `vmm_vspace` is the slot of the VMM's own VSpace in the model, which no
 //! guest memory may be mapped into.
 
+use crate::addr::Gpa;
 use std::format;
 use std::string::String;
 use std::vec::Vec;
@@ -75,7 +76,7 @@ pub fn bindings_disjoint_and_inside<A: Platform, const VMS: usize>(v: &Vmm<Model
 /// in address order.
 pub fn memslots_disjoint<A: Platform, const VMS: usize>(v: &Vmm<Model, A, VMS>) -> Check {
     for e in v.registry().entries() {
-        let mut end = 0;
+        let mut end = Gpa(0);
         for slot in e.vm.memslots.iter() {
             if slot.gpa < end {
                 return Err(format!("VM {} slot {} overlaps the slot below it", e.id.0, slot.id));
@@ -94,7 +95,7 @@ pub fn guest_rights_within_slots<A: Platform, const VMS: usize>(v: &Vmm<Model, A
     for e in v.registry().entries() {
         let Some(vs) = vspace_of(v, e.id) else { continue };
         for (gpa, (_, rights)) in v.kernel().pages_in(vs) {
-            let Some(slot) = e.vm.memslots.find_gpa(gpa) else {
+            let Some(slot) = e.vm.memslots.find_gpa(Gpa(gpa)) else {
                 return Err(format!("VM {} maps {gpa:#x} outside every slot", e.id.0));
             };
             if slot.readonly() && rights.write {

@@ -7,6 +7,7 @@
 //! and the VMM PD runs it at initialisation for its internal VM. A failure
 //! names the record that broke a rule and leaves nothing behind.
 
+use crate::addr::Gpa;
 use crate::devices::pl011::Pl011;
 use crate::devices::Device;
 use crate::error::Error;
@@ -82,7 +83,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             self.set_memory_region(owner, id, &s.region(handle)).map_err(|e| BootError::Slot(n, e))?;
         }
         for (n, d) in m.devices.iter().enumerate() {
-            self.register_device(owner, id, d.base.get(), d.size.get(), Device::Pl011(Pl011::new()))
+            self.register_device(owner, id, Gpa(d.base.get()), d.size.get(), Device::Pl011(Pl011::new()))
                 .map_err(|e| BootError::Device(n, e))?;
         }
         if let Some(arg) = start {

@@ -163,7 +163,7 @@ fn abandon<K: Kernel>(k: &mut K, vspace: VSpaceCap, slot: &Memslot, pins: SlotRa
             let _ = k.cnode_delete(p);
         }
         if let Some(map) = slot.map_caps.get(i) {
-            let _ = k.frame_map(FrameCap(map), vspace, slot.gpa + i * PAGE_SIZE, slot.rights());
+            let _ = k.frame_map(FrameCap(map), vspace, (slot.gpa + i * PAGE_SIZE).0, slot.rights());
         }
     }
 }
@@ -186,7 +186,7 @@ fn unpin<K: Kernel>(k: &mut K, vspace: VSpaceCap, slot: &Memslot, lock: SlotLock
         }
         .and_then(|()| {
             if relax {
-                k.frame_map(FrameCap(map), vspace, slot.gpa + i * PAGE_SIZE, Rights::READ_WRITE)
+                k.frame_map(FrameCap(map), vspace, (slot.gpa + i * PAGE_SIZE).0, Rights::READ_WRITE)
                     .during(Invocation::PageMap)
             } else {
                 Ok(())
@@ -263,7 +263,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
                     // again with the lock's rights, so that after a READ
                     // lock no page of the slot is writable (rule 5.4).
                     Err(Refused { error: KernelError::DeleteFirst, .. }) => match slot.map_caps.get(i) {
-                        Some(map) => k.frame_map(FrameCap(map), vspace, gpa, rights).during(Invocation::PageMap),
+                        Some(map) => k.frame_map(FrameCap(map), vspace, gpa.0, rights).during(Invocation::PageMap),
                         None => Ok(()),
                     },
                     other => other,

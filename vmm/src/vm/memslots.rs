@@ -31,6 +31,7 @@
 
 use heapless::Vec;
 
+use crate::addr::Gpa;
 use crate::caps::{page_aligned, FrameCap, Rights, Slot, SlotRange, PAGE_SIZE};
 use crate::config::{RamRegion, VmmConfig, GUEST_PHYS_LIMIT, MAX_MEMSLOTS};
 use crate::error::Error;
@@ -147,7 +148,7 @@ pub struct Memslot {
     /// Its flags.
     pub(crate) flags: u32,
     /// Guest-physical base.
-    pub(crate) gpa: u64,
+    pub(crate) gpa: Gpa,
     /// Size in bytes, a non-zero multiple of the page size.
     pub(crate) size: u64,
     /// VMM address of the backing (0 for a guest_memfd slot that gave none).
@@ -168,7 +169,7 @@ impl Memslot {
         Memslot {
             id: req.id(),
             flags: req.flags,
-            gpa: req.guest_phys_addr,
+            gpa: Gpa(req.guest_phys_addr),
             size: req.memory_size,
             uaddr: req.userspace_addr,
             backing,
@@ -183,7 +184,7 @@ impl Memslot {
     }
 
     /// Its guest-physical base.
-    pub fn gpa(&self) -> u64 {
+    pub fn gpa(&self) -> Gpa {
         self.gpa
     }
 
@@ -230,12 +231,12 @@ impl Memslot {
     }
 
     /// One past the last guest-physical address.
-    pub fn end(&self) -> u64 {
-        self.gpa.saturating_add(self.size)
+    pub fn end(&self) -> Gpa {
+        Gpa(self.gpa.0.saturating_add(self.size))
     }
 
     /// True if `gpa` lies in `[gpa, gpa + size)`.
-    pub fn contains(&self, gpa: u64) -> bool {
+    pub fn contains(&self, gpa: Gpa) -> bool {
         gpa >= self.gpa && gpa < self.end()
     }
 
@@ -312,12 +313,12 @@ pub(crate) enum Change {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct MemslotTable<const N: usize = MAX_MEMSLOTS> {
     slots: Vec<Memslot, N>,
-    starts: Vec<u64, N>,
+    starts: Vec<Gpa, N>,
 }
 
 impl<const N: usize> MemslotTable<N> {
     /// The slot containing `gpa`, by binary search.
-    pub fn find_gpa(&self, gpa: u64) -> Option<&Memslot> {
+    pub fn find_gpa(&self, gpa: Gpa) -> Option<&Memslot> {
         // The last slot starting at or below gpa is the only candidate.
         let i = self.starts.partition_point(|s| *s <= gpa);
         let s = self.slots.get(i.checked_sub(1)?)?;
@@ -361,8 +362,8 @@ impl<const N: usize> MemslotTable<N> {
     }
 
     /// True if `[gpa, gpa + size)` overlaps a slot other than `except`.
-    pub(crate) fn overlaps(&self, gpa: u64, size: u64, except: Option<MemslotId>) -> bool {
-        let end = gpa.saturating_add(size);
+    pub(crate) fn overlaps(&self, gpa: Gpa, size: u64, except: Option<MemslotId>) -> bool {
+        let end = Gpa(gpa.0.saturating_add(size));
         // Slots are sorted and disjoint: only the last one starting before
         // `end` can reach into the range, but it may be `except`, so look at
         // the one before it too.
@@ -390,7 +391,7 @@ impl<const N: usize> MemslotTable<N> {
 
     /// Moves the slot at index `i` to `gpa` (free, checked by the caller),
     /// keeping the order.
-    pub(crate) fn relocate(&mut self, i: usize, gpa: u64, flags: u32) -> Option<()> {
+    pub(crate) fn relocate(&mut self, i: usize, gpa: Gpa, flags: u32) -> Option<()> {
         let mut s = self.remove(i)?;
         s.gpa = gpa;
         s.flags = flags;
@@ -463,7 +464,7 @@ pub(crate) fn classify(table: &MemslotTable, req: &MemoryRegion, env: &Env<'_>) 
             if req.userspace_addr != old.uaddr || req.memory_size != old.size || toggles {
                 return Err(MemslotError::IllegalChange);
             }
-            if req.guest_phys_addr != old.gpa {
+            if Gpa(req.guest_phys_addr) != old.gpa {
                 Change::Move(i)
             } else if req.flags != old.flags {
                 Change::Flags(i)
@@ -474,7 +475,7 @@ pub(crate) fn classify(table: &MemslotTable, req: &MemoryRegion, env: &Env<'_>) 
     };
     // 7. Overlap on create or move (half-open ranges).
     if matches!(change, Change::Create | Change::Move(_))
-        && table.overlaps(req.guest_phys_addr, req.memory_size, Some(id).filter(|_| existing.is_some()))
+        && table.overlaps(Gpa(req.guest_phys_addr), req.memory_size, Some(id).filter(|_| existing.is_some()))
     {
         return Err(MemslotError::Overlap);
     }
@@ -581,7 +582,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
                     return Err(MemslotError::NoSuchSlot.into());
                 };
                 let r = unmap_slot(k, slot);
-                vm.memslots.relocate(i, req.guest_phys_addr, req.flags).ok_or(MemslotError::NoSuchSlot)?;
+                vm.memslots.relocate(i, Gpa(req.guest_phys_addr), req.flags).ok_or(MemslotError::NoSuchSlot)?;
                 Ok(r?)
             }
         }
@@ -589,7 +590,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
 
     /// A stage-2 fault of VM `id` at `gpa`: maps the page if a memslot
     /// covers it and the access is allowed (rule 6.1).
-    pub fn stage2_fault(&mut self, id: VmId, gpa: u64, write: bool) -> Result<FaultOutcome, Error> {
+    pub fn stage2_fault(&mut self, id: VmId, gpa: Gpa, write: bool) -> Result<FaultOutcome, Error> {
         let Some(entry) = self.registry.entry_mut(id) else {
             return Err(crate::registry::RegistryError::NoSuchVm.into());
         };
@@ -600,7 +601,8 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         if write && slot.readonly() {
             return Ok(FaultOutcome::ReadOnlyWrite);
         }
-        let page = (gpa - slot.gpa) / PAGE_SIZE;
+        // Cannot be `None`: the slot contains `gpa`.
+        let page = gpa.offset_from(slot.gpa).unwrap_or(0) / PAGE_SIZE;
         let page_gpa = slot.gpa + page * PAGE_SIZE;
         let source: Option<Slot> = match slot.backing {
             Backing::Ram { frames } => frames.offset(page),
@@ -616,7 +618,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         let k = &mut self.kernel;
         // A locked page is mapped through its pin: relax its rights in place.
         if let Some(pin) = slot.lock.and_then(|l| l.pins.get(page)) {
-            match k.frame_map(FrameCap(pin), vm.stage2.vspace, page_gpa, rights) {
+            match k.frame_map(FrameCap(pin), vm.stage2.vspace, page_gpa.0, rights) {
                 Err(KernelError::DeleteFirst) => {} // mapped through its map cap
                 other => return Ok(other.during(Invocation::PageMap).map(|()| FaultOutcome::Mapped)?),
             }
@@ -628,7 +630,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             Ok(()) => {}
             // Already mapped here (a permission fault): remap with the rights.
             Err(KernelError::DeleteFirst) => {
-                k.frame_map(FrameCap(map), vm.stage2.vspace, page_gpa, rights).during(Invocation::PageMap)?;
+                k.frame_map(FrameCap(map), vm.stage2.vspace, page_gpa.0, rights).during(Invocation::PageMap)?;
                 return Ok(FaultOutcome::Mapped);
             }
             Err(error) => return Err(Refused { call: Invocation::CNodeCopy, error }.into()),

@@ -8,6 +8,7 @@
 //! failed are deleted with it (a failed request changes nothing). Tables
 //! stay for the VM's lifetime otherwise.
 
+use crate::addr::Gpa;
 use crate::caps::{FrameCap, ObjectType, PageTableCap, Rights, SlotRange, VSpaceCap};
 use crate::kernel::{During, Invocation, Kernel, KernelError, Refused};
 
@@ -36,19 +37,19 @@ impl Stage2 {
         &mut self,
         k: &mut K,
         frame: FrameCap,
-        gpa: u64,
+        gpa: Gpa,
         rights: Rights,
     ) -> Result<(), Refused> {
         for _ in 0..MISSING_LEVELS {
-            match k.frame_map(frame, self.vspace, gpa, rights) {
+            match k.frame_map(frame, self.vspace, gpa.0, rights) {
                 Err(KernelError::MissingLevel2 | KernelError::MissingLevel3) => self.add_table(k, gpa)?,
                 other => return other.during(Invocation::PageMap),
             }
         }
-        k.frame_map(frame, self.vspace, gpa, rights).during(Invocation::PageMap)
+        k.frame_map(frame, self.vspace, gpa.0, rights).during(Invocation::PageMap)
     }
 
-    fn add_table<K: Kernel>(&mut self, k: &mut K, gpa: u64) -> Result<(), Refused> {
+    fn add_table<K: Kernel>(&mut self, k: &mut K, gpa: Gpa) -> Result<(), Refused> {
         // The reserved slots are the VM's share of memory for tables: out of
         // them, a table cannot be retyped, as when untyped memory runs out.
         let slot = self
@@ -56,7 +57,7 @@ impl Stage2 {
             .get(self.used)
             .ok_or(Refused { call: Invocation::UntypedRetype, error: KernelError::NotEnoughMemory })?;
         k.untyped_retype(ObjectType::PageTable, slot).during(Invocation::UntypedRetype)?;
-        if let Err(e) = k.page_table_map(PageTableCap(slot), self.vspace, gpa).during(Invocation::PageTableMap) {
+        if let Err(e) = k.page_table_map(PageTableCap(slot), self.vspace, gpa.0).during(Invocation::PageTableMap) {
             // Best effort: the slot was empty before and must be again.
             let _ = k.cnode_delete(slot);
             return Err(e);

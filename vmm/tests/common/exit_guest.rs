@@ -1,6 +1,7 @@
 //! The guest layout the exit tests run on (`exits.rs`, `exit_fuzz.rs`): a
 //! RAM slot, a READONLY slot and a PL011 where QEMU's virt board has it.
 
+use vmm::addr::Gpa;
 use vmm::devices::pl011::{self, Pl011};
 use vmm::devices::Device;
 use vmm::registry::{Owner, VmId};
@@ -31,7 +32,7 @@ pub fn guest(v: &mut TestVmm, owner: Owner, ram: u64, vcpus: u32, boot_arg: u64)
     let mut rom = ram_region(1, ROM_GPA, ROM_PAGES, ram + SLOT_PAGES);
     rom.flags = READONLY;
     v.set_memory_region(owner, vm, &rom).unwrap();
-    v.register_device(owner, vm, UART, pl011::SIZE, Device::Pl011(Pl011::new())).unwrap();
+    v.register_device(owner, vm, Gpa(UART), pl011::SIZE, Device::Pl011(Pl011::new())).unwrap();
     v.run_vcpu(owner, vm, VcpuId(0), RAM_GPA, boot_arg).unwrap();
     check_invariants(v);
     vm

@@ -10,6 +10,8 @@ pub mod exit_guest;
 use std::string::String;
 use std::vec::Vec;
 
+#[allow(unused_imports)] // not every test binary names an address
+pub use vmm::addr::Gpa;
 use vmm::caps::{Slot, SlotRange, PAGE_SIZE};
 use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig, MAX_PAGE_TABLES};
 use vmm::model::Model;
@@ -98,7 +100,7 @@ impl Platform for Hooks {
         }
         if let Some(base) = self.uart {
             let uart = vmm::devices::Device::Pl011(vmm::devices::pl011::Pl011::new());
-            devices.register(base, 0x1000, uart).map_err(|e| vmm::Error::from(e).errno())?;
+            devices.register(Gpa(base), 0x1000, uart).map_err(|e| vmm::Error::from(e).errno())?;
         }
         Ok(())
     }
@@ -106,8 +108,8 @@ impl Platform for Hooks {
         self.asked.push(format!("run {}", vm.0));
         self.refuse_run.map_or(Ok(()), Err)
     }
-    fn can_pin(&self, gpa: u64, size: u64) -> bool {
-        self.pinnable.as_ref().is_none_or(|r| r.start <= gpa && gpa + size <= r.end)
+    fn can_pin(&self, gpa: Gpa, size: u64) -> bool {
+        self.pinnable.as_ref().is_none_or(|r| r.start <= gpa.0 && gpa.0 + size <= r.end)
     }
 }
 
@@ -278,7 +280,7 @@ pub fn view(v: &TestVmm, vm: VmId) -> VmView {
 pub struct SlotView {
     pub id: vmm::vm::memslots::MemslotId,
     pub flags: u32,
-    pub gpa: u64,
+    pub gpa: Gpa,
     pub size: u64,
     pub uaddr: u64,
     pub backing: vmm::vm::memslots::Backing,

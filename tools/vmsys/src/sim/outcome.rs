@@ -30,10 +30,10 @@ pub fn kebab(debug: &str) -> String {
 pub fn stop_reason(r: &StopReason) -> String {
     match r {
         StopReason::SystemOff => "system-off".into(),
-        StopReason::ReadOnlyWrite { gpa } => format!("read-only-write gpa={}", hex(*gpa)),
-        StopReason::Unmapped { gpa } => format!("unmapped gpa={}", hex(*gpa)),
-        StopReason::NoBacking { gpa } => format!("no-backing gpa={}", hex(*gpa)),
-        StopReason::Mmio { gpa, error } => format!("mmio gpa={} {}", hex(*gpa), kebab(&format!("{error:?}"))),
+        StopReason::ReadOnlyWrite { gpa } => format!("read-only-write gpa={}", hex(gpa.0)),
+        StopReason::Unmapped { gpa } => format!("unmapped gpa={}", hex(gpa.0)),
+        StopReason::NoBacking { gpa } => format!("no-backing gpa={}", hex(gpa.0)),
+        StopReason::Mmio { gpa, error } => format!("mmio gpa={} {}", hex(gpa.0), kebab(&format!("{error:?}"))),
         StopReason::BadMessage(e) => format!("bad-message {}", kebab(&format!("{e:?}"))),
         StopReason::UnhandledTrap { ec } => format!("unhandled-trap ec={}", hex(u64::from(*ec))),
         StopReason::GuestException { pc } => format!("guest-exception pc={}", hex(*pc)),

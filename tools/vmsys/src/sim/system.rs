@@ -9,6 +9,7 @@
 //! client creates gets the devices of the manifest, as its VMM PD gives
 //! them (the core leaves that to the PD).
 
+use vmm::addr::Gpa;
 use vmm::config::ClientId;
 use vmm::devices::pl011::Pl011;
 use vmm::devices::Device;
@@ -152,7 +153,7 @@ impl<'a> System<'a> {
             let id = VmId(u32::try_from(id).map_err(|_| format!("{vmm} answered VM id {id}"))?);
             for (base, size) in inst.devices.clone() {
                 inst.vmm
-                    .register_device(Owner::Client(client), id, base, size, Device::Pl011(Pl011::new()))
+                    .register_device(Owner::Client(client), id, Gpa(base), size, Device::Pl011(Pl011::new()))
                     .map_err(|e| format!("{vmm} cannot give VM {} its pl011 at {}: {e}", id.0, hex(base)))?;
             }
         }

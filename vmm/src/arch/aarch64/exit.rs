@@ -13,6 +13,7 @@
 //! Stopping a VM suspends its vCPUs and nothing else: the VMM, and every
 //! other VM, go on. The owner (not an internal VM's) is told why.
 
+use crate::addr::Gpa;
 use crate::arch::aarch64::esr::Esr;
 use crate::arch::aarch64::fault::{self, Exit, ExitError, HvcCall};
 use crate::arch::aarch64::mmio::{Access, MmioError};
@@ -58,22 +59,22 @@ pub enum StopReason {
     /// A write to a READONLY memslot.
     ReadOnlyWrite {
         /// Where.
-        gpa: u64,
+        gpa: Gpa,
     },
     /// An access outside every memslot and device.
     Unmapped {
         /// Where.
-        gpa: u64,
+        gpa: Gpa,
     },
     /// An access to a guest_memfd slot whose file is closed.
     NoBacking {
         /// Where.
-        gpa: u64,
+        gpa: Gpa,
     },
     /// A device access that cannot be emulated.
     Mmio {
         /// Where.
-        gpa: u64,
+        gpa: Gpa,
         /// Why.
         error: MmioError,
     },
@@ -123,7 +124,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         &mut self,
         caller: Caller,
         id: VmId,
-        base: u64,
+        base: Gpa,
         size: u64,
         device: Device,
     ) -> Result<(), Error> {
@@ -207,7 +208,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         }
     }
 
-    fn after_map(&mut self, id: VmId, gpa: u64, r: Result<FaultOutcome, Error>) -> ExitAction {
+    fn after_map(&mut self, id: VmId, gpa: Gpa, r: Result<FaultOutcome, Error>) -> ExitAction {
         match r {
             Ok(FaultOutcome::Mapped) => ExitAction::Resume,
             Ok(FaultOutcome::ReadOnlyWrite) => self.stop_vm(id, StopReason::ReadOnlyWrite { gpa }),
@@ -224,7 +225,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         id: VmId,
         tcb: TcbCap,
         pc: u64,
-        gpa: u64,
+        gpa: Gpa,
         esr: Esr,
         console: &mut C,
     ) -> ExitAction {

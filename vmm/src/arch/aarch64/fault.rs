@@ -16,6 +16,7 @@
 //! | VPPIEvent | 9 | the PPI |
 
 use super::esr::{ec, Esr};
+use crate::addr::Gpa;
 
 /// Fault labels (seL4 with MCS on AArch64).
 pub mod label {
@@ -68,7 +69,7 @@ pub enum Exit {
         /// The faulting instruction.
         pc: u64,
         /// The guest-physical address.
-        gpa: u64,
+        gpa: Gpa,
         /// The syndrome.
         esr: Esr,
     },
@@ -77,7 +78,7 @@ pub enum Exit {
         /// The faulting instruction.
         pc: u64,
         /// The guest-physical address.
-        gpa: u64,
+        gpa: Gpa,
         /// The syndrome.
         esr: Esr,
     },
@@ -149,8 +150,8 @@ pub fn decode(label: u64, mrs: &[u64]) -> Result<Exit, ExitError> {
         label::VM_FAULT => {
             let (pc, gpa, prefetch, esr) = (mr(mrs, 0)?, mr(mrs, 1)?, mr(mrs, 2)?, Esr(mr(mrs, 3)?));
             match (prefetch, esr.ec()) {
-                (0, ec::DABT_LOWER) => Ok(Exit::DataAbort { pc, gpa, esr }),
-                (1, ec::IABT_LOWER) => Ok(Exit::InstructionAbort { pc, gpa, esr }),
+                (0, ec::DABT_LOWER) => Ok(Exit::DataAbort { pc, gpa: Gpa(gpa), esr }),
+                (1, ec::IABT_LOWER) => Ok(Exit::InstructionAbort { pc, gpa: Gpa(gpa), esr }),
                 (0 | 1, _) => Err(ExitError::BadClass),
                 _ => Err(ExitError::BadPrefetch),
             }

@@ -9,12 +9,13 @@
 //! from it store 0.
 
 use super::esr::Esr;
+use crate::addr::Gpa;
 
 /// A decoded MMIO access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Access {
     /// Guest-physical address.
-    pub gpa: u64,
+    pub gpa: Gpa,
     /// Bytes: 1, 2, 4 or 8.
     pub size: u8,
     /// A store.
@@ -40,7 +41,7 @@ crate::errors! {
 
 impl Access {
     /// Decodes the access a data abort at `gpa` with syndrome `esr` made.
-    pub fn decode(gpa: u64, esr: Esr) -> Result<Access, MmioError> {
+    pub fn decode(gpa: Gpa, esr: Esr) -> Result<Access, MmioError> {
         if !esr.isv() {
             return Err(MmioError::NoSyndrome);
         }

@@ -2,6 +2,7 @@
 //! and stop its CPUs and the machine, decoded from the guest's registers and
 //! carried out on its vCPUs.
 
+use crate::addr::Gpa;
 use crate::caps::{TcbCap, VCpuCap};
 use crate::kernel::{During, Invocation, Kernel, Refused};
 use crate::platform::Platform;
@@ -281,7 +282,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             VcpuState::Running => return ret::ALREADY_ON,
             VcpuState::Stopped => {}
         }
-        if e.vm.memslots.find_gpa(entry).is_none() {
+        if e.vm.memslots.find_gpa(Gpa(entry)).is_none() {
             return ret::INVALID_ADDRESS;
         }
         let Some(caps) = e.vm.vcpu_caps(t) else { return ret::INVALID_PARAMETERS };
