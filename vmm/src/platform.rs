@@ -13,6 +13,7 @@ use crate::addr::Gpa;
 use crate::devices::DeviceMap;
 use crate::errno::Errno;
 use crate::registry::{Owner, VmId};
+use crate::vm::memslots::MemoryRegion;
 
 /// The hooks a deployment implements. Each defaults to doing nothing: a
 /// platform with no shared resources and nothing to add needs none.
@@ -55,6 +56,30 @@ pub trait Platform {
     /// cannot is refused with `EOPNOTSUPP`.
     fn can_pin(&self, gpa: Gpa, size: u64) -> bool {
         let _ = (gpa, size);
+        true
+    }
+
+    /// Whether the platform can give the guest exactly the memory `region`
+    /// describes: its backing, at its guest-physical address, with its
+    /// rights (read-only for a `READONLY` slot) and no more. A platform
+    /// whose guests' memory was fixed when the system was built (Microkit)
+    /// can only give what it mapped. A memslot create that passed the
+    /// core's checks and cannot be given is refused with `EOPNOTSUPP`
+    /// (rule 8.6).
+    fn can_back(&self, region: &MemoryRegion) -> bool {
+        let _ = region;
+        true
+    }
+
+    /// Whether the platform can take memory back from a guest: unmap a
+    /// page, map it again with fewer rights, revoke a guest_memfd's frames.
+    /// Where it cannot (Microkit, whose guests keep what the system maps
+    /// into them), a request that would do so while the VM exists (deleting,
+    /// moving or re-flagging a memslot, a READ lock of a writable slot,
+    /// closing a bound guest_memfd) is refused with `EOPNOTSUPP` once it
+    /// has passed the core's checks (rule 8.6). Destroying the VM stays
+    /// possible: its vCPUs are suspended, so its guest reaches nothing.
+    fn can_revoke(&self) -> bool {
         true
     }
 }

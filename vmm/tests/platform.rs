@@ -1,13 +1,17 @@
-//! Rule 8.2: the platform's work around a VM's creation, a RUN and a LOCK.
-//! Each hook is called only once the core's own checks have passed, and a
-//! platform's refusal leaves the whole state as it was. (The LOCK hook,
-//! `can_pin`, is tested with the other lock rules in `locking.rs`.)
+//! Rules 8.2 and 8.6: the platform's work around a VM's creation, a RUN, a
+//! LOCK, and memory given to or taken back from a guest. Each hook is
+//! called only once the core's own checks have passed, and a platform's
+//! refusal leaves the whole state as it was. (The LOCK hook, `can_pin`, is
+//! tested with the other lock rules in `locking.rs`.)
 
 mod common;
 use common::*;
 
 use vmm::devices::DeviceError;
 use vmm::registry::VmId;
+use vmm::vm::guest_memfd::GmemError;
+use vmm::vm::lock::{LockError, LOCK_READ, LOCK_WRITE};
+use vmm::vm::memslots::{MemoryRegion, MemslotError, LOG_DIRTY_PAGES};
 use vmm::vm::VcpuId;
 use vmm::vm::{VcpuState, VmError};
 use vmm::{Errno, Error};
@@ -66,5 +70,72 @@ fn the_cores_checks_come_before_the_platforms_run_hook() {
     // A running vCPU is the core's refusal again, not the platform's.
     v.hooks_mut().refuse_run = Some(Errno::EIO);
     refused(&mut v, Errno::EBUSY, VmError::VcpuRunning.into(), |v| v.run_vcpu(A, vm, VcpuId(0), 0x8000, 0));
+    check_invariants(&v);
+}
+
+const GPA: u64 = 0x8000_0000;
+const PG: u64 = 0x1000;
+
+// Rule 8.6: a memslot the platform cannot back is refused after the core's
+// own checks, and a refused guest_memfd slot leaves its file unbound.
+#[test]
+fn a_memslot_the_platform_cannot_back_is_refused_after_the_cores_checks() {
+    let (mut v, vm) = world_with_vm(A);
+    v.hooks_mut().backable = Some(GPA..GPA + 4 * PG);
+    let file = v.create_guest_memfd(A, vm, 4 * PG, 0).unwrap();
+    v.set_memory_region(A, vm, &ram_region(0, GPA, 2, 0)).unwrap();
+    // The core's refusals first: an overlap, an unaligned address.
+    refused(&mut v, Errno::EEXIST, MemslotError::Overlap.into(), |v| {
+        v.set_memory_region(A, vm, &ram_region(1, GPA + PG, 2, 4))
+    });
+    refused(&mut v, Errno::EINVAL, MemslotError::Unaligned.into(), |v| {
+        v.set_memory_region(A, vm, &ram_region(1, GPA + 4 * PG + 1, 1, 4))
+    });
+    // Then the platform's, for RAM and for guest_memfd.
+    refused(&mut v, Errno::EOPNOTSUPP, MemslotError::NotBacked.into(), |v| {
+        v.set_memory_region(A, vm, &ram_region(1, GPA + 4 * PG, 1, 4))
+    });
+    refused(&mut v, Errno::EOPNOTSUPP, MemslotError::NotBacked.into(), |v| {
+        v.set_memory_region(A, vm, &gmem_region(1, GPA + 3 * PG, 2, file, 0))
+    });
+    assert!(v.gmem().get(file).unwrap().bindings().is_empty());
+    v.set_memory_region(A, vm, &gmem_region(1, GPA + 2 * PG, 2, file, 0)).unwrap();
+    check_invariants(&v);
+}
+
+// Rule 8.6: where the platform cannot take memory back from a guest, every
+// request that would is refused while the VM exists; the core's own
+// refusals come first, and destroying the VM stays possible.
+#[test]
+fn a_platform_that_cannot_revoke_refuses_what_would_take_memory_back() {
+    let (mut v, vm) = world_with_vm(A);
+    let bound = v.create_guest_memfd(A, vm, 2 * PG, 0).unwrap();
+    let spare = v.create_guest_memfd(A, vm, PG, 0).unwrap();
+    let ram = ram_region(0, GPA, 2, 0);
+    v.set_memory_region(A, vm, &ram).unwrap();
+    v.set_memory_region(A, vm, &ram_region(2, GPA + 8 * PG, 1, 2)).unwrap();
+    v.set_memory_region(A, vm, &gmem_region(1, GPA + 4 * PG, 2, bound, 0)).unwrap();
+    v.lock_memslot(A, vm, 2, LOCK_READ | LOCK_WRITE).unwrap();
+    assert_eq!(v.stage2_fault(vm, Gpa(GPA), true).unwrap(), vmm::FaultOutcome::Mapped);
+    v.hooks_mut().cannot_revoke = true;
+    let moved = MemoryRegion { guest_phys_addr: GPA + 16 * PG, ..ram };
+    let flagged = MemoryRegion { flags: LOG_DIRTY_PAGES, ..ram };
+    let delete = |slot| MemoryRegion { slot, ..MemoryRegion::default() };
+    let cannot = || Error::from(MemslotError::CannotRevoke);
+    refused(&mut v, Errno::EOPNOTSUPP, cannot(), |v| v.set_memory_region(A, vm, &delete(0)));
+    refused(&mut v, Errno::EOPNOTSUPP, cannot(), |v| v.set_memory_region(A, vm, &moved));
+    refused(&mut v, Errno::EOPNOTSUPP, cannot(), |v| v.set_memory_region(A, vm, &flagged));
+    refused(&mut v, Errno::EOPNOTSUPP, cannot(), |v| v.set_memory_region(A, vm, &delete(1)));
+    refused(&mut v, Errno::EOPNOTSUPP, LockError::CannotRevoke.into(), |v| v.lock_memslot(A, vm, 0, LOCK_READ));
+    refused(&mut v, Errno::EOPNOTSUPP, GmemError::CannotRevoke.into(), |v| v.close_guest_memfd(A, bound));
+    // The core's refusals come first: a locked slot, another owner.
+    refused(&mut v, Errno::EBUSY, MemslotError::Locked.into(), |v| v.set_memory_region(A, vm, &delete(2)));
+    refused(&mut v, Errno::EPERM, vmm::registry::RegistryError::NotOwner.into(), |v| v.close_guest_memfd(B, bound));
+    // What takes nothing back is still done: a READ|WRITE lock, an unbound
+    // file's close, the VM's destruction, and then the bound file's close.
+    v.lock_memslot(A, vm, 0, LOCK_READ | LOCK_WRITE).unwrap();
+    v.close_guest_memfd(A, spare).unwrap();
+    v.destroy_vm(A, vm).unwrap();
+    v.close_guest_memfd(A, bound).unwrap();
     check_invariants(&v);
 }

@@ -53,6 +53,9 @@ crate::errors! {
         TooManyBindings => ENOSPC, "too many memslots bound to this guest_memfd",
         /// Every handle number is in use.
         NoFreeHandle => ENOSPC, "no free guest_memfd handle",
+        /// The file backs a memslot of a VM that exists, and the platform
+        /// cannot take its frames back from the guest.
+        CannotRevoke => EOPNOTSUPP, "the guest_memfd is bound and the platform cannot take its memory back",
     }
 }
 
@@ -278,6 +281,12 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         let entry = self.registry.entry_mut(vm_id).ok_or(RegistryError::NoSuchVm)?;
         if entry.owner != caller {
             return Err(RegistryError::NotOwner.into());
+        }
+        // Rule 8.6. A file's bindings go with its VM's memslots, so a bound
+        // file's VM exists.
+        let bound = self.gmem.get(handle).is_some_and(|f| !f.bindings.is_empty());
+        if bound && !self.hooks.can_revoke() {
+            return Err(GmemError::CannotRevoke.into());
         }
         let Some(file) = self.gmem.remove(handle) else {
             return Err(GmemError::BadHandle.into());

@@ -71,6 +71,9 @@ crate::errors! {
         NotLocked => EINVAL, "the memslot is not locked",
         /// The platform cannot pin this memory in 4 KiB pages.
         CannotPin => EOPNOTSUPP, "the platform cannot pin this memory in 4 KiB pages",
+        /// A READ lock would map a writable slot read-only, and the platform
+        /// cannot take rights back from a guest.
+        CannotRevoke => EOPNOTSUPP, "the platform cannot map a writable slot read-only for a READ lock",
         /// The VM-wide capability cannot be enabled while a slot is locked.
         SlotsLocked => EPERM, "a memslot is locked",
     }
@@ -234,6 +237,9 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         self.charges.check(&self.config, entry.owner, slot.pages())?;
         if !self.hooks.can_pin(slot.gpa, slot.size) {
             return Err(LockError::CannotPin.into());
+        }
+        if !write && !slot.readonly() && !self.hooks.can_revoke() {
+            return Err(LockError::CannotRevoke.into());
         }
         Ok(LockTarget { idx, slot, frames, write, owner: entry.owner })
     }

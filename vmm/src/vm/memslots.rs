@@ -284,6 +284,10 @@ crate::errors! {
         Overlap => EEXIST, "the range overlaps another memslot",
         /// The slot is locked.
         Locked => EBUSY, "the memslot is locked",
+        /// The platform cannot give the guest this memory as asked.
+        NotBacked => EOPNOTSUPP, "the platform cannot give the guest this memory with these rights",
+        /// The platform cannot take memory back from the guest.
+        CannotRevoke => EOPNOTSUPP, "the platform cannot take memory back from a guest while its VM exists",
     }
 }
 
@@ -531,17 +535,23 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         match change {
             Change::Nothing => Ok(()),
             Change::Create => {
-                // Rule 3.9: bind before commit, unbind if the commit fails.
-                let backing = if req.flags & GUEST_MEMFD != 0 {
-                    let file = self.gmem.get_mut(req.file()).ok_or(GmemError::BadHandle)?;
+                let (backing, binding) = if req.flags & GUEST_MEMFD != 0 {
+                    let file = self.gmem.get(req.file()).ok_or(GmemError::BadHandle)?;
                     let mut binding = file.check_bind(id, req.guest_memfd_offset, req.memory_size)?;
                     binding.slot = req.id();
-                    file.bind(binding)?;
-                    Backing::Gmem { file: Some(req.file()), offset: req.guest_memfd_offset }
+                    (Backing::Gmem { file: Some(req.file()), offset: req.guest_memfd_offset }, Some(binding))
                 } else {
                     let frames = ram_frames(&self.config, req).ok_or(MemslotError::NotGuestRam)?;
-                    Backing::Ram { frames }
+                    (Backing::Ram { frames }, None)
                 };
+                // Rule 8.6: after every check of the core's.
+                if !self.hooks.can_back(req) {
+                    return Err(MemslotError::NotBacked.into());
+                }
+                // Rule 3.9: bind before commit, unbind if the commit fails.
+                if let Some(b) = binding {
+                    self.gmem.get_mut(req.file()).ok_or(GmemError::BadHandle)?.bind(b)?;
+                }
                 let unbind = |gmem: &mut crate::vm::guest_memfd::GmemTable| {
                     if let Backing::Gmem { file: Some(h), .. } = backing {
                         if let Some(f) = gmem.get_mut(h) {
@@ -563,6 +573,9 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
                     return Err(MemslotError::BadSlotId.into());
                 }
                 Ok(())
+            }
+            Change::Delete(_) | Change::Move(_) | Change::Flags(_) if !self.hooks.can_revoke() => {
+                Err(MemslotError::CannotRevoke.into())
             }
             Change::Delete(i) => {
                 let Some(slot) = vm.memslots.remove(i) else {

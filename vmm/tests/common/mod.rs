@@ -48,8 +48,9 @@ pub const STRANGER: Owner = Owner::Client(ClientId(9));
 /// A platform that records its calls and whether shared resources are
 /// enabled; `fail_add` makes the next add refuse, `refuse_create` and
 /// `refuse_run` refuse every creation or RUN, `pinnable` (when set) is the
-/// only guest-physical range it can pin, and `uart` the device each new VM
-/// gets.
+/// only guest-physical range it can pin, `backable` (when set) the only one
+/// it can back memslots in, `cannot_revoke` makes it a platform that cannot
+/// take memory back from a guest, and `uart` is the device each new VM gets.
 #[derive(Clone, Debug, Default)]
 pub struct Hooks {
     /// The registry hooks' calls.
@@ -61,6 +62,8 @@ pub struct Hooks {
     pub refuse_create: Option<Errno>,
     pub refuse_run: Option<Errno>,
     pub pinnable: Option<std::ops::Range<u64>>,
+    pub backable: Option<std::ops::Range<u64>>,
+    pub cannot_revoke: bool,
     pub uart: Option<u64>,
 }
 
@@ -110,6 +113,13 @@ impl Platform for Hooks {
     }
     fn can_pin(&self, gpa: Gpa, size: u64) -> bool {
         self.pinnable.as_ref().is_none_or(|r| r.start <= gpa.0 && gpa.0 + size <= r.end)
+    }
+    fn can_back(&self, region: &MemoryRegion) -> bool {
+        let (gpa, size) = (region.guest_phys_addr, region.memory_size);
+        self.backable.as_ref().is_none_or(|r| r.start <= gpa && gpa + size <= r.end)
+    }
+    fn can_revoke(&self) -> bool {
+        !self.cannot_revoke
     }
 }
 
