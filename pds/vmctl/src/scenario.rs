@@ -4,16 +4,18 @@
 //! 1. create the VM and its vCPU, set the memslots the manifest describes,
 //!    create and bind the guest_memfd files, try to lock a slot the
 //!    manifest does not mark lockable (refused), lock one, run the guest in
-//!    its normal mode; then send malformed and forbidden requests, each of
-//!    which must be refused with its errno and change nothing (the guest
+//!    its normal mode; then send malformed and forbidden requests, and
+//!    requests that would take memory back from the running guest (move or
+//!    delete a memslot, close a bound guest_memfd), which Microkit cannot
+//!    do; each must be refused with its errno and change nothing (the guest
 //!    still runs to PSCI SYSTEM_OFF afterwards);
 //! 2. when it has switched off: destroy the VM, close its files, re-create
 //!    it (the VMM reloads the guest image before its first run) and run it
 //!    in the faulting mode, where it touches an address outside every
 //!    memslot and only this VM stops (before that, a guest_memfd is refused
-//!    because a guest has run, and a memslot the manifest does not describe
-//!    cannot be locked: the Microkit backend maps only what Microkit
-//!    mapped);
+//!    because a guest has run, and memory Microkit did not map as asked, a
+//!    memslot where it mapped none, a read-only one over writable memory and
+//!    a READ lock of writable memory, is refused);
 //! 3. when it has stopped: destroy it and print the tally.
 
 use heapless::Vec;
@@ -81,6 +83,7 @@ impl Scenario {
         s.lock(vm);
         s.run(vm, board::guest_mode::NORMAL, "normal mode");
         s.malformed(vm, &files);
+        s.nothing_taken_back(vm, &files);
         debug_println!("vmctl: waiting for VM {} to switch off", vm.0);
         s.act = Act::FirstRun { vm, files };
         s
@@ -123,6 +126,7 @@ impl Scenario {
             return;
         };
         self.create_vcpu(vm);
+        self.readonly_over_writable(vm);
         self.set_ram_slots(vm);
         for size in self.plan.files() {
             // A new guest_memfd must start zeroed; the VMM has no mapping
@@ -134,15 +138,15 @@ impl Scenario {
             );
         }
         self.unsupported_mapping(vm);
+        self.lock_read_only(vm);
         self.lock(vm);
         self.run(vm, board::guest_mode::FAULT, "faulting mode");
         debug_println!("vmctl: waiting for VM {} to stop", vm.0);
         self.act = Act::SecondRun { vm };
     }
 
-    /// A memslot the manifest does not describe: the core accepts it, but
-    /// the backend maps only what Microkit mapped, so locking it (which
-    /// maps every page) is refused with EOPNOTSUPP and changes nothing.
+    /// A memslot where Microkit mapped no memory: the VMM cannot give the
+    /// guest any, so it is refused with EOPNOTSUPP and changes nothing.
     fn unsupported_mapping(&mut self, vm: VmId) {
         let Some(first) = self.plan.ram_slots.first().copied() else { return };
         let gpa = board::GUEST_UNMAPPED_ADDR;
@@ -155,20 +159,63 @@ impl Scenario {
         };
         let c = &mut self.c;
         let _ = c.check(
-            format_args!("set memslot {SPARE_SLOT}: RAM at {gpa:#x}, where the manifest has none"),
+            format_args!("set memslot {SPARE_SLOT}: RAM at {gpa:#x}, where Microkit mapped none"),
             call(&Request::SetMemoryRegion { vm, region }),
-            Want::Ok,
-        );
-        let _ = c.check(
-            format_args!("lock memslot {SPARE_SLOT}, which Microkit did not map"),
-            call(&Request::LockMemslot { vm, slot: SPARE_SLOT, flags: LOCK_READ }),
             Want::Err(Errno::EOPNOTSUPP),
         );
-        let delete = MemoryRegion { slot: SPARE_SLOT, ..MemoryRegion::default() };
-        let _ = c.check(
-            format_args!("delete memslot {SPARE_SLOT}"),
-            call(&Request::SetMemoryRegion { vm, region: delete }),
-            Want::Ok,
+    }
+
+    /// One of the manifest's slots made read-only, before it is set: Microkit
+    /// maps it writable, so the VMM cannot give the guest a read-only view.
+    fn readonly_over_writable(&mut self, vm: VmId) {
+        let Some(first) = self.plan.ram_slots.first().copied() else { return };
+        let readonly = MemoryRegion { flags: READONLY, ..first.region(0) };
+        let _ = self.c.check(
+            format_args!("set memslot {} read-only, which Microkit maps writable", first.id.get()),
+            call(&Request::SetMemoryRegion { vm, region: readonly }),
+            Want::Err(Errno::EOPNOTSUPP),
+        );
+    }
+
+    /// While the VM exists, nothing can be taken back from its guest:
+    /// Microkit mapped its memory for good. Moving or deleting a memslot,
+    /// a READ lock of writable memory and closing a bound guest_memfd are
+    /// each refused with EOPNOTSUPP and change nothing.
+    fn nothing_taken_back(&mut self, vm: VmId, files: &[u32]) {
+        let c = &mut self.c;
+        let plan = &self.plan;
+        let other: Option<SlotEntry> = plan.ram_slots.iter().find(|s| Some(**s) != plan.lock).copied();
+        if let Some(s) = other {
+            let id = s.id.get();
+            let moved = MemoryRegion { guest_phys_addr: board::GUEST_UNMAPPED_ADDR, ..s.region(0) };
+            let _ = c.check(
+                format_args!("move memslot {id} while its VM exists"),
+                call(&Request::SetMemoryRegion { vm, region: moved }),
+                Want::Err(Errno::EOPNOTSUPP),
+            );
+            let delete = MemoryRegion { slot: id, ..MemoryRegion::default() };
+            let _ = c.check(
+                format_args!("delete memslot {id} while its VM exists"),
+                call(&Request::SetMemoryRegion { vm, region: delete }),
+                Want::Err(Errno::EOPNOTSUPP),
+            );
+        }
+        if let (Some(s), Some(fd)) = (plan.gmem_slots.first(), files.first()) {
+            let _ = c.check(
+                format_args!("close guest_memfd {fd}, bound to memslot {} of a VM that exists", s.id.get()),
+                call(&Request::CloseGuestMemfd { handle: GmemHandle(*fd) }),
+                Want::Err(Errno::EOPNOTSUPP),
+            );
+        }
+    }
+
+    /// A READ lock would map writable memory read-only: refused.
+    fn lock_read_only(&mut self, vm: VmId) {
+        let Some(s) = self.plan.lock else { return };
+        let _ = self.c.check(
+            format_args!("lock memslot {} READ only, which Microkit maps writable", s.id.get()),
+            call(&Request::LockMemslot { vm, slot: s.id.get(), flags: LOCK_READ }),
+            Want::Err(Errno::EOPNOTSUPP),
         );
     }
 

@@ -230,8 +230,8 @@ impl<'t> Book<'t> {
             return Err(KernelError::Unsupported);
         }
         match cap.mapped {
-            // Remapping at the same place changes only the rights, which
-            // Microkit fixed: nothing to record.
+            // Remapping at the same place with the rights Microkit gave it
+            // (`allows` admits no others): nothing changes.
             Some(p) if p == page => return Ok(()),
             Some(_) => return Err(KernelError::InvalidArgument),
             None => {}

@@ -164,6 +164,22 @@ impl StaticMap {
         self.private_pages
     }
 
+    /// True if a memslot of the manifest gives the guest all of
+    /// `[gpa, gpa + size)` from the same backing and with exactly `rights`:
+    /// a guest_memfd slot (`gmem`) at file offset `source`, or a RAM slot
+    /// backed at VMM address `source`. Microkit mapped nothing else, so
+    /// the backend can give nothing else.
+    pub fn backs(&self, gpa: u64, size: u64, source: u64, gmem: bool, rights: Rights) -> bool {
+        let Some(end) = gpa.checked_add(size) else { return false };
+        self.slots.iter().any(|s| {
+            s.file.is_some() == gmem
+                && s.rights == rights
+                && s.gpa <= gpa
+                && end <= s.gpa.saturating_add(s.size)
+                && s.source.checked_add(gpa - s.gpa) == Some(source)
+        })
+    }
+
     /// True if every page of `[gpa, gpa + size)` lies in a RAM slot the
     /// manifest marks lockable (its region uses 4 KiB pages, as a lock's
     /// pins must: rule 5.4). Microkit maps the other regions with 2 MiB
@@ -183,7 +199,8 @@ impl StaticMap {
     /// True if the manifest lets the VM have `frame` at `gpa` with
     /// `rights`: Microkit mapped that frame there, a memslot of the
     /// manifest covers `gpa` with that frame as its backing, and the slot
-    /// gives the guest at least `rights`.
+    /// gives the guest exactly `rights` (Microkit mapped it so; fewer would
+    /// be a mapping this backend cannot make).
     pub fn allows(&self, frame: Frame, gpa: u64, rights: Rights) -> bool {
         match frame {
             Frame::Ram(i) => {
@@ -198,7 +215,7 @@ impl StaticMap {
                         s.file.is_none()
                             && s.contains(gpa)
                             && s.source.checked_add(gpa - s.gpa) == vmm_addr
-                            && rights.within(s.rights)
+                            && rights == s.rights
                     })
             }
             Frame::Private(p) => {
@@ -212,7 +229,7 @@ impl StaticMap {
                         s.file == Some(f)
                             && s.contains(gpa)
                             && s.source.checked_add(gpa - s.gpa) == Some(offset)
-                            && rights.within(s.rights)
+                            && rights == s.rights
                     })
             }
         }

@@ -232,7 +232,10 @@ fn the_client_scenario_runs_and_leaves_nothing_behind_body() {
     vmm.create_vcpu(ME, vm, VcpuId(0)).unwrap();
     vmm.set_memory_region(ME, vm, &ram_region(2, RAM_GPA + HALF, HALF, RAM_VMM + HALF)).unwrap();
     assert_eq!(errno(vmm.create_guest_memfd(ME, vm, PRIVATE_SIZE, 0)), Errno::EOPNOTSUPP);
-    vmm.lock_memslot(ME, vm, 2, LOCK_READ).unwrap();
+    // A READ lock would map the writable slot read-only, which Microkit's
+    // mapping does not allow: the book refuses, and the core undoes the lock.
+    assert_eq!(errno(vmm.lock_memslot(ME, vm, 2, LOCK_READ)), Errno::EOPNOTSUPP);
+    vmm.lock_memslot(ME, vm, 2, LOCK_READ | LOCK_WRITE).unwrap();
     vmm.unlock_memslot(ME, vm, 2, 0).unwrap();
     // Unlocking keeps the pages mapped, through the slot's own capabilities.
     assert_eq!(vmm.kernel().book.frames_mapped(), 256);
@@ -311,9 +314,10 @@ fn the_book_keeps_the_rules_of_sel4_for_frames_body() {
     book.copy(s(40), s(10), Rights::READ_WRITE).unwrap();
     assert_eq!(book.frame_map(s(40), s(0), PRIVATE_GPA + 0x1000, Rights::READ), Err(KernelError::Unsupported));
     book.frame_map(s(40), s(0), PRIVATE_GPA, Rights::READ_WRITE).unwrap();
-    book.frame_map(s(40), s(0), PRIVATE_GPA, Rights::READ).unwrap();
-    book.copy(s(41), s(10), Rights::READ).unwrap();
-    assert_eq!(book.frame_map(s(41), s(0), PRIVATE_GPA, Rights::READ), Err(KernelError::DeleteFirst));
+    // Fewer rights than Microkit mapped: a mapping the book cannot make.
+    assert_eq!(book.frame_map(s(40), s(0), PRIVATE_GPA, Rights::READ), Err(KernelError::Unsupported));
+    book.copy(s(41), s(10), Rights::READ_WRITE).unwrap();
+    assert_eq!(book.frame_map(s(41), s(0), PRIVATE_GPA, Rights::READ_WRITE), Err(KernelError::DeleteFirst));
     assert_eq!(book.frame_map(s(40), s(0), PRIVATE_GPA + 1, Rights::READ), Err(KernelError::AlignmentError));
     // Moving keeps the mapping; revoking the original takes every copy.
     book.move_cap(s(42), s(40)).unwrap();
@@ -363,4 +367,20 @@ fn only_ram_the_manifest_marks_lockable_can_be_locked() {
     for (gpa, size) in refused {
         assert!(!map.lockable(gpa, size), "{gpa:#x}+{size:#x}");
     }
+}
+
+#[test]
+fn the_layout_backs_only_what_microkit_mapped() {
+    let m = manifest(false);
+    let map = StaticMap::new(&m, RAM_FRAME_SLOTS).unwrap();
+    let rw = Rights::READ_WRITE;
+    assert!(map.backs(RAM_GPA, HALF, RAM_VMM, false, rw));
+    assert!(map.backs(RAM_GPA + 0x1000, 0x1000, RAM_VMM + 0x1000, false, rw), "part of a slot");
+    assert!(!map.backs(RAM_GPA, HALF, RAM_VMM, false, Rights::READ), "Microkit mapped it writable");
+    assert!(!map.backs(RAM_GPA + 0x1000, HALF, RAM_VMM + 0x1000, false, rw), "past the slot's end");
+    assert!(!map.backs(RAM_GPA, 0x1000, RAM_VMM + 0x1000, false, rw), "another backing");
+    assert!(!map.backs(RAM_GPA, 0x1000, RAM_VMM, true, rw), "RAM, not guest_memfd");
+    assert!(map.backs(PRIVATE_GPA, PRIVATE_SIZE, 0, true, rw));
+    assert!(!map.backs(PRIVATE_GPA, 0x1000, 0x1000, true, rw), "another file offset");
+    assert!(!map.backs(u64::MAX - 0xfff, 0x1000, 0, true, rw));
 }

@@ -8,15 +8,22 @@
 //!   loaded: the re-created VM's first run starts from a fresh image.
 //! - A LOCK pins only memory the boot manifest marks lockable: Microkit maps
 //!   the rest in 2 MiB pages, and a lock pins 4 KiB pages (rule 5.4).
+//! - Memory is given and taken only as far as Microkit made it real (rule
+//!   8.6): a memslot must be one the boot manifest describes (its backing,
+//!   at its address, with its rights), and nothing is taken back from a
+//!   guest while its VM exists (no memslot delete, move or re-flagging, no
+//!   READ lock of writable memory, no close of a bound guest_memfd).
 
 use sel4_microkit::debug_println;
 
 use vmm::addr::Gpa;
+use vmm::caps::Rights;
 use vmm::devices::pl011::Pl011;
 use vmm::devices::{Device, DeviceMap, MAX_DEVICES};
 use vmm::manifest::Dev;
 use vmm::platform::Platform;
 use vmm::registry::{Owner, VmId};
+use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD, READONLY};
 use vmm::Errno;
 
 use vmm_book::StaticMap;
@@ -91,5 +98,29 @@ impl Platform for MicrokitPlatform {
             );
         }
         lockable
+    }
+
+    fn can_back(&self, r: &MemoryRegion) -> bool {
+        let gmem = r.flags & GUEST_MEMFD != 0;
+        let rights = if r.flags & READONLY != 0 { Rights::READ } else { Rights::READ_WRITE };
+        let source = if gmem { r.guest_memfd_offset } else { r.userspace_addr };
+        let backed = self.layout.backs(r.guest_phys_addr, r.memory_size, source, gmem, rights);
+        if !backed {
+            debug_println!(
+                "{}: memslot {} at {:#x}..{:#x} refused: Microkit mapped no such memory{} there",
+                self.pd,
+                r.slot,
+                r.guest_phys_addr,
+                r.guest_phys_addr.saturating_add(r.memory_size),
+                if rights.write { "" } else { " read-only" }
+            );
+        }
+        backed
+    }
+
+    /// Microkit maps a guest's memory when the system is built; the VMM
+    /// holds no capability that could unmap it or lower its rights.
+    fn can_revoke(&self) -> bool {
+        false
     }
 }

@@ -49,7 +49,7 @@
 //! - `frame_map` succeeds only if the manifest allows exactly that mapping
 //!   (`StaticMap::allows`): the frame is the page Microkit mapped at that
 //!   guest-physical address, a memslot of the manifest covers the address
-//!   with that page as its backing, and the slot gives the guest at least
+//!   with that page as its backing, and the slot gives the guest exactly
 //!   the requested rights. Then nothing is invoked (Microkit mapped it) and
 //!   the mapping is recorded: a second capability at the same address is
 //!   `DeleteFirst`, remapping a capability elsewhere `InvalidArgument`, as
@@ -61,13 +61,16 @@
 //!   reports a missing table.
 //!
 //! **What the guest sees.** Its memory is what system.xml maps into it, all
-//! of it, from boot, with system.xml's rights. A memslot the client has not
-//! set (or has deleted, moved or made read-only), a closed guest_memfd and
-//! a read-only lock change what the core records and would map, not what
-//! the guest can reach. An access outside every region system.xml maps
-//! faults to the VMM: the core stops the VM when no memslot covers it, and
-//! a memslot there (one the manifest does not describe) fails to map with
-//! `Unsupported`, which also stops the VM: never silently.
+//! of it, from boot, with system.xml's rights. So the PD's platform
+//! (`crate::platform`) refuses every request that would claim otherwise
+//! (rule 8.6): a memslot the manifest does not describe, or with other
+//! rights, and, while the VM exists, deleting, moving or re-flagging a
+//! memslot, a READ lock of writable memory and closing a bound
+//! guest_memfd. The book refuses the same mappings on its own account
+//! (`Unsupported`), should a request reach it. What remains: until the
+//! client sets the manifest's memslots, the guest can already reach their
+//! memory (Microkit mapped it at boot), so the core's record lags the
+//! guest's reach then, and never exceeds it.
 
 mod translate;
 
