@@ -1,6 +1,6 @@
 //! AArch64: the seL4 fault messages a VMM receives for its VM, the exception
 //! syndrome, MMIO access decoding and extension, PSCI, virtual interrupts, the register names,
-//! and what the VMM does with each guest exit.
+//! what the VMM does with each guest exit, and the virtual GIC's register model.
 
 pub mod esr;
 pub mod exit;
@@ -9,3 +9,4 @@ pub mod irq;
 pub mod mmio;
 pub mod psci;
 pub mod regs;
+pub mod vgic;
