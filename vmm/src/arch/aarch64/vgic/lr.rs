@@ -27,10 +27,6 @@ impl ListRegs {
     fn free(&self) -> Option<usize> {
         self.0.iter().position(Option::is_none)
     }
-
-    fn holds(&self, intid: u32) -> bool {
-        self.0.iter().flatten().any(|l| l.intid == intid)
-    }
 }
 
 /// What to write into a list register: the answer of [`Vgic::next_for`].
@@ -74,16 +70,21 @@ impl Vgic {
         }
         let lr = u8::try_from(self.lrs.get(v)?.free()?).ok()?;
         let mut best: Option<Pending> = None;
-        for intid in 0..IRQS {
-            if !self.deliverable(v, intid) {
-                continue;
+        for n in 0..IRQS / 32 {
+            let mut candidates = self.candidates(v, n);
+            while candidates != 0 {
+                let intid = n * 32 + candidates.trailing_zeros();
+                candidates &= candidates - 1;
+                if intid >= SPI_BASE && !self.routes(intid, v) {
+                    continue;
+                }
+                let priority = self.irqs.priority(v, intid);
+                if best.is_some_and(|b| b.priority <= priority) {
+                    continue;
+                }
+                let group1 = self.irqs.bit(v, intid, Bit::Group);
+                best = Some(Pending { intid, priority, group1, source: self.source(v, intid), lr });
             }
-            let priority = self.irqs.priority(v, intid);
-            if best.is_some_and(|b| b.priority <= priority) {
-                continue;
-            }
-            let group1 = self.irqs.bit(v, intid, Bit::Group);
-            best = Some(Pending { intid, priority, group1, source: self.source(v, intid), lr });
         }
         best
     }
@@ -145,24 +146,27 @@ impl Vgic {
         ids.filter(|i| i / 32 == n).fold(0, |acc, i| acc | 1 << (i % 32))
     }
 
-    /// Whether `intid` may go into a list register of vCPU `v` now.
-    fn deliverable(&self, v: usize, intid: u32) -> bool {
-        let group = u32::from(self.irqs.bit(v, intid, Bit::Group));
-        let ready = self.irqs.bit(v, intid, Bit::Enabled)
-            && self.irqs.pending(v, intid)
-            && !self.irqs.bit(v, intid, Bit::Active)
-            && self.ctlr >> group & 1 == 1;
-        if !ready {
-            return false;
-        }
-        if intid < SPI_BASE {
-            return self.lrs.get(v).is_some_and(|l| !l.holds(intid));
-        }
-        let routed = match self.version {
+    /// The interrupts of word `n` that may go into a list register of
+    /// vCPU `v` now, routing aside: pending, enabled, inactive, of an
+    /// enabled group, and in no list register (of `v`, or for an SPI of
+    /// any vCPU).
+    fn candidates(&self, v: usize, n: u32) -> u32 {
+        let group = self.irqs.word(v, n, Bit::Group);
+        let group0 = if self.ctlr & 1 != 0 { !group } else { 0 };
+        let group1 = if self.ctlr & 2 != 0 { group } else { 0 };
+        self.irqs.word(v, n, Bit::Enabled)
+            & self.irqs.pending_word(v, n)
+            & !self.irqs.word(v, n, Bit::Active)
+            & (group0 | group1)
+            & !self.loaded_word(v, n)
+    }
+
+    /// Whether SPI `intid` is routed to vCPU `v`.
+    fn routes(&self, intid: u32, v: usize) -> bool {
+        match self.version {
             GicVersion::V2 => self.irqs.targets(intid) >> (v % 8) & 1 == 1,
             GicVersion::V3 => self.routes_v3(intid, v),
-        };
-        routed && !self.lrs.iter().any(|l| l.holds(intid))
+        }
     }
 
     /// The source to deliver a pending interrupt from: the lowest vCPU a

@@ -329,5 +329,5 @@ impl Vgic {
 
 /// The set of vCPUs `0..n`.
 fn all(n: u8) -> u8 {
-    (1u16 << n).wrapping_sub(1) as u8
+    1u16.checked_shl(u32::from(n)).map_or(u8::MAX, |b| (b - 1) as u8)
 }

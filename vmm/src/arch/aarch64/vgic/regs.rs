@@ -237,7 +237,7 @@ impl Vgic {
     fn typer(&self) -> u32 {
         let lines = IRQS / 32 - 1;
         match self.version {
-            GicVersion::V2 => lines | (u32::from(self.vcpus) - 1) << 5,
+            GicVersion::V2 => lines | u32::from(self.vcpus.saturating_sub(1)) << 5,
             GicVersion::V3 => lines | 9 << 19,
         }
     }

@@ -168,11 +168,6 @@ impl Irqs {
         self.word(vcpu, n, Bit::Latch) | level
     }
 
-    /// Whether `intid` is pending for `vcpu`.
-    pub(super) fn pending(&self, vcpu: usize, intid: u32) -> bool {
-        self.pending_word(vcpu, intid / 32) >> (intid % 32) & 1 == 1
-    }
-
     /// The priority of `intid` as `vcpu` sees it (0 if not implemented).
     pub(super) fn priority(&self, vcpu: usize, intid: u32) -> u8 {
         self.priority_ref(vcpu, intid).copied().unwrap_or(0)
