@@ -9,13 +9,15 @@
 //! nothing; a load fits its size; no interrupt id is in two list registers
 //! (of one vCPU, or for an SPI of any); what `next_for` offers is in none
 //! and names a free list register, and with all four in use it offers
-//! nothing; the effects name exactly the vCPUs that have an offer.
+//! nothing; the effects name exactly the vCPUs that have an offer; and the
+//! offer is the one the guest-visible registers call for (the oracle reads
+//! them as a guest would and picks the highest priority).
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use vmm::arch::aarch64::vgic::{
-    Effects, GicVersion, Line, Pending, VcpuMask, Vgic, VgicError, LIST_REGISTERS, SPI_BASE,
+    Effects, GicVersion, Line, Pending, VcpuMask, Vgic, VgicError, IRQS, LIST_REGISTERS, REDIST_STRIDE, SPI_BASE,
 };
 use vmm::vm::VcpuId;
 
@@ -111,10 +113,56 @@ fn check(g: &Vgic) {
         }
         if ids.len() == LIST_REGISTERS {
             assert_eq!(g.next_for(v), None, "an offer with every list register in use");
+        } else {
+            let offer = g.next_for(v).map(|p| (p.intid, p.priority));
+            assert_eq!(offer, oracle(g, v), "the registers call for another offer to {v:?}");
         }
     }
     let mut sorted = spis.clone();
     sorted.sort_unstable();
     sorted.dedup();
     assert_eq!(sorted.len(), spis.len(), "an SPI in two vCPUs' list registers");
+}
+
+/// What the registers, read as vCPU `v` reads them, say `v` should get
+/// next: the lowest (priority, id) of the interrupts pending, enabled, not
+/// active (a loaded one reads active), of an enabled group and routed to
+/// `v`, if its redistributor is awake.
+fn oracle(g: &Vgic, v: VcpuId) -> Option<(u32, u8)> {
+    let v3 = g.version() == GicVersion::V3;
+    let rd_base = u64::from(v.0) * REDIST_STRIDE;
+    // A table register covering `intid`: private ones in the redistributor on GICv3.
+    let table = |base: u64, intid: u32, per_reg: u32| -> u64 {
+        let off = base + u64::from(intid / per_reg) * 4;
+        let word =
+            if v3 && intid < SPI_BASE { g.redist_read(rd_base + 0x1_0000 + off, 4) } else { g.dist_read(v, off, 4) };
+        word.expect("table registers answer word loads")
+    };
+    let ctlr = g.dist_read(v, 0, 4).expect("GICD_CTLR");
+    if v3 && g.redist_read(rd_base + 0x14, 4).expect("GICR_WAKER") & 0b10 != 0 {
+        return None;
+    }
+    let mut best: Option<(u32, u8)> = None;
+    for first in (0..IRQS).step_by(32) {
+        let [group, enabled, pending, active] = [0x080, 0x100, 0x200, 0x300].map(|base| table(base, first, 32));
+        let group0 = if ctlr & 1 != 0 { !group } else { 0 };
+        let group1 = if ctlr & 2 != 0 { group } else { 0 };
+        let ready = enabled & pending & !active & (group0 | group1);
+        for intid in (first..first + 32).filter(|i| ready >> (i % 32) & 1 == 1) {
+            let routed = match (intid < SPI_BASE, v3) {
+                (true, _) => true,
+                (false, false) if g.vcpus() == 1 => true,
+                (false, false) => table(0x800, intid, 4) >> (8 * (intid % 4) + v.0) & 1 == 1,
+                (false, true) => {
+                    let route = g.dist_read(v, 0x6000 + 8 * u64::from(intid), 8).expect("GICD_IROUTER");
+                    route & 1 << 31 != 0 || route == u64::from(v.0)
+                }
+            };
+            let priority = (table(0x400, intid, 4) >> (8 * (intid % 4))) as u8;
+            if routed && best.is_none_or(|(_, p)| priority < p) {
+                best = Some((intid, priority));
+            }
+        }
+    }
+    best
 }
