@@ -497,3 +497,12 @@ fn only_the_current_offer_can_be_loaded() {
     assert_eq!(g.load(VcpuId(0), p), Err(VgicError::Stale), "not twice");
     assert_eq!(g.loaded(VcpuId(0), p.lr), Some(SPI_BASE + 8));
 }
+
+#[test]
+fn a_vcpu_mask_lists_its_vcpus() {
+    let m = VcpuMask::from_bits(0b1000_0101);
+    assert_eq!(m.iter().collect::<Vec<_>>(), [VcpuId(0), VcpuId(2), VcpuId(7)]);
+    assert!(m.contains(VcpuId(2)) && !m.contains(VcpuId(1)) && !m.contains(VcpuId(8)));
+    assert!(!m.is_empty() && VcpuMask::default().is_empty());
+    assert_eq!(m.bits(), 0b1000_0101);
+}

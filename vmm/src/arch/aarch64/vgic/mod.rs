@@ -19,6 +19,25 @@
 //! The CPU interface is the hardware's virtual one (GICV / ICV): priority
 //! masking, acknowledge and EOI happen there, not here.
 //!
+//! Wired into the exits, that is:
+//!
+//! ```text
+//! load in the GICD frame       raw = dist_read(vcpu, gpa - gicd, access.size)?   then access.load_result(raw)
+//! store in the GICD frame      fx = dist_write(vcpu, gpa - gicd, access.size, access.store_value(reg))?
+//! GICv3: in the GICR region    redist_read / redist_write(gpa - gicr, ...)
+//! GICv3: ICC_SGI1R_EL1 trap    fx = sgi_sysreg(vcpu, xt, true)?
+//! IRQ_LINE                     fx = set_level(Line::Spi(irq), level)?
+//! seL4's virtual PPI           fx = raise(Line::Ppi(vcpu, irq))?
+//! each vCPU v in fx.kick       while let Some(p) = next_for(v) {
+//!                                  inject(v, p.intid, p.priority >> 3, p.group1, p.lr)?; load(v, p)?
+//!                              }
+//! maintenance(vcpu, lr)        eoi = on_maintenance(vcpu, lr)?; ack eoi.intid if it was seL4's
+//!                              virtual PPI; then eoi.effects as fx above
+//! ```
+//!
+//! An error from an MMIO access or the SGI register is the guest's doing
+//! (the VMM stops that VM); from the others, the VMM's.
+//!
 //! Register names and semantics are those of the GIC architecture
 //! specifications: GICv2 (Arm IHI 0048B) and GICv3/v4 (Arm IHI 0069). The
 //! GICv3 modelled has a single Security state (GICD_CTLR.DS is 1, as a
@@ -28,7 +47,8 @@
 //! Choices the architecture leaves to an implementation:
 //! - [`SPIS`] SPIs (GICD_TYPER.ITLinesNumber 2): enough for the devices of
 //!   a QEMU-virt-like layout (UART, RTC, PCIe INTx and 32 virtio-mmio
-//!   transports sit below INTID 80), at about 14 bytes per SPI and VM.
+//!   transports sit below INTID 80), at about 11 bytes per SPI and VM
+//!   (the whole model is about 1.5 KiB per VM).
 //! - Five priority bits (IPRIORITYR's low three bits are RAZ/WI): a list
 //!   register holds five (GICH_VTR.PRIbits), so more would be lost there.
 //! - SGIs are enabled at reset, SPIs and PPIs disabled; every interrupt is
