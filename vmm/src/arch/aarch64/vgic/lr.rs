@@ -40,7 +40,7 @@ pub struct Pending {
     /// Group 1, else Group 0.
     pub group1: bool,
     /// GICv2 SGIs: the vCPU that sent it, for the list register's CPUID
-    /// field; 0 otherwise.
+    /// field (which the guest reads in GICC_IAR); 0 otherwise.
     pub source: u8,
     /// The free list register to put it in, below [`LIST_REGISTERS`].
     pub lr: u8,
@@ -57,8 +57,8 @@ pub struct Eoi {
 }
 
 impl Vgic {
-    /// The interrupt to put into a list register of `vcpu` next, and which:
-    /// the highest-priority (lowest value; the lowest id among equals)
+    /// What to put into a list register of `vcpu` next, and into which: the
+    /// highest-priority (lowest value; the lowest id among equals)
     /// pending, enabled, inactive interrupt of an enabled group that is
     /// routed to `vcpu` and is in no list register; `None` if there is
     /// none, every list register is in use, or (GICv3) the vCPU's
