@@ -9,10 +9,10 @@ mod world;
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
-use vmm::vm::VcpuId;
+use vmm_abi::VcpuId;
 
 fuzz_target!(|data: &[u8]| {
-    static WORLD: OnceLock<(Box<world::World>, vmm::registry::VmId)> = OnceLock::new();
+    static WORLD: OnceLock<(Box<world::World>, vmm_abi::VmId)> = OnceLock::new();
     let (template, vm) = WORLD.get_or_init(world::world);
     let mut v = template.clone();
     let mut rest = data;

@@ -19,7 +19,7 @@
 use vmm::arch::aarch64::vgic::{
     Effects, GicVersion, Line, Pending, VcpuMask, Vgic, VgicError, IRQS, LIST_REGISTERS, REDIST_STRIDE, SPI_BASE,
 };
-use vmm::vm::VcpuId;
+use vmm_abi::VcpuId;
 
 /// Runs one input; panics if the model breaks an invariant.
 pub fn run(data: &[u8]) {

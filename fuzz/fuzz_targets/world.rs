@@ -2,15 +2,17 @@
 // with guest RAM, one client VM with a running vCPU, a RAM slot, a bound
 // guest_memfd slot and a PL011. Built once; each input runs on a clone.
 
-use vmm::caps::{Slot, SlotRange, PAGE_SIZE};
+use vmm::caps::{Slot, SlotRange};
+use vmm_abi::limits::PAGE_SIZE;
 use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig};
 use vmm::devices::pl011::{Console, Pl011};
 use vmm::devices::Device;
 use vmm::model::Model;
 use vmm::platform::NoHooks;
-use vmm::registry::{Owner, VmId};
-use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD};
-use vmm::vm::VcpuId;
+use vmm::registry::Owner;
+use vmm_abi::VmId;
+use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD};
+use vmm_abi::VcpuId;
 use vmm::Vmm;
 
 pub type World = Vmm<Model, NoHooks>;
@@ -44,7 +46,7 @@ pub fn world() -> (Box<World>, VmId) {
         clients,
         vcpu_limit: 2,
         dirty_log: true,
-        page_tables: vmm::config::MAX_PAGE_TABLES,
+        page_tables: vmm_abi::limits::MAX_PAGE_TABLES,
     };
     let mut v = Box::new(Vmm::new(m, NoHooks, config).expect("config"));
     let a = Owner::Client(CLIENT);

@@ -22,7 +22,7 @@ pub struct State {
 
 /// A change to the system after each step: a deliberately broken variant
 /// of a rule, for showing that the check finds counterexamples.
-pub type Mutation = fn(&mut System, &Op, &Result<u64, vmm::Errno>);
+pub type Mutation = fn(&mut System, &Op, &Result<u64, vmm_abi::Errno>);
 
 /// The model of the VMM for stateright.
 pub struct Exhaustive {

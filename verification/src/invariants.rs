@@ -5,10 +5,11 @@
 use std::sync::OnceLock;
 
 use vmm::caps::Slot;
-use vmm::model::invariants as core_invariants;
-use vmm::protocol::{Request, MAX_PAYLOAD};
-use vmm::registry::{Owner, Presence, VmId};
-use vmm::Errno;
+use vmm::registry::{Owner, Presence};
+use vmm_abi::protocol::{Request, MAX_PAYLOAD};
+use vmm_abi::Errno;
+use vmm_abi::VmId;
+use vmm_model::invariants as core_invariants;
 
 use crate::ops::Op;
 use crate::system::{HookCall, System, RAM_FRAMES, RAM_PAGES, VMM_VSPACE};
@@ -20,7 +21,7 @@ fn fail(n: u32, msg: impl core::fmt::Display) -> Check {
     Err(format!("I{n}: {msg}"))
 }
 
-/// Numbers a check of the core's own ([`vmm::model::invariants`]).
+/// Numbers a check of the core's own ([`vmm_model::invariants`]).
 fn numbered(n: u32, check: Result<(), String>) -> Check {
     check.or_else(|e| fail(n, e))
 }

@@ -10,14 +10,16 @@
 
 use bolero::{TypeGenerator, ValueGenerator};
 use vmm::addr::Gpa;
-use vmm::caps::PAGE_SIZE;
-use vmm::registry::{Owner, Presence, VmId};
-use vmm::vm::guest_memfd::GmemHandle;
-use vmm::vm::lock::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
-use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD, READONLY};
-use vmm::vm::{VcpuId, CAP_MEM_TAGGING};
-use vmm::Errno;
+use vmm::registry::{Owner, Presence};
 use vmm::FaultOutcome;
+use vmm_abi::limits::PAGE_SIZE;
+use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, READONLY};
+use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
+use vmm_abi::protocol::CAP_MEM_TAGGING;
+use vmm_abi::Errno;
+use vmm_abi::GmemHandle;
+use vmm_abi::VcpuId;
+use vmm_abi::VmId;
 
 use crate::system::{System, C1, C2, RAM_VADDR};
 

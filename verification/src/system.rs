@@ -3,12 +3,15 @@
 
 use std::vec::Vec;
 
-use vmm::caps::{Slot, SlotRange, PAGE_SIZE};
+use vmm::caps::{Slot, SlotRange};
 use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig};
-use vmm::model::Model;
 use vmm::platform::Platform;
-use vmm::registry::{Owner, VmId};
-use vmm::{Errno, Vmm};
+use vmm::registry::Owner;
+use vmm::Vmm;
+use vmm_abi::limits::PAGE_SIZE;
+use vmm_abi::Errno;
+use vmm_abi::VmId;
+use vmm_model::Model;
 
 /// The VMM's own VSpace.
 pub const VMM_VSPACE: Slot = Slot(1);
@@ -103,7 +106,7 @@ pub fn config() -> VmmConfig {
         clients,
         vcpu_limit: 2,
         dirty_log: true,
-        page_tables: vmm::config::MAX_PAGE_TABLES,
+        page_tables: vmm_abi::limits::MAX_PAGE_TABLES,
     }
 }
 

@@ -6,8 +6,8 @@
 use verification::checker::{run, Exhaustive};
 use verification::ops::Op;
 use verification::System;
-use vmm::caps::PAGE_SIZE;
-use vmm::Errno;
+use vmm_abi::limits::PAGE_SIZE;
+use vmm_abi::Errno;
 
 /// Steps per sequence (the bound "sequences of 5 or more operations").
 const DEPTH: usize = 7;

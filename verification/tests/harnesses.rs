@@ -6,10 +6,10 @@ use bolero::{check, produce, TypeGenerator};
 use verification::invariants::*;
 use verification::ops::{step, Op, VmRef, Who};
 use verification::System;
-use vmm::protocol::{label, Request, MAX_PAYLOAD};
-use vmm::registry::VmId;
-use vmm::vm::VcpuId;
-use vmm::Errno;
+use vmm_abi::protocol::{label, Request, MAX_PAYLOAD};
+use vmm_abi::Errno;
+use vmm_abi::VcpuId;
+use vmm_abi::VmId;
 
 /// Operations per sequence: long enough to create, bind, lock, fault and
 /// destroy; short under Kani, where every sequence up to it is proved.
@@ -157,7 +157,7 @@ impl AnyRequest {
             7 => Request::IrqLine { vm, irq: self.b, level: self.c },
             8 => Request::SetMemoryRegion {
                 vm,
-                region: vmm::vm::memslots::MemoryRegion {
+                region: vmm_abi::memslot::MemoryRegion {
                     slot: self.b,
                     flags: self.c,
                     guest_phys_addr: self.d,
@@ -168,7 +168,7 @@ impl AnyRequest {
                 },
             },
             9 => Request::CreateGuestMemfd { vm, size: self.d, flags: self.e },
-            10 => Request::CloseGuestMemfd { handle: vmm::vm::guest_memfd::GmemHandle(self.a) },
+            10 => Request::CloseGuestMemfd { handle: vmm_abi::GmemHandle(self.a) },
             11 => Request::LockMemslot { vm, slot: self.b, flags: self.d },
             12 => Request::UnlockMemslot { vm, slot: self.b, flags: self.d },
             _ => Request::EnableCap { vm, cap: self.b, arg: self.d },

@@ -26,18 +26,22 @@ use support::alloc_count::{allocations_in, Counting};
 use support::null_kernel::NullKernel;
 use vmm::addr::Gpa;
 use vmm::arch::aarch64::fault::label;
-use vmm::caps::{Slot, SlotRange, PAGE_SIZE};
-use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig, MAX_BINDINGS, MAX_MEMSLOTS};
+use vmm::caps::{Slot, SlotRange};
+use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig};
 use vmm::devices::pl011::{Console, Pl011};
 use vmm::devices::Device;
-use vmm::model::Model;
 use vmm::platform::NoHooks;
-use vmm::protocol::{label as op, Request, MAX_PAYLOAD};
-use vmm::registry::{Owner, VmId};
-use vmm::vm::lock::{LOCK_READ, LOCK_WRITE};
-use vmm::vm::memslots::{Backing, MemoryRegion, Memslot, MemslotTable, GUEST_MEMFD};
-use vmm::vm::VcpuId;
+use vmm::registry::Owner;
+use vmm::vm::memslots::{Backing, Memslot, MemslotTable};
 use vmm::Vmm;
+use vmm_abi::limits::PAGE_SIZE;
+use vmm_abi::limits::{MAX_BINDINGS, MAX_MEMSLOTS};
+use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD};
+use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE};
+use vmm_abi::protocol::{label as op, Request, MAX_PAYLOAD};
+use vmm_abi::VcpuId;
+use vmm_abi::VmId;
+use vmm_model::Model;
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
@@ -58,7 +62,7 @@ fn config(ram_pages: u64) -> VmmConfig {
         clients,
         vcpu_limit: 2,
         dirty_log: false,
-        page_tables: vmm::config::MAX_PAGE_TABLES,
+        page_tables: vmm_abi::limits::MAX_PAGE_TABLES,
     }
 }
 
@@ -212,10 +216,10 @@ fn requests(vm: VmId) -> Vec<(&'static str, Request)> {
             },
         ),
         ("create_guest_memfd", Request::CreateGuestMemfd { vm, size: PAGE_SIZE, flags: 0 }),
-        ("close_guest_memfd", Request::CloseGuestMemfd { handle: vmm::vm::guest_memfd::GmemHandle(1) }),
+        ("close_guest_memfd", Request::CloseGuestMemfd { handle: vmm_abi::GmemHandle(1) }),
         ("lock_memslot", Request::LockMemslot { vm, slot: 0, flags: LOCK_READ }),
         ("unlock_memslot", Request::UnlockMemslot { vm, slot: 0, flags: 0 }),
-        ("enable_cap", Request::EnableCap { vm, cap: vmm::vm::CAP_MEM_TAGGING, arg: 0 }),
+        ("enable_cap", Request::EnableCap { vm, cap: vmm_abi::protocol::CAP_MEM_TAGGING, arg: 0 }),
     ]
 }
 

@@ -4,17 +4,6 @@
 //! newtypes so that a frame capability cannot be passed where a TCB is
 //! expected (the `sel4-microkit` style). The core allocates slots from a range
 //! it is given (see `cspace`); the backend only ever sees slot numbers.
-
-/// log2 of the only page size the VMM maps at stage 2 (4 KiB).
-pub const PAGE_BITS: u32 = 12;
-/// The only page size the VMM maps at stage 2.
-pub const PAGE_SIZE: u64 = 1 << PAGE_BITS;
-
-/// True if `x` is a multiple of [`PAGE_SIZE`].
-pub const fn page_aligned(x: u64) -> bool {
-    x & (PAGE_SIZE - 1) == 0
-}
-
 /// A CSpace slot number (a `seL4_CPtr` in a single-level CSpace).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Slot(pub u64);
@@ -174,10 +163,5 @@ mod tests {
         assert_eq!(r.get(3), None);
         assert!(r.contains(Slot(12)) && !r.contains(Slot(13)) && !r.contains(Slot(9)));
         assert_eq!(Slot(u64::MAX).offset(1), None);
-    }
-
-    #[test]
-    fn alignment() {
-        assert!(page_aligned(0) && page_aligned(PAGE_SIZE) && !page_aligned(1) && !page_aligned(PAGE_SIZE + 8));
     }
 }

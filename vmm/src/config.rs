@@ -1,45 +1,18 @@
-//! Capacities and the static configuration a VMM instance starts from.
+//! The static configuration a VMM instance starts from.
 //!
-//! Every table in the core has a fixed capacity named here; exceeding one is
-//! ENOSPC (rule 9.4) unless a rule says otherwise. The
-//! configuration itself comes from the system description (the boot manifest
-//! on Microkit; the test harness on the host).
+//! Every table in the core has a fixed capacity, named in
+//! [`vmm_abi::limits`]. The configuration itself comes from the system
+//! description (the boot manifest on Microkit; the test harness on the
+//! host).
 
 use heapless::Vec;
 
-use crate::caps::{page_aligned, Slot, SlotRange, PAGE_SIZE};
+use crate::caps::{Slot, SlotRange};
+use vmm_abi::limits::{page_aligned, MAX_PAGE_TABLES, MAX_RAM_REGIONS, MAX_VCPUS, PAGE_SIZE};
+use vmm_abi::manifest::{Manifest, ManifestError, CLIENT_PRIVILEGED};
 
-/// VMs per VMM instance, counting destroyed VMs still pinned by an open
-/// guest_memfd file: the default capacity of a [`crate::Vmm`], which a
-/// deployment may lower.
-pub const MAX_VMS: usize = 4;
-/// vCPUs per VM (an upper bound for [`VmmConfig::vcpu_limit`]).
-pub const MAX_VCPUS: usize = 8;
-/// Memslot ids per VM are `0..MAX_MEMSLOTS`. Each costs its record (about
-/// 100 bytes) in every VM's table and two runs in the slot allocator, held
-/// whether used or not; an embedded system describes a handful of regions
-/// per VM, where KVM's 509 would cost 200 KiB per VMM.
-pub const MAX_MEMSLOTS: usize = 64;
-/// Open guest_memfd files per VMM instance.
-pub const MAX_GMEM_FILES: usize = 8;
-/// Bindings (memslots backed) per guest_memfd file: fewer than a VM has
-/// memslots, so that one file cannot take every slot record.
-pub const MAX_BINDINGS: usize = 16;
 /// Clients with a protected-call channel to this VMM.
 pub(crate) const MAX_CLIENTS: usize = 8;
-/// Guest RAM regions mapped into the VMM.
-pub const MAX_RAM_REGIONS: usize = 4;
-/// Stage-2 page tables per VM (each level-3 table maps 2 MiB).
-pub const MAX_PAGE_TABLES: u64 = 1024;
-/// Guest-physical address bits (stage 2 with a concatenated level-1 root).
-pub(crate) const GUEST_PHYS_BITS: u32 = 40;
-/// One past the highest guest-physical address.
-pub const GUEST_PHYS_LIMIT: u64 = 1 << GUEST_PHYS_BITS;
-/// Virtual interrupt lines are `MIN_IRQ..MAX_IRQ`: PPIs and SPIs of a GICv2/3
-/// (SGIs are not lines).
-pub const MIN_IRQ: u32 = 16;
-/// One past the highest virtual interrupt line.
-pub const MAX_IRQ: u32 = 1020;
 
 /// A client, named by the Microkit channel its requests arrive on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -169,9 +142,67 @@ impl VmmConfig {
     }
 }
 
+impl VmmConfig {
+    /// The VMM configuration a boot manifest describes, given the CSpace the
+    /// backend hands the core and the slot of the first guest RAM frame
+    /// (frames of successive RAM records follow each other).
+    pub fn from_manifest(m: &Manifest, cspace: SlotRange, first_frame: Slot) -> Result<VmmConfig, ManifestError> {
+        let mut ram = Vec::new();
+        let mut frame = first_frame;
+        for r in &m.ram {
+            let pages = r.size.get() / PAGE_SIZE;
+            ram.push(RamRegion { vmm_vaddr: r.vmm_vaddr.get(), pages, frames: frame })
+                .map_err(|_| ManifestError::TooMany)?;
+            frame = frame.offset(pages).ok_or(ManifestError::BadRecord)?;
+        }
+        let mut clients = Vec::new();
+        if !m.internal() {
+            let client = ClientConfig {
+                id: ClientId(m.client_channel),
+                memlock_pages: m.memlock_pages,
+                privileged: m.client_flags & CLIENT_PRIVILEGED != 0,
+            };
+            clients.push(client).map_err(|_| ManifestError::TooMany)?;
+        }
+        let page_tables = page_tables(m);
+        Ok(VmmConfig { cspace, ram, clients, vcpu_limit: m.vcpus, dirty_log: false, page_tables })
+    }
+}
+
+/// The stage-2 page tables the VM's memslots need, at most
+/// [`MAX_PAGE_TABLES`]: a level-2 table per 1 GiB and a level-3 table
+/// per 2 MiB of guest-physical space they touch, each counted once.
+fn page_tables(m: &Manifest) -> u64 {
+    let mut n = 0u64;
+    for shift in [30u32, 21] {
+        for (i, s) in m.slots.iter().enumerate() {
+            let end = s.gpa.get().checked_add(s.size.get()).filter(|_| s.size.get() != 0);
+            let Some(last) = end.and_then(|e| e.checked_sub(1)) else { continue };
+            let (first, last) = (s.gpa.get() >> shift, last >> shift);
+            // Tables an earlier slot already needs are not counted again.
+            let earlier = |t: u64| {
+                m.slots.iter().take(i).any(|o| {
+                    let end = o.gpa.get().saturating_add(o.size.get()).saturating_sub(1);
+                    o.size.get() != 0 && o.gpa.get() >> shift <= t && t <= end >> shift
+                })
+            };
+            let mut t = first;
+            while t <= last && n < MAX_PAGE_TABLES {
+                if !earlier(t) {
+                    n += 1;
+                }
+                t += 1;
+            }
+        }
+    }
+    n.clamp(1, MAX_PAGE_TABLES)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vmm_abi::manifest::{File, Ram, SlotEntry, SLOT_GMEM, SLOT_LOCKABLE};
+    use zerocopy::little_endian::{U32, U64};
 
     fn good() -> VmmConfig {
         VmmConfig {
@@ -200,5 +231,68 @@ mod tests {
         assert_eq!(VmmConfig { vcpu_limit: 0, ..good() }.validate(), Err(ConfigError::BadVcpuLimit));
         let c = VmmConfig { cspace: SlotRange { base: Slot(u64::MAX), len: 2 }, ..good() };
         assert_eq!(c.validate(), Err(ConfigError::BadCSpace));
+    }
+
+    /// A client's VM: 2 MiB of RAM at 1 GiB, and 1 MiB of private memory at
+    /// 1.25 GiB.
+    fn sample() -> Manifest {
+        let mut m =
+            Manifest { vcpus: 1, entry: 0x4000_0000, client_channel: 3, memlock_pages: 64, ..Manifest::default() };
+        m.ram
+            .push(Ram { vmm_vaddr: U64::new(0x2000_0000), size: U64::new(0x20_0000), gpa: U64::new(0x4000_0000) })
+            .unwrap();
+        m.files.push(File { size: U64::new(0x10_0000), gpa: U64::new(0x5000_0000) }).unwrap();
+        let ram_slot = SlotEntry {
+            id: U32::new(0),
+            flags: U32::new(SLOT_LOCKABLE),
+            gpa: U64::new(0x4000_0000),
+            size: U64::new(0x20_0000),
+            source: U64::new(0x2000_0000),
+            file: U32::new(0),
+            pad: U32::new(0),
+        };
+        m.slots.push(ram_slot).unwrap();
+        let gmem_slot = SlotEntry {
+            id: U32::new(1),
+            flags: U32::new(SLOT_GMEM),
+            gpa: U64::new(0x5000_0000),
+            size: U64::new(0x10_0000),
+            source: U64::new(0),
+            ..ram_slot
+        };
+        m.slots.push(gmem_slot).unwrap();
+        m
+    }
+
+    #[test]
+    fn config_follows_the_manifest() {
+        let c = VmmConfig::from_manifest(&sample(), SlotRange { base: Slot(100), len: 1000 }, Slot(10)).unwrap();
+        assert_eq!(c.ram[0], RamRegion { vmm_vaddr: 0x2000_0000, pages: 512, frames: Slot(10) });
+        assert_eq!(c.clients[0], ClientConfig { id: ClientId(3), memlock_pages: 64, privileged: false });
+        assert_eq!(c.vcpu_limit, 1);
+        // RAM at 1 GiB and private memory at 1.25 GiB: one level-2 table
+        // for the gigabyte both are in, one level-3 table for each.
+        assert_eq!(c.page_tables, 3);
+        assert_eq!(c.vm_slots(), 1 + 2 * MAX_VCPUS as u64 + 3);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn page_tables_count_each_table_once_and_stop_at_the_limit() {
+        let mut m = sample();
+        // A slot in the same 2 MiB as RAM's last page needs no new table;
+        // one in another gigabyte needs a level-2 and a level-3 table; an
+        // empty slot needs none.
+        let near = SlotEntry { id: U32::new(2), gpa: U64::new(0x401f_f000), size: U64::new(0x1000), ..m.slots[0] };
+        let far = SlotEntry { id: U32::new(3), gpa: U64::new(0x8000_0000), ..near };
+        let empty = SlotEntry { id: U32::new(4), size: U64::new(0), ..far };
+        for s in [near, far, empty] {
+            m.slots.push(s).unwrap();
+        }
+        assert_eq!(page_tables(&m), 5);
+        // Guest-physical space wider than the limit covers is counted up to
+        // it: mapping there fails for want of tables (ENOMEM), not here.
+        m.slots[3].size = U64::new(1 << 39);
+        assert_eq!(page_tables(&m), MAX_PAGE_TABLES);
     }
 }

@@ -14,7 +14,7 @@
 use heapless::Vec;
 
 use crate::caps::{Slot, SlotRange};
-use crate::config::{MAX_GMEM_FILES, MAX_MEMSLOTS, MAX_VMS};
+use vmm_abi::limits::{MAX_GMEM_FILES, MAX_MEMSLOTS, MAX_VMS};
 
 /// Runs outstanding at most: per VM its fixed run and a mapping run and a pin
 /// run per memslot; per guest_memfd file its frames.

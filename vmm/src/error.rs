@@ -6,13 +6,14 @@ use core::fmt;
 use crate::config::ConfigError;
 use crate::cspace::CSpaceError;
 use crate::devices::DeviceError;
-use crate::errno::{AsErrno, Errno};
+use crate::errno::AsErrno;
 use crate::kernel::Refused;
 use crate::registry::RegistryError;
 use crate::vm::guest_memfd::GmemError;
 use crate::vm::lock::LockError;
 use crate::vm::memslots::MemslotError;
 use crate::vm::VmError;
+use vmm_abi::Errno;
 
 /// Why an operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

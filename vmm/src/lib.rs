@@ -5,7 +5,7 @@
 //! memslots (KVM_SET_USER_MEMORY_REGION2 semantics), memslot lock/unlock with
 //! memlock accounting, and guest_memfd private memory. Everything is generic
 //! over the [`Kernel`](kernel::Kernel) trait, so the same code runs on seL4
-//! and against the executable model of seL4 in [`model`] (feature `model`).
+//! and against the executable model of seL4 in crate `vmm-model`.
 //!
 //! `no_std`, no allocator: every table is a `heapless` collection with a
 //! capacity named in [`config`]. No operation panics on any input; each
@@ -26,36 +26,32 @@
 )]
 #![warn(missing_docs)]
 
-#[cfg(any(test, feature = "model"))]
+#[cfg(test)]
 extern crate std;
 
 pub mod addr;
-pub mod errno;
+mod errno;
 
 pub mod arch;
 pub mod caps;
 pub mod config;
 pub mod cspace;
 pub mod devices;
+mod dispatch;
 pub mod error;
 pub mod kernel;
-pub mod manifest;
 pub mod platform;
-pub mod protocol;
 pub mod registry;
 pub mod vm;
 
-#[cfg(any(test, feature = "model"))]
-pub mod model;
-
 pub use arch::aarch64::exit::{ExitAction, StopReason};
-pub use errno::Errno;
 pub use error::Error;
 pub use vm::boot::BootError;
 pub use vm::memslots::FaultOutcome;
 
-use crate::config::{VmmConfig, MAX_VMS};
+use crate::config::VmmConfig;
 use crate::cspace::SlotAllocator;
+use vmm_abi::limits::MAX_VMS;
 
 use crate::kernel::Kernel;
 use crate::platform::Platform;

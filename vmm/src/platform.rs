@@ -11,9 +11,10 @@
 
 use crate::addr::Gpa;
 use crate::devices::DeviceMap;
-use crate::errno::Errno;
-use crate::registry::{Owner, VmId};
-use crate::vm::memslots::MemoryRegion;
+use crate::registry::Owner;
+use vmm_abi::memslot::MemoryRegion;
+use vmm_abi::Errno;
+use vmm_abi::VmId;
 
 /// The hooks a deployment implements. Each defaults to doing nothing: a
 /// platform with no shared resources and nothing to add needs none.

@@ -18,13 +18,11 @@
 
 use heapless::Vec;
 
-use crate::config::{ClientId, MAX_VMS};
-use crate::errno::Errno;
+use crate::config::ClientId;
 use crate::platform::Platform;
-
-/// A VM's identifier, never reused while anything refers to it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct VmId(pub u32);
+use vmm_abi::limits::MAX_VMS;
+use vmm_abi::Errno;
+use vmm_abi::VmId;
 
 /// Who controls a VM (rule 1.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -6,11 +6,11 @@
 mod common;
 
 use common::*;
-use vmm::caps::PAGE_SIZE;
 use vmm::kernel::{Invocation, KernelError, Refused};
-use vmm::registry::VmId;
-use vmm::vm::lock::{LOCK_READ, LOCK_WRITE};
-use vmm::vm::VcpuId;
+use vmm_abi::limits::PAGE_SIZE;
+use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE};
+use vmm_abi::VcpuId;
+use vmm_abi::VmId;
 
 /// Runs `op` on clones of `base` with the `n`th fallible invocation
 /// failing, for n = 0, 1, ... until `op` no longer reaches it. Returns how

@@ -4,12 +4,12 @@
 mod common;
 
 use common::*;
-use vmm::caps::PAGE_SIZE;
-use vmm::manifest::{Dev, File, Manifest, Ram, SlotEntry, DEV_PL011, SLOT_GMEM, SLOT_READONLY};
 use vmm::registry::Owner;
-use vmm::vm::VcpuId;
 use vmm::BootError;
-use vmm::Errno;
+use vmm_abi::limits::PAGE_SIZE;
+use vmm_abi::manifest::{Dev, File, Manifest, Ram, SlotEntry, DEV_PL011, SLOT_GMEM, SLOT_READONLY};
+use vmm_abi::Errno;
+use vmm_abi::VcpuId;
 use zerocopy::little_endian::{U32, U64};
 
 fn slot(id: u32, flags: u32, gpa: u64, pages: u64, source: u64, file: u32) -> SlotEntry {

@@ -21,17 +21,21 @@ use vmm::arch::aarch64::esr::Esr;
 use vmm::arch::aarch64::fault::{decode, Exit, ExitError, HvcCall, HVC_REPLY_REGS};
 use vmm::arch::aarch64::mmio::{Access, MmioError};
 use vmm::arch::aarch64::regs::{Reg, TcbReg, VcpuReg};
-use vmm::caps::{Rights, Slot, PAGE_SIZE};
-use vmm::config::{ClientId, MAX_VCPUS};
+use vmm::caps::{Rights, Slot};
+use vmm::config::ClientId;
 use vmm::devices::pl011::{self, Console, Pl011};
-use vmm::devices::{Device, DeviceMap, MAX_DEVICES};
+use vmm::devices::{Device, DeviceMap};
 use vmm::kernel::{Invocation, Kernel, KernelError, Refused};
-use vmm::model::Object;
-use vmm::registry::{Owner, VmId};
-use vmm::vm::VcpuId;
+use vmm::registry::Owner;
 use vmm::vm::VcpuState;
-use vmm::Errno;
 use vmm::{ExitAction, StopReason};
+use vmm_abi::limits::MAX_DEVICES;
+use vmm_abi::limits::MAX_VCPUS;
+use vmm_abi::limits::PAGE_SIZE;
+use vmm_abi::Errno;
+use vmm_abi::VcpuId;
+use vmm_abi::VmId;
+use vmm_model::Object;
 
 // ---- seL4 fault labels (MCS, AArch64) and message lengths. ----
 

@@ -9,17 +9,21 @@
 mod common;
 use common::*;
 
-use vmm::caps::{Rights, PAGE_SIZE};
-use vmm::config::{MAX_BINDINGS, MAX_GMEM_FILES};
+use vmm::caps::Rights;
 use vmm::kernel::{Invocation, KernelError, Refused};
-use vmm::model::Mapping;
-use vmm::registry::{Owner, Presence, RegistryError, VmId};
+use vmm::registry::{Owner, Presence, RegistryError};
 use vmm::vm::guest_memfd::{Binding, GmemError, GmemFile};
 use vmm::vm::memslots::MemslotId;
-use vmm::vm::memslots::{Backing, MemoryRegion, Memslot, MemslotError};
-use vmm::vm::VcpuId;
+use vmm::vm::memslots::{Backing, Memslot, MemslotError};
+use vmm::Error;
 use vmm::FaultOutcome;
-use vmm::{Errno, Error};
+use vmm_abi::limits::PAGE_SIZE;
+use vmm_abi::limits::{MAX_BINDINGS, MAX_GMEM_FILES};
+use vmm_abi::memslot::MemoryRegion;
+use vmm_abi::Errno;
+use vmm_abi::VcpuId;
+use vmm_abi::VmId;
+use vmm_model::Mapping;
 
 const PG: u64 = PAGE_SIZE;
 const GPA: u64 = 0x8000_0000;

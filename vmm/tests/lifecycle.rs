@@ -8,15 +8,19 @@ mod common;
 use common::*;
 
 use vmm::caps::Slot;
-use vmm::config::{ClientId, MAX_VMS};
+use vmm::config::ClientId;
 use vmm::kernel::KernelError;
-use vmm::protocol::wire::CreateVm;
-use vmm::protocol::{label, Request, MAX_PAYLOAD};
-use vmm::registry::{Owner, Presence, VmId};
-use vmm::vm::lock::UNLOCK_ALL;
-use vmm::vm::VcpuId;
-use vmm::vm::{VcpuState, CAP_MEM_TAGGING};
-use vmm::{Errno, Error, Vmm};
+use vmm::registry::{Owner, Presence};
+use vmm::vm::VcpuState;
+use vmm::{Error, Vmm};
+use vmm_abi::limits::MAX_VMS;
+use vmm_abi::memslot::UNLOCK_ALL;
+use vmm_abi::protocol::CAP_MEM_TAGGING;
+use vmm_abi::protocol::{label, Request, MAX_PAYLOAD};
+use vmm_abi::wire::CreateVm;
+use vmm_abi::Errno;
+use vmm_abi::VcpuId;
+use vmm_abi::VmId;
 use zerocopy::little_endian::U64;
 use zerocopy::IntoBytes;
 
@@ -635,7 +639,7 @@ fn a_destroyed_vm_pinned_by_a_file_still_takes_its_registry_entry() {
 // Microkit VMM PD) has that capacity, with the same rules.
 #[test]
 fn a_vmm_with_room_for_one_vm_takes_one_at_a_time() {
-    let mut v: Box<Vmm<vmm::model::Model, Hooks, 1>> =
+    let mut v: Box<Vmm<vmm_model::Model, Hooks, 1>> =
         Box::new(Vmm::new(model(UNTYPED), Hooks::default(), config()).unwrap());
     let first = v.create_vm(A).unwrap();
     let h = v.create_guest_memfd(A, first, 4096, 0).unwrap();
@@ -647,7 +651,7 @@ fn a_vmm_with_room_for_one_vm_takes_one_at_a_time() {
     v.close_guest_memfd(A, h).unwrap();
     let second = v.create_vm(B).unwrap();
     assert_ne!(second, first);
-    vmm::model::invariants::check_state(&v, VMM_VSPACE).unwrap();
+    vmm_model::invariants::check_state(&v, VMM_VSPACE).unwrap();
 }
 
 // Rules 7.3 and 9.2: authority comes before arguments. Once a request has
@@ -659,7 +663,7 @@ fn authority_is_checked_before_every_other_argument() {
     let a = v.create_vm(A).unwrap();
     let internal = v.create_vm(Owner::Internal).unwrap();
     let missing = VmId(77);
-    let bad_region = vmm::vm::memslots::MemoryRegion { flags: 0x8000_0000, memory_size: 1, ..Default::default() };
+    let bad_region = vmm_abi::memslot::MemoryRegion { flags: 0x8000_0000, memory_size: 1, ..Default::default() };
     type Op = fn(&mut TestVmm, Owner, VmId) -> Result<u64, vmm::Error>;
     let ops: [(&str, Op); 11] = [
         ("create_vcpu id out of range", |v, c, vm| v.create_vcpu(c, vm, VcpuId(1000)).map(|_| 0)),

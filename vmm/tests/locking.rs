@@ -11,15 +11,20 @@ use common::*;
 
 use std::collections::BTreeMap;
 
-use vmm::caps::{Rights, Slot, PAGE_SIZE};
+use vmm::caps::{Rights, Slot};
 use vmm::kernel::KernelError;
-use vmm::registry::{Owner, RegistryError, VmId};
-use vmm::vm::lock::{LockError, LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
+use vmm::registry::{Owner, RegistryError};
+use vmm::vm::lock::LockError;
+use vmm::vm::memslots::Memslot;
 use vmm::vm::memslots::MemslotId;
-use vmm::vm::memslots::{MemoryRegion, Memslot, LOG_DIRTY_PAGES, READONLY};
-use vmm::vm::{VmError, CAP_MEM_TAGGING};
-use vmm::Errno;
+use vmm::vm::VmError;
 use vmm::FaultOutcome;
+use vmm_abi::limits::PAGE_SIZE;
+use vmm_abi::memslot::{MemoryRegion, LOG_DIRTY_PAGES, READONLY};
+use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
+use vmm_abi::protocol::CAP_MEM_TAGGING;
+use vmm_abi::Errno;
+use vmm_abi::VmId;
 
 const PG: u64 = PAGE_SIZE;
 const GPA: u64 = 0x8000_0000;

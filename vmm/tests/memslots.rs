@@ -11,19 +11,21 @@ mod common;
 use common::*;
 use vmm::kernel::{Invocation, KernelError, Refused};
 
-use vmm::caps::{Rights, Slot, PAGE_SIZE};
-use vmm::config::{RamRegion, GUEST_PHYS_LIMIT, MAX_MEMSLOTS};
+use vmm::caps::{Rights, Slot};
+use vmm::config::RamRegion;
 use vmm::cspace::CSpaceError;
-use vmm::model::Model;
-use vmm::registry::VmId;
 use vmm::vm::guest_memfd::{Binding, GmemError};
-use vmm::vm::lock::LOCK_READ;
 use vmm::vm::memslots::MemslotId;
-use vmm::vm::memslots::{
-    Backing, MemoryRegion, Memslot, MemslotError, MemslotTable, GUEST_MEMFD, LOG_DIRTY_PAGES, READONLY,
-};
+use vmm::vm::memslots::{Backing, Memslot, MemslotError, MemslotTable};
 use vmm::FaultOutcome;
-use vmm::{Errno, Vmm};
+use vmm::Vmm;
+use vmm_abi::limits::PAGE_SIZE;
+use vmm_abi::limits::{GUEST_PHYS_LIMIT, MAX_MEMSLOTS};
+use vmm_abi::memslot::LOCK_READ;
+use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, LOG_DIRTY_PAGES, READONLY};
+use vmm_abi::Errno;
+use vmm_abi::VmId;
+use vmm_model::Model;
 
 const PG: u64 = PAGE_SIZE;
 /// Where most test slots go in guest-physical space.

@@ -8,13 +8,16 @@ mod common;
 use common::*;
 
 use vmm::devices::DeviceError;
-use vmm::registry::VmId;
 use vmm::vm::guest_memfd::GmemError;
-use vmm::vm::lock::{LockError, LOCK_READ, LOCK_WRITE};
-use vmm::vm::memslots::{MemoryRegion, MemslotError, LOG_DIRTY_PAGES};
-use vmm::vm::VcpuId;
+use vmm::vm::lock::LockError;
+use vmm::vm::memslots::MemslotError;
 use vmm::vm::{VcpuState, VmError};
-use vmm::{Errno, Error};
+use vmm::Error;
+use vmm_abi::memslot::{MemoryRegion, LOG_DIRTY_PAGES};
+use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE};
+use vmm_abi::Errno;
+use vmm_abi::VcpuId;
+use vmm_abi::VmId;
 
 const UART: u64 = 0x900_0000;
 

@@ -13,14 +13,15 @@ use core::ops::Range;
 
 use vmm::arch::aarch64::regs::TcbReg;
 use vmm::config::ClientId;
-use vmm::protocol::wire::*;
-use vmm::protocol::{label, Request, Response, MAX_PAYLOAD};
-use vmm::registry::VmId;
-use vmm::vm::lock::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
-use vmm::vm::memslots::MemoryRegion;
-use vmm::vm::VcpuId;
-use vmm::vm::CAP_MEM_TAGGING;
-use vmm::{Errno, Error};
+use vmm::Error;
+use vmm_abi::memslot::MemoryRegion;
+use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
+use vmm_abi::protocol::CAP_MEM_TAGGING;
+use vmm_abi::protocol::{label, Request, Response, MAX_PAYLOAD};
+use vmm_abi::wire::*;
+use vmm_abi::Errno;
+use vmm_abi::VcpuId;
+use vmm_abi::VmId;
 use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -452,7 +453,7 @@ fn the_wire_layout_is_little_endian_in_field_order() {
     .unwrap();
     assert_eq!(
         (w.vm.get(), w.slot.get(), w.flags.get(), w.guest_memfd.get()),
-        (9, 0x0001_0002, vmm::vm::memslots::GUEST_MEMFD, 5)
+        (9, 0x0001_0002, vmm_abi::memslot::GUEST_MEMFD, 5)
     );
     assert_eq!((w.guest_phys_addr.get(), w.memory_size.get(), w.guest_memfd_offset.get()), (0x3000, 0x2000, 0x1000));
 }

@@ -4,14 +4,14 @@
 mod common;
 
 use common::*;
-use vmm::caps::PAGE_SIZE;
 use vmm::registry::Presence;
-use vmm::vm::lock::{LOCK_READ, LOCK_WRITE};
-use vmm::vm::memslots::{LOG_DIRTY_PAGES, READONLY};
-use vmm::vm::VcpuId;
-use vmm::vm::CAP_MEM_TAGGING;
-use vmm::Errno;
 use vmm::FaultOutcome;
+use vmm_abi::limits::PAGE_SIZE;
+use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE};
+use vmm_abi::memslot::{LOG_DIRTY_PAGES, READONLY};
+use vmm_abi::protocol::CAP_MEM_TAGGING;
+use vmm_abi::Errno;
+use vmm_abi::VcpuId;
 
 const RAM_GPA: u64 = 0x4000_0000;
 const ROM_GPA: u64 = 0x5000_0000;

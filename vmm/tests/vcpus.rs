@@ -10,14 +10,16 @@ use common::*;
 
 use vmm::arch::aarch64::regs::{Reg, TcbReg, VcpuReg, SPSR_EL1H_MASKED, VCPU_REG_BASE};
 use vmm::caps::Slot;
-use vmm::config::{MAX_IRQ, MAX_VCPUS, MIN_IRQ};
 use vmm::kernel::KernelError;
-use vmm::model::Object;
-use vmm::registry::VmId;
-use vmm::vm::lock::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
-use vmm::vm::VcpuId;
-use vmm::vm::{VcpuState, CAP_MEM_TAGGING};
-use vmm::{Errno, Error};
+use vmm::vm::VcpuState;
+use vmm::Error;
+use vmm_abi::limits::{MAX_IRQ, MAX_VCPUS, MIN_IRQ};
+use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
+use vmm_abi::protocol::CAP_MEM_TAGGING;
+use vmm_abi::Errno;
+use vmm_abi::VcpuId;
+use vmm_abi::VmId;
+use vmm_model::Object;
 
 /// The world's vCPU limit.
 const LIMIT: u32 = 4;

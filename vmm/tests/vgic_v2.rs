@@ -6,7 +6,7 @@
 use vmm::arch::aarch64::vgic::{
     Effects, GicVersion, Line, Pending, VcpuMask, Vgic, VgicError, IRQS, LIST_REGISTERS, SPI_BASE,
 };
-use vmm::vm::VcpuId;
+use vmm_abi::VcpuId;
 
 const GICD_CTLR: u64 = 0x000;
 const GICD_TYPER: u64 = 0x004;

@@ -5,7 +5,7 @@
 use vmm::arch::aarch64::vgic::{
     Effects, GicVersion, Line, Pending, VcpuMask, Vgic, VgicError, DIST_SIZE_V3, REDIST_STRIDE,
 };
-use vmm::vm::VcpuId;
+use vmm_abi::VcpuId;
 
 const GICD_CTLR: u64 = 0x0000;
 const GICD_TYPER: u64 = 0x0004;

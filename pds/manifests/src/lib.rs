@@ -6,7 +6,7 @@
 //! build/<board>-<config>/manifests.rs: a table of `include_bytes!` of
 //! those files by PD name, which `VMM_MANIFESTS_RS` names. The bytes are
 //! not trusted here: whoever uses one checks it with
-//! `vmm::manifest::Manifest::parse`.
+//! `vmm_abi::manifest::Manifest::parse`.
 
 #![no_std]
 

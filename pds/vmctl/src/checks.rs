@@ -3,7 +3,7 @@
 
 use sel4_microkit::debug_println;
 
-use vmm::Errno;
+use vmm_abi::Errno;
 
 use crate::client::Answer;
 

@@ -7,9 +7,9 @@
 use sel4_microkit::{with_msg_bytes, with_msg_bytes_mut, Channel, MessageInfo};
 use zerocopy::FromBytes;
 
-use vmm::protocol::wire::ResponseWire;
-use vmm::protocol::{Request, Response, MAX_PAYLOAD};
-use vmm::Errno;
+use vmm_abi::wire::ResponseWire;
+use vmm_abi::protocol::{Request, Response, MAX_PAYLOAD};
+use vmm_abi::Errno;
 
 /// The protected-call channel to the VMM (system.xml).
 pub const VMM: Channel = Channel::new(0);

@@ -8,9 +8,9 @@
 
 use heapless::Vec;
 
-use vmm::caps::PAGE_SIZE;
-use vmm::config::MAX_GMEM_FILES;
-use vmm::manifest::{Manifest, SlotEntry, MAX_SLOTS, SLOT_GMEM, SLOT_LOCKABLE};
+use vmm_abi::limits::PAGE_SIZE;
+use vmm_abi::limits::MAX_GMEM_FILES;
+use vmm_abi::manifest::{Manifest, SlotEntry, MAX_SLOTS, SLOT_GMEM, SLOT_LOCKABLE};
 
 /// Why there is no plan.
 #[derive(Clone, Copy, Debug)]
@@ -20,7 +20,7 @@ pub enum NoPlan {
     /// Several do: which one is vmctl's?
     SeveralClientVms,
     /// A manifest does not verify.
-    Invalid(&'static str, vmm::manifest::ManifestError),
+    Invalid(&'static str, vmm_abi::manifest::ManifestError),
 }
 
 impl core::fmt::Display for NoPlan {

@@ -21,16 +21,16 @@
 use heapless::Vec;
 use sel4_microkit::debug_println;
 
-use vmm::config::MAX_GMEM_FILES;
-use vmm::manifest::SlotEntry;
-use vmm::protocol::Request;
-use vmm::registry::VmId;
-use vmm::vm::guest_memfd::GmemHandle;
-use vmm::vm::lock::{LOCK_READ, LOCK_WRITE};
-use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD, READONLY};
-use vmm::vm::VcpuId;
-use vmm::vm::CAP_MEM_TAGGING;
-use vmm::Errno;
+use vmm_abi::limits::MAX_GMEM_FILES;
+use vmm_abi::manifest::SlotEntry;
+use vmm_abi::protocol::Request;
+use vmm_abi::VmId;
+use vmm_abi::GmemHandle;
+use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE};
+use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, READONLY};
+use vmm_abi::VcpuId;
+use vmm_abi::protocol::CAP_MEM_TAGGING;
+use vmm_abi::Errno;
 
 use crate::checks::{Checks, Want};
 use crate::client::{call, call_raw, encode};

@@ -3,9 +3,10 @@
 //! call; the backend makes the invocations a decision needs (a TCB to
 //! suspend, a vCPU to resume) around it.
 
-use vmm::caps::{page_aligned, ObjectType, Rights, Slot, SlotRange, PAGE_BITS};
-use vmm::config::GUEST_PHYS_LIMIT;
+use vmm::caps::{ObjectType, Rights, Slot, SlotRange};
 use vmm::kernel::KernelError;
+use vmm_abi::limits::GUEST_PHYS_LIMIT;
+use vmm_abi::limits::{page_aligned, PAGE_BITS};
 
 use crate::cap_table::{Cap, CapTable, Object, Parent, Root, TABLE_SLOTS};
 use crate::static_map::{Frame, StaticMap, MAX_PRIVATE_PAGES};

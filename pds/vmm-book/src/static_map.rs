@@ -5,7 +5,7 @@
 //! The core names two kinds of frame:
 //! - *RAM frames*: page `i` of the VM's shared RAM, counted over the
 //!   manifest's RAM records in order, in the core slot `ram_frames + i`
-//!   (the slots [`vmm::manifest::Manifest::config`] gives the core). Microkit
+//!   (the slots [`vmm_abi::manifest::Manifest::config`] gives the core). Microkit
 //!   mapped page `i` of record `r` at `r.gpa + i * 4 KiB`.
 //! - *private frames*: page `p` of the VM's private regions (its
 //!   guest_memfd backing), counted over the manifest's file records in
@@ -15,9 +15,10 @@
 
 use heapless::Vec;
 
-use vmm::caps::{Rights, Slot, PAGE_SIZE};
-use vmm::config::{MAX_GMEM_FILES, MAX_RAM_REGIONS};
-use vmm::manifest::{Manifest, MAX_SLOTS, SLOT_GMEM, SLOT_LOCKABLE, SLOT_READONLY};
+use vmm::caps::{Rights, Slot};
+use vmm_abi::limits::PAGE_SIZE;
+use vmm_abi::limits::{MAX_GMEM_FILES, MAX_RAM_REGIONS};
+use vmm_abi::manifest::{Manifest, MAX_SLOTS, SLOT_GMEM, SLOT_LOCKABLE, SLOT_READONLY};
 
 /// Private pages the backend can account for (16 MiB).
 pub const MAX_PRIVATE_PAGES: u64 = 4096;

@@ -7,18 +7,21 @@ use vmm::addr::Gpa;
 use vmm::arch::aarch64::regs::{TcbReg, VcpuReg};
 use vmm::caps::{FrameCap, ObjectType, PageTableCap, Rights, Slot, TcbCap, VCpuCap, VSpaceCap};
 use vmm::config::ClientId;
+use vmm::config::VmmConfig;
 use vmm::kernel::{Kernel, KernelError};
-use vmm::manifest::{
+use vmm::platform::NoHooks;
+use vmm::registry::Owner;
+use vmm::FaultOutcome;
+use vmm::Vmm;
+use vmm_abi::manifest::{
     Dev, File, Manifest, Ram, SlotEntry, DEV_PL011, SLOT_GMEM, SLOT_LOCKABLE, SLOT_READONLY, VM_INTERNAL,
 };
-use vmm::platform::NoHooks;
-use vmm::registry::{Owner, VmId};
-use vmm::vm::guest_memfd::GmemHandle;
-use vmm::vm::lock::{LOCK_READ, LOCK_WRITE};
-use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD};
-use vmm::vm::VcpuId;
-use vmm::FaultOutcome;
-use vmm::{Errno, Vmm};
+use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD};
+use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE};
+use vmm_abi::Errno;
+use vmm_abi::GmemHandle;
+use vmm_abi::VcpuId;
+use vmm_abi::VmId;
 use vmm_book::{Book, CapTable, StaticMap, CORE_SLOTS, RAM_FRAME_SLOTS};
 use zerocopy::little_endian::{U32, U64};
 
@@ -154,7 +157,7 @@ fn table() -> &'static mut CapTable {
 }
 
 fn vmm_for(m: &Manifest) -> Vmm<HostKernel, NoHooks> {
-    let config = m.config(CORE_SLOTS, RAM_FRAME_SLOTS).unwrap();
+    let config = VmmConfig::from_manifest(m, CORE_SLOTS, RAM_FRAME_SLOTS).unwrap();
     let book = Book::new(u64::from(m.vcpus), StaticMap::new(m, RAM_FRAME_SLOTS).unwrap(), table());
     Vmm::new(HostKernel { book, regs: [[0; 34]; 2] }, NoHooks, config).unwrap()
 }

@@ -5,7 +5,7 @@
 //! is, and the client's channel), so that a manifest of another system is
 //! refused before anything uses it.
 
-use vmm::manifest::{Manifest, ManifestError};
+use vmm_abi::manifest::{Manifest, ManifestError};
 
 /// What system.xml gave this PD, as Microkit patched it in (`setvar_*`).
 #[derive(Clone, Copy, Debug)]

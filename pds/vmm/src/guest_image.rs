@@ -8,7 +8,7 @@
 //! the guest starts with its MMU and caches off and reads memory, not the
 //! VMM's dirty cache lines.
 
-use vmm::registry::VmId;
+use vmm_abi::VmId;
 
 use crate::cache;
 use crate::loader::{self, GuestRam, LoadError};

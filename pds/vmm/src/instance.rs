@@ -7,10 +7,11 @@ use sel4_microkit::{debug_println, with_msg_regs, with_msg_regs_mut, Channel};
 
 use vmm::arch::aarch64::fault;
 use vmm::config::ClientId;
-use vmm::manifest::{self, Manifest};
-use vmm::protocol::Response;
-use vmm::registry::{Owner, VmId};
-use vmm::vm::VcpuId;
+use vmm_abi::manifest::{self, Manifest};
+use vmm_abi::protocol::Response;
+use vmm::registry::Owner;
+use vmm_abi::VmId;
+use vmm_abi::VcpuId;
 use vmm::ExitAction;
 use vmm::Vmm;
 
@@ -72,7 +73,7 @@ impl Instance {
         mapped: &Mapped,
     ) -> Result<&'static mut Instance, Refusal> {
         let manifest = boot_manifest::load(pd, mapped).map_err(Refusal::Manifest)?;
-        let config = manifest.config(CORE_SLOTS, RAM_FRAME_SLOTS).map_err(Refusal::Config)?;
+        let config = VmmConfig::from_manifest(&manifest, CORE_SLOTS, RAM_FRAME_SLOTS).map_err(Refusal::Config)?;
         let layout = StaticMap::new(&manifest, RAM_FRAME_SLOTS).map_err(Refusal::Layout)?;
         // Cannot be absent: boot_manifest::load insists on one RAM record.
         let gpa = manifest.ram.first().map_or(0, |r| r.gpa.get());

@@ -45,8 +45,8 @@ use sel4_microkit::{
 use static_cell::{ConstStaticCell, StaticCell};
 use zerocopy::IntoBytes;
 
-use vmm::protocol::Response;
-use vmm::Errno;
+use vmm_abi::protocol::Response;
+use vmm_abi::Errno;
 
 use vmm_book::{CapTable, CORE_SLOTS};
 

@@ -19,12 +19,14 @@ use sel4_microkit::debug_println;
 use vmm::addr::Gpa;
 use vmm::caps::Rights;
 use vmm::devices::pl011::Pl011;
-use vmm::devices::{Device, DeviceMap, MAX_DEVICES};
-use vmm::manifest::Dev;
+use vmm::devices::{Device, DeviceMap};
+use vmm_abi::limits::MAX_DEVICES;
+use vmm_abi::manifest::Dev;
 use vmm::platform::Platform;
-use vmm::registry::{Owner, VmId};
-use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD, READONLY};
-use vmm::Errno;
+use vmm::registry::Owner;
+use vmm_abi::VmId;
+use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, READONLY};
+use vmm_abi::Errno;
 
 use vmm_book::StaticMap;
 

@@ -1,7 +1,7 @@
 //! Why a VMM refuses to start. It then says so on the debug console, once,
 //! and answers every request with EIO; its VM never runs.
 
-use vmm::manifest::ManifestError;
+use vmm_abi::manifest::ManifestError;
 use vmm_book::LayoutError;
 
 use crate::boot_manifest::Refused;

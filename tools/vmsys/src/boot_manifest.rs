@@ -1,8 +1,8 @@
 //! A VM's description as the core's boot manifest
-//! ([`vmm::manifest::Manifest`]): the static layout its VMM PD reads at
+//! ([`vmm_abi::manifest::Manifest`]): the static layout its VMM PD reads at
 //! initialisation, encoded in the core's own format.
 
-use vmm::manifest::{
+use vmm_abi::manifest::{
     Dev, File, Manifest, Ram, SlotEntry, CLIENT_PRIVILEGED, DEV_PL011, MAX_SLOTS, SLOT_GMEM, SLOT_LOCKABLE,
     SLOT_READONLY, VM_INTERNAL,
 };

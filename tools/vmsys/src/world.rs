@@ -4,15 +4,17 @@
 //! `check` builds each VM in such a world to apply the core's rules; `sim`
 //! runs scenarios in them.
 
-use vmm::caps::{Slot, SlotRange, PAGE_SIZE};
-use vmm::manifest::Manifest;
-use vmm::model::Model;
+use vmm::caps::{Slot, SlotRange};
+use vmm::config::VmmConfig;
 use vmm::platform::NoHooks;
 use vmm::Vmm;
+use vmm_abi::limits::PAGE_SIZE;
+use vmm_abi::manifest::Manifest;
+use vmm_model::Model;
 
 /// The core on the model, with no platform hooks and room for the one VM a
 /// Microkit VMM runs, as on seL4.
-pub type ModelVmm = Vmm<Model, NoHooks, { vmm::manifest::VMS }>;
+pub type ModelVmm = Vmm<Model, NoHooks, { vmm_abi::manifest::VMS }>;
 
 /// The VMM's own VSpace.
 pub const VMM_VSPACE: Slot = Slot(1);
@@ -32,7 +34,8 @@ pub const MAX_MODEL_PAGES: u64 = 1 << 18;
 /// A VMM instance set up from manifest `m`, or why the core (or the model)
 /// refuses it.
 pub fn vmm_for(m: &Manifest) -> Result<Box<ModelVmm>, String> {
-    let config = m.config(CSPACE, RAM_FRAMES).map_err(|e| format!("the VMM would refuse its boot manifest: {e}"))?;
+    let config = VmmConfig::from_manifest(m, CSPACE, RAM_FRAMES)
+        .map_err(|e| format!("the VMM would refuse its boot manifest: {e}"))?;
     // Before the model maps anything: overlapping RAM would alias pages.
     config.validate().map_err(|e| format!("the VMM would refuse its configuration: {e}"))?;
     let ram_bytes = m.ram.iter().fold(0u64, |a, r| a.saturating_add(r.size.get()));

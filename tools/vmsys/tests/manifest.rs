@@ -9,7 +9,8 @@ use std::process::Command;
 
 use common::{parse, TOML, XML};
 use vmm::caps::{Slot, SlotRange};
-use vmm::manifest::{Manifest, ManifestError, CLIENT_PRIVILEGED, DEV_PL011, SLOT_GMEM, SLOT_LOCKABLE, VM_INTERNAL};
+use vmm::config::VmmConfig;
+use vmm_abi::manifest::{Manifest, ManifestError, CLIENT_PRIVILEGED, DEV_PL011, SLOT_GMEM, SLOT_LOCKABLE, VM_INTERNAL};
 use vmsys::boot_manifest;
 
 /// (id, flags, gpa, size, source, file) of each slot record.
@@ -28,7 +29,8 @@ fn each_vms_manifest_round_trips_through_the_cores_decoder() {
         let bytes = boot_manifest::encode(&m).unwrap();
         assert_eq!(Manifest::parse(&bytes), Ok(m.clone()), "{}", vm.name);
         // The VMM can configure itself from it.
-        let config = m.config(SlotRange { base: Slot(1 << 20), len: 1 << 20 }, Slot(1 << 40)).unwrap();
+        let config =
+            VmmConfig::from_manifest(&m, SlotRange { base: Slot(1 << 20), len: 1 << 20 }, Slot(1 << 40)).unwrap();
         assert!(config.validate().is_ok());
     }
 }

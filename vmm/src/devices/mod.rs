@@ -13,9 +13,7 @@ use heapless::Vec;
 use crate::addr::Gpa;
 
 use pl011::{Console, Pl011};
-
-/// Devices per VM.
-pub const MAX_DEVICES: usize = 8;
+use vmm_abi::limits::MAX_DEVICES;
 
 /// A device model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

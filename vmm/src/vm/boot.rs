@@ -12,12 +12,13 @@ use crate::devices::pl011::Pl011;
 use crate::devices::Device;
 use crate::error::Error;
 use crate::kernel::Kernel;
-use crate::manifest::Manifest;
 use crate::platform::Platform;
-use crate::registry::{Caller, VmId};
-use crate::vm::guest_memfd::GmemHandle;
-use crate::vm::VcpuId;
+use crate::registry::Caller;
 use crate::Vmm;
+use vmm_abi::manifest::Manifest;
+use vmm_abi::GmemHandle;
+use vmm_abi::VcpuId;
+use vmm_abi::VmId;
 
 /// Which part of the manifest a rule refused, and why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,7 +60,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             // Take down what was built: files first would drop the VM after
             // destroy; destroy first keeps it pinned until they close.
             let _ = self.destroy_vm(owner, id);
-            let handles: heapless::Vec<GmemHandle, { crate::config::MAX_GMEM_FILES }> =
+            let handles: heapless::Vec<GmemHandle, { vmm_abi::limits::MAX_GMEM_FILES }> =
                 self.gmem.iter().filter(|f| f.vm == id).map(|f| f.handle).collect();
             for h in handles {
                 let _ = self.close_guest_memfd(owner, h);
@@ -72,7 +73,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         for v in 0..m.vcpus {
             self.create_vcpu(owner, id, VcpuId(v)).map_err(|e| BootError::Vcpu(v, e))?;
         }
-        let mut handles: heapless::Vec<GmemHandle, { crate::config::MAX_GMEM_FILES }> = heapless::Vec::new();
+        let mut handles: heapless::Vec<GmemHandle, { vmm_abi::limits::MAX_GMEM_FILES }> = heapless::Vec::new();
         for (n, f) in m.files.iter().enumerate() {
             let h = self.create_guest_memfd(owner, id, f.size.get(), 0).map_err(|e| BootError::File(n, e))?;
             // Cannot fail: the manifest holds at most as many files.

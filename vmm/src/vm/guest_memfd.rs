@@ -23,14 +23,17 @@
 
 use heapless::Vec;
 
-use crate::caps::{page_aligned, ObjectType, SlotRange, PAGE_SIZE};
-use crate::config::{MAX_BINDINGS, MAX_GMEM_FILES};
+use crate::caps::{ObjectType, SlotRange};
 use crate::error::Error;
 use crate::kernel::{During, Invocation, Kernel};
 use crate::platform::Platform;
-use crate::registry::{Caller, Presence, RegistryError, VmId};
+use crate::registry::{Caller, Presence, RegistryError};
 use crate::vm::memslots::{Backing, MemslotId};
 use crate::Vmm;
+use vmm_abi::limits::{page_aligned, PAGE_SIZE};
+use vmm_abi::limits::{MAX_BINDINGS, MAX_GMEM_FILES};
+use vmm_abi::GmemHandle;
+use vmm_abi::VmId;
 
 crate::errors! {
     /// Why a guest_memfd operation failed.
@@ -73,24 +76,6 @@ pub struct Binding {
 impl Binding {
     fn end(&self) -> u64 {
         self.first.saturating_add(self.pages)
-    }
-}
-
-/// A guest_memfd handle: what CREATE_GUEST_MEMFD returns and a memslot's
-/// `guest_memfd` and CLOSE name (the file descriptor of KVM's guest_memfd).
-/// Handles are never 0.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct GmemHandle(pub u32);
-
-impl From<GmemHandle> for u64 {
-    fn from(h: GmemHandle) -> u64 {
-        u64::from(h.0)
-    }
-}
-
-impl core::fmt::Display for GmemHandle {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{}", self.0)
     }
 }
 

@@ -33,24 +33,23 @@
 
 use heapless::Vec;
 
-use crate::caps::{FrameCap, Rights, Slot, SlotRange, VSpaceCap, PAGE_SIZE};
+use crate::caps::{FrameCap, Rights, Slot, SlotRange, VSpaceCap};
 use crate::config::{ClientId, VmmConfig, MAX_CLIENTS};
 use crate::error::Error;
 use crate::kernel::{During, Invocation, Kernel, KernelError, Refused};
 use crate::platform::Platform;
-use crate::registry::{Caller, Owner, VmId};
-use crate::vm::memslots::{Backing, Memslot, MemslotId, SlotLock, LOG_DIRTY_PAGES};
+use crate::registry::{Caller, Owner};
+use crate::vm::memslots::{Backing, Memslot, MemslotId, SlotLock};
 use crate::Vmm;
+use vmm_abi::limits::PAGE_SIZE;
+use vmm_abi::memslot::LOCK_READ;
+use vmm_abi::memslot::LOCK_WRITE;
+use vmm_abi::memslot::LOG_DIRTY_PAGES;
+use vmm_abi::memslot::UNLOCK_ALL;
+use vmm_abi::VmId;
 
-/// Lock for reading (required).
-pub const LOCK_READ: u64 = 1 << 0;
-/// Lock for writing too.
-pub const LOCK_WRITE: u64 = 1 << 1;
 /// Every lock flag.
 pub(crate) const LOCK_FLAGS: u64 = LOCK_READ | LOCK_WRITE;
-/// UNLOCK: every locked slot of the VM instead of one.
-pub const UNLOCK_ALL: u64 = 1 << 0;
-
 crate::errors! {
     /// Why a lock or unlock request was refused.
     pub enum LockError {
@@ -135,7 +134,7 @@ impl Charges {
 
 /// The most pages `owner` may have locked at once: none for the VMM's own
 /// VMs and a privileged client (`None`), 0 for an unknown client.
-pub(crate) fn charge_limit(config: &VmmConfig, owner: Owner) -> Option<u64> {
+pub fn charge_limit(config: &VmmConfig, owner: Owner) -> Option<u64> {
     match owner {
         Owner::Internal => None,
         Owner::Client(c) => match config.client(c) {

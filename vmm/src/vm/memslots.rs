@@ -32,55 +32,25 @@
 use heapless::Vec;
 
 use crate::addr::Gpa;
-use crate::caps::{page_aligned, FrameCap, Rights, Slot, SlotRange, PAGE_SIZE};
-use crate::config::{RamRegion, VmmConfig, GUEST_PHYS_LIMIT, MAX_MEMSLOTS};
+use crate::caps::{FrameCap, Rights, Slot, SlotRange};
+use crate::config::{RamRegion, VmmConfig};
 use crate::error::Error;
 use crate::kernel::{During, Invocation, Kernel, KernelError, Refused};
 use crate::platform::Platform;
-use crate::registry::{Caller, VmId};
-use crate::vm::guest_memfd::{GmemError, GmemHandle};
+use crate::registry::Caller;
+use crate::vm::guest_memfd::GmemError;
 use crate::Vmm;
+use vmm_abi::limits::{page_aligned, PAGE_SIZE};
+use vmm_abi::limits::{GUEST_PHYS_LIMIT, MAX_MEMSLOTS};
+use vmm_abi::memslot::MemoryRegion;
+use vmm_abi::memslot::GUEST_MEMFD;
+use vmm_abi::memslot::LOG_DIRTY_PAGES;
+use vmm_abi::memslot::READONLY;
+use vmm_abi::GmemHandle;
+use vmm_abi::VmId;
 
-/// Stage-2 writes are tracked (only where the backend supports it).
-pub const LOG_DIRTY_PAGES: u32 = 1 << 0;
-/// The guest may not write.
-pub const READONLY: u32 = 1 << 1;
-/// Backed by a guest_memfd file instead of VMM-mapped RAM.
-pub const GUEST_MEMFD: u32 = 1 << 2;
 /// Every flag this VMM knows.
 pub(crate) const KNOWN_FLAGS: u32 = LOG_DIRTY_PAGES | READONLY | GUEST_MEMFD;
-
-/// A SET_USER_MEMORY_REGION2 request.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct MemoryRegion {
-    /// Low 16 bits: slot id; high 16 bits: address-space id.
-    pub slot: u32,
-    /// LOG_DIRTY_PAGES, READONLY, GUEST_MEMFD.
-    pub flags: u32,
-    /// Where the slot starts in guest-physical space.
-    pub guest_phys_addr: u64,
-    /// Its size in bytes; 0 deletes the slot.
-    pub memory_size: u64,
-    /// Where the backing is mapped in the VMM's address space.
-    pub userspace_addr: u64,
-    /// Offset into the guest_memfd file.
-    pub guest_memfd_offset: u64,
-    /// The guest_memfd handle (with GUEST_MEMFD).
-    pub guest_memfd: u32,
-}
-
-impl MemoryRegion {
-    /// The slot id it names (the low half of `slot`; the address space is
-    /// checked separately).
-    fn id(&self) -> MemslotId {
-        MemslotId((self.slot & 0xffff) as u16)
-    }
-
-    /// The guest_memfd file it names.
-    fn file(&self) -> GmemHandle {
-        GmemHandle(self.guest_memfd)
-    }
-}
 
 /// A memslot's id within its VM (address space 0): `0..MAX_MEMSLOTS`.
 /// A request's `slot` word also carries the address space in its upper
@@ -89,6 +59,12 @@ impl MemoryRegion {
 pub struct MemslotId(pub u16);
 
 impl MemslotId {
+    /// The slot id a SET_USER_MEMORY_REGION2 request names (the low half of
+    /// its `slot`; the address space is checked separately).
+    pub(crate) fn of_region(req: &MemoryRegion) -> MemslotId {
+        MemslotId((req.slot & 0xffff) as u16)
+    }
+
     /// The id a request's `slot` word names, if it fits (the address space
     /// is checked separately).
     pub(crate) fn of_request(slot: u32) -> Option<MemslotId> {
@@ -167,7 +143,7 @@ impl Memslot {
     /// that it overlaps no other.
     pub fn new(req: &MemoryRegion, backing: Backing, map_caps: SlotRange) -> Memslot {
         Memslot {
-            id: req.id(),
+            id: MemslotId::of_region(req),
             flags: req.flags,
             gpa: Gpa(req.guest_phys_addr),
             size: req.memory_size,
@@ -226,7 +202,7 @@ impl Memslot {
     }
 
     /// Pages in the slot.
-    pub(crate) fn pages(&self) -> u64 {
+    pub fn pages(&self) -> u64 {
         self.size / PAGE_SIZE
     }
 
@@ -247,7 +223,7 @@ impl Memslot {
 
     /// The stage-2 rights its pages have outside a lock: what the slot
     /// allows (rule 3.11).
-    pub(crate) fn rights(&self) -> Rights {
+    pub fn rights(&self) -> Rights {
         if self.readonly() {
             Rights::READ
         } else {
@@ -440,7 +416,7 @@ pub(crate) fn classify(table: &MemslotTable, req: &MemoryRegion, env: &Env<'_>) 
     if req.slot >> 16 != 0 {
         return Err(MemslotError::BadAddressSpace);
     }
-    let id = req.id();
+    let id = MemslotId::of_region(req);
     if usize::from(id.0) >= MAX_MEMSLOTS {
         return Err(MemslotError::BadSlotId);
     }
@@ -538,7 +514,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
                 let (backing, binding) = if req.flags & GUEST_MEMFD != 0 {
                     let file = self.gmem.get(req.file()).ok_or(GmemError::BadHandle)?;
                     let mut binding = file.check_bind(id, req.guest_memfd_offset, req.memory_size)?;
-                    binding.slot = req.id();
+                    binding.slot = MemslotId::of_region(req);
                     (Backing::Gmem { file: Some(req.file()), offset: req.guest_memfd_offset }, Some(binding))
                 } else {
                     let frames = ram_frames(&self.config, req).ok_or(MemslotError::NotGuestRam)?;
@@ -555,7 +531,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
                 let unbind = |gmem: &mut crate::vm::guest_memfd::GmemTable| {
                     if let Backing::Gmem { file: Some(h), .. } = backing {
                         if let Some(f) = gmem.get_mut(h) {
-                            f.unbind(req.id());
+                            f.unbind(MemslotId::of_region(req));
                         }
                     }
                 };

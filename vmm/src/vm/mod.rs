@@ -17,23 +17,21 @@ pub mod vcpu;
 
 use crate::arch::aarch64::irq::Lines;
 use crate::caps::{ObjectType, Slot, SlotRange, TcbCap, VCpuCap, VSpaceCap};
-use crate::config::MAX_VCPUS;
 use crate::devices::DeviceMap;
 use crate::error::Error;
 use crate::kernel::{During, Invocation, Kernel, Refused};
 use crate::platform::Platform;
-use crate::registry::{Caller, RegistryError, VmId};
+use crate::registry::{Caller, RegistryError};
 use crate::Vmm;
 use memslots::MemslotTable;
 use stage2::Stage2;
-pub use vcpu::{Vcpu, VcpuId, VcpuState};
+pub use vcpu::{Vcpu, VcpuState};
+use vmm_abi::limits::MAX_VCPUS;
+use vmm_abi::VcpuId;
+use vmm_abi::VmId;
 
 const VCPU_BASE: u64 = 1;
 const TABLE_BASE: u64 = 1 + 2 * MAX_VCPUS as u64;
-
-/// The VM-wide capability that changes how memory must be prepared (the
-/// memory tagging of the KVM lock proposal, rule 5.6): cannot be enabled while a slot is locked.
-pub const CAP_MEM_TAGGING: u32 = 1;
 
 crate::errors! {
     /// Why a vCPU or VM-wide request was refused.

@@ -13,28 +13,13 @@ use crate::caps::{ObjectType, TcbCap, VCpuCap};
 use crate::error::Error;
 use crate::kernel::{During, Invocation, Kernel};
 use crate::platform::Platform;
-use crate::registry::{Caller, VmId};
+use crate::registry::Caller;
 use crate::vm::lock::LockError;
-use crate::vm::{Boot, VmError, CAP_MEM_TAGGING};
+use crate::vm::{Boot, VmError};
 use crate::Vmm;
-
-/// A vCPU's id within its VM: `0..` the VM's vCPU limit, and the Aff0 of
-/// the MPIDR the guest sees.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct VcpuId(pub u32);
-
-impl VcpuId {
-    /// Its index in a VM's vCPU array.
-    pub(crate) fn index(self) -> Option<usize> {
-        usize::try_from(self.0).ok()
-    }
-}
-
-impl core::fmt::Display for VcpuId {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
+use vmm_abi::protocol::CAP_MEM_TAGGING;
+use vmm_abi::VcpuId;
+use vmm_abi::VmId;
 
 /// Where a vCPU is in its life. This is also its PSCI state: a vCPU that
 /// called CPU_OFF, or that a reset stopped, is `Stopped` and CPU_ON starts

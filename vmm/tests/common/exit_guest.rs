@@ -4,9 +4,10 @@
 use vmm::addr::Gpa;
 use vmm::devices::pl011::{self, Pl011};
 use vmm::devices::Device;
-use vmm::registry::{Owner, VmId};
-use vmm::vm::memslots::READONLY;
-use vmm::vm::VcpuId;
+use vmm::registry::Owner;
+use vmm_abi::memslot::READONLY;
+use vmm_abi::VcpuId;
+use vmm_abi::VmId;
 
 use super::{check_invariants, ram_region, TestVmm};
 

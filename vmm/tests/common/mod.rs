@@ -12,16 +12,20 @@ use std::vec::Vec;
 
 #[allow(unused_imports)] // not every test binary names an address
 pub use vmm::addr::Gpa;
-use vmm::caps::{Slot, SlotRange, PAGE_SIZE};
-use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig, MAX_PAGE_TABLES};
-use vmm::model::Model;
+use vmm::caps::{Slot, SlotRange};
+use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig};
 use vmm::platform::Platform;
-use vmm::registry::{Owner, VmId};
-pub use vmm::vm::guest_memfd::GmemHandle;
-use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD};
+use vmm::registry::Owner;
+use vmm::{Error, Vmm};
+use vmm_abi::limits::MAX_PAGE_TABLES;
+use vmm_abi::limits::PAGE_SIZE;
+use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD};
+use vmm_abi::Errno;
+pub use vmm_abi::GmemHandle;
 #[allow(unused_imports)] // not every test binary names a vCPU
-pub use vmm::vm::VcpuId;
-use vmm::{Errno, Error, Vmm};
+pub use vmm_abi::VcpuId;
+use vmm_abi::VmId;
+use vmm_model::Model;
 
 /// The VMM's own VSpace.
 pub const VMM_VSPACE: Slot = Slot(1);
@@ -233,13 +237,13 @@ pub fn world_with_vm(owner: Owner) -> (Box<TestVmm>, VmId) {
 
 /// The VSpace object of VM `id`.
 pub fn vm_vspace(v: &TestVmm, id: VmId) -> Option<u64> {
-    vmm::model::invariants::vspace_of(v, id)
+    vmm_model::invariants::vspace_of(v, id)
 }
 
 /// Every invariant the tests rely on, checked on the whole state: the
-/// core's own ([`vmm::model::invariants`]) and this harness's hooks.
+/// core's own ([`vmm_model::invariants`]) and this harness's hooks.
 pub fn check_invariants(v: &TestVmm) {
-    if let Err(e) = vmm::model::invariants::check_state(v, VMM_VSPACE) {
+    if let Err(e) = vmm_model::invariants::check_state(v, VMM_VSPACE) {
         panic!("invariant broken: {e}");
     }
     assert_eq!(v.hooks().enabled, v.usage_count() > 0, "shared resources enabled iff a VM exists");
@@ -259,7 +263,7 @@ pub fn guest_pages(v: &TestVmm, id: VmId) -> std::collections::BTreeMap<u64, (u6
 #[derive(Debug, PartialEq)]
 pub struct VmView {
     pub entry: vmm::registry::Entry<vmm::vm::Vm>,
-    pub caps: std::collections::BTreeMap<u64, (vmm::model::Cap, vmm::model::Object)>,
+    pub caps: std::collections::BTreeMap<u64, (vmm_model::Cap, vmm_model::Object)>,
     pub pages: std::collections::BTreeMap<u64, (u64, vmm::caps::Rights)>,
 }
 

@@ -7,9 +7,9 @@
 //! rule.
 
 use vmm::config::ClientId;
-use vmm::manifest::Manifest;
 use vmm::registry::Owner;
 use vmm::BootError;
+use vmm_abi::manifest::Manifest;
 
 use super::Ctx;
 use crate::boot_manifest;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use vmm::config::MAX_VCPUS;
+use vmm_abi::limits::MAX_VCPUS;
 
 use super::Ctx;
 

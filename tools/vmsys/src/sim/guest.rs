@@ -15,12 +15,15 @@
 use vmm::arch::aarch64::esr::ec;
 use vmm::arch::aarch64::fault::label;
 use vmm::arch::aarch64::regs::TcbReg;
-use vmm::caps::{Rights, TcbCap, PAGE_SIZE};
+use vmm::caps::{Rights, TcbCap};
 use vmm::devices::pl011::{reg as pl011, Console};
 use vmm::kernel::Kernel;
-use vmm::registry::{Presence, VmId};
-use vmm::vm::{VcpuId, VcpuState};
+use vmm::registry::Presence;
+use vmm::vm::VcpuState;
 use vmm::ExitAction;
+use vmm_abi::limits::PAGE_SIZE;
+use vmm_abi::VcpuId;
+use vmm_abi::VmId;
 
 use super::script::GuestOp;
 use super::system::Instance;

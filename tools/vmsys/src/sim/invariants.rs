@@ -1,5 +1,5 @@
 //! What must hold after every step, whatever the scenario says: every
-//! invariant of the core ([`vmm::model::invariants`]), the model's own
+//! invariant of the core ([`vmm_model::invariants`]), the model's own
 //! consistency among them, so that no guest_memfd frame is mapped anywhere
 //! but into its own VM's stage 2 (never into the VMM, never into another
 //! VM).
@@ -9,5 +9,5 @@ use crate::world::VMM_VSPACE;
 
 /// The first broken invariant of `inst`, if any.
 pub fn broken(inst: &Instance) -> Option<String> {
-    vmm::model::invariants::check_state(&inst.vmm, VMM_VSPACE).err().map(|e| format!("{}: {e}", inst.vmm_name))
+    vmm_model::invariants::check_state(&inst.vmm, VMM_VSPACE).err().map(|e| format!("{}: {e}", inst.vmm_name))
 }

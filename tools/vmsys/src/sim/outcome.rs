@@ -1,8 +1,8 @@
 //! Outcomes in the canonical text a scenario's expected results are
 //! written in, so that a step passes when the texts agree.
 
-use vmm::Errno;
 use vmm::{ExitAction, StopReason};
+use vmm_abi::Errno;
 
 use crate::num::hex;
 

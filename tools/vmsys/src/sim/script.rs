@@ -17,14 +17,14 @@
 use std::collections::BTreeMap;
 
 use vmm::arch::aarch64::regs::{Reg, TcbReg};
-use vmm::protocol::Request;
-use vmm::registry::VmId;
-use vmm::vm::guest_memfd::GmemHandle;
-use vmm::vm::lock::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
-use vmm::vm::memslots::{MemoryRegion, GUEST_MEMFD, LOG_DIRTY_PAGES, READONLY};
-use vmm::vm::VcpuId;
-use vmm::vm::CAP_MEM_TAGGING;
-use vmm::Errno;
+use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, LOG_DIRTY_PAGES, READONLY};
+use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
+use vmm_abi::protocol::Request;
+use vmm_abi::protocol::CAP_MEM_TAGGING;
+use vmm_abi::Errno;
+use vmm_abi::GmemHandle;
+use vmm_abi::VcpuId;
+use vmm_abi::VmId;
 
 use crate::num;
 

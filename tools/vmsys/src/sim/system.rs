@@ -13,9 +13,10 @@ use vmm::addr::Gpa;
 use vmm::config::ClientId;
 use vmm::devices::pl011::Pl011;
 use vmm::devices::Device;
-use vmm::protocol::{label, Request, MAX_PAYLOAD};
-use vmm::registry::{Owner, VmId};
-use vmm::Errno;
+use vmm::registry::Owner;
+use vmm_abi::protocol::{label, Request, MAX_PAYLOAD};
+use vmm_abi::Errno;
+use vmm_abi::VmId;
 
 use super::script::Sent;
 use crate::boot_manifest;

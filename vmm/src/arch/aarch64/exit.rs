@@ -26,10 +26,12 @@ use crate::devices::Device;
 use crate::error::Error;
 use crate::kernel::{During, Invocation, Kernel, Refused};
 use crate::platform::Platform;
-use crate::registry::{Caller, Owner, Presence, VmId};
-use crate::vm::{VcpuId, VcpuState};
+use crate::registry::{Caller, Owner, Presence};
+use crate::vm::VcpuState;
 use crate::FaultOutcome;
 use crate::Vmm;
+use vmm_abi::VcpuId;
+use vmm_abi::VmId;
 
 /// What the VMM PD does after an exit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

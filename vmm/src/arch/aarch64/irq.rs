@@ -7,13 +7,15 @@
 //! acknowledges it. With every list register in use it waits, and goes in
 //! when one frees.
 
-use crate::config::{MAX_IRQ, MIN_IRQ};
 use crate::error::Error;
 use crate::kernel::{During, Invocation, Kernel};
 use crate::platform::Platform;
-use crate::registry::{Caller, VmId};
-use crate::vm::{VcpuId, VcpuState, VmError};
+use crate::registry::Caller;
+use crate::vm::{VcpuState, VmError};
 use crate::Vmm;
+use vmm_abi::limits::{MAX_IRQ, MIN_IRQ};
+use vmm_abi::VcpuId;
+use vmm_abi::VmId;
 
 use super::exit::{ExitAction, StopReason};
 use super::fault::ExitError;

@@ -6,9 +6,10 @@ use crate::addr::Gpa;
 use crate::caps::{TcbCap, VCpuCap};
 use crate::kernel::{During, Invocation, Kernel, Refused};
 use crate::platform::Platform;
-use crate::registry::VmId;
-use crate::vm::{VcpuId, VcpuState};
+use crate::vm::VcpuState;
 use crate::Vmm;
+use vmm_abi::VcpuId;
+use vmm_abi::VmId;
 
 use super::exit::{ExitAction, StopReason};
 use super::regs::{TcbReg, VcpuReg, SCTLR_EL1_RESET, SPSR_EL1H_MASKED};

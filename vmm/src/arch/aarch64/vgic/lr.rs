@@ -8,7 +8,7 @@
 //! (an SPI) to any other, until then: the architecture forbids one INTID
 //! in two list registers, and an active SPI is not forwarded anywhere.
 
-use crate::vm::VcpuId;
+use vmm_abi::VcpuId;
 
 use super::state::Bit;
 use super::{Effects, GicVersion, VcpuMask, Vgic, VgicError, IRQS, LIST_REGISTERS, SGIS, SPI_BASE};

@@ -69,8 +69,8 @@ mod state;
 mod v2;
 mod v3;
 
-use crate::config::{MAX_VCPUS, MIN_IRQ};
-use crate::vm::VcpuId;
+use vmm_abi::limits::{MAX_VCPUS, MIN_IRQ};
+use vmm_abi::VcpuId;
 
 use state::{Bit, Irqs};
 

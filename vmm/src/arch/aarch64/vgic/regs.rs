@@ -83,9 +83,9 @@ pub(super) enum Reg {
 /// A decoded access: the register, the offset it starts at, its sizes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Decoded {
-    pub reg: Reg,
-    pub base: u64,
-    pub kind: Kind,
+    pub(super) reg: Reg,
+    pub(super) base: u64,
+    pub(super) kind: Kind,
 }
 
 impl Decoded {

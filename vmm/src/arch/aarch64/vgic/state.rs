@@ -8,7 +8,7 @@
 //! operation. Interrupt `i` is bit `i % 32` of word `i / 32`; word 0 is the
 //! banked one.
 
-use crate::config::MAX_VCPUS;
+use vmm_abi::limits::MAX_VCPUS;
 
 use super::{IRQS, SGIS, SPIS, SPI_BASE};
 

@@ -5,18 +5,19 @@
 //! `vmm_vspace` is the slot of the VMM's own VSpace in the model, which no
 //! guest memory may be mapped into.
 
-use crate::addr::Gpa;
 use std::format;
 use std::string::String;
 use std::vec::Vec;
+use vmm::addr::Gpa;
 
-use crate::caps::Slot;
-use crate::platform::Platform;
-use crate::registry::{Owner, Presence, VmId};
-use crate::vm::lock::charge_limit;
-use crate::Vmm;
+use vmm::caps::Slot;
+use vmm::platform::Platform;
+use vmm::registry::{Owner, Presence};
+use vmm::vm::lock::charge_limit;
+use vmm::Vmm;
+use vmm_abi::VmId;
 
-use super::{Model, ObjId};
+use crate::{Model, ObjId};
 
 /// What broke and where.
 pub(crate) type Check = Result<(), String>;
@@ -25,7 +26,7 @@ pub(crate) type Check = Result<(), String>;
 /// an open file has none).
 pub fn vspace_of<A: Platform, const VMS: usize>(v: &Vmm<Model, A, VMS>, id: VmId) -> Option<ObjId> {
     let e = v.registry().entry(id)?;
-    (e.vm.fixed.len > 0).then(|| v.kernel().object_at(e.vm.vspace().slot())).flatten()
+    (e.vm().fixed().len > 0).then(|| v.kernel().object_at(e.vm().vspace().slot())).flatten()
 }
 
 /// guest_memfd frames are mapped only into their own VM's stage 2: never
@@ -37,17 +38,17 @@ pub fn private_frames_stay_in_their_vm<A: Platform, const VMS: usize>(
     let m = v.kernel();
     let vmm_vs = m.object_at(vmm_vspace);
     for f in v.gmem().iter() {
-        let own = vspace_of(v, f.vm);
-        for i in 0..f.frames.len {
-            let Some(obj) = f.frames.get(i).and_then(|sl| m.object_at(sl)) else {
-                return Err(format!("guest_memfd {} lost frame {i}", f.handle));
+        let own = vspace_of(v, f.vm());
+        for i in 0..f.frames().len {
+            let Some(obj) = f.frames().get(i).and_then(|sl| m.object_at(sl)) else {
+                return Err(format!("guest_memfd {} lost frame {i}", f.handle()));
             };
             for map in m.mappings_of(obj) {
                 if Some(map.vspace) == vmm_vs {
-                    return Err(format!("guest_memfd {} frame {i} is mapped into the VMM", f.handle));
+                    return Err(format!("guest_memfd {} frame {i} is mapped into the VMM", f.handle()));
                 }
                 if Some(map.vspace) != own {
-                    return Err(format!("guest_memfd {} frame {i} is mapped outside its VM {}", f.handle, f.vm.0));
+                    return Err(format!("guest_memfd {} frame {i} is mapped outside its VM {}", f.handle(), f.vm().0));
                 }
             }
         }
@@ -59,13 +60,13 @@ pub fn private_frames_stay_in_their_vm<A: Platform, const VMS: usize>(
 pub fn bindings_disjoint_and_inside<A: Platform, const VMS: usize>(v: &Vmm<Model, A, VMS>) -> Check {
     for f in v.gmem().iter() {
         let mut end = 0;
-        for b in &f.bindings {
+        for b in f.bindings() {
             if b.first < end {
-                return Err(format!("guest_memfd {} bindings overlap at page {}", f.handle, b.first));
+                return Err(format!("guest_memfd {} bindings overlap at page {}", f.handle(), b.first));
             }
             end = b.first + b.pages;
             if end > f.pages() {
-                return Err(format!("guest_memfd {} has a binding past its end", f.handle));
+                return Err(format!("guest_memfd {} has a binding past its end", f.handle()));
             }
         }
     }
@@ -77,9 +78,9 @@ pub fn bindings_disjoint_and_inside<A: Platform, const VMS: usize>(v: &Vmm<Model
 pub fn memslots_disjoint<A: Platform, const VMS: usize>(v: &Vmm<Model, A, VMS>) -> Check {
     for e in v.registry().entries() {
         let mut end = Gpa(0);
-        for slot in e.vm.memslots.iter() {
-            if slot.gpa < end {
-                return Err(format!("VM {} slot {} overlaps the slot below it", e.id.0, slot.id));
+        for slot in e.vm().memslots().iter() {
+            if slot.gpa() < end {
+                return Err(format!("VM {} slot {} overlaps the slot below it", e.id().0, slot.id()));
             }
             end = slot.end();
         }
@@ -93,19 +94,19 @@ pub fn memslots_disjoint<A: Platform, const VMS: usize>(v: &Vmm<Model, A, VMS>) 
 /// 5.4: what lets a failed lock be undone exactly).
 pub fn guest_rights_within_slots<A: Platform, const VMS: usize>(v: &Vmm<Model, A, VMS>) -> Check {
     for e in v.registry().entries() {
-        let Some(vs) = vspace_of(v, e.id) else { continue };
+        let Some(vs) = vspace_of(v, e.id()) else { continue };
         for (gpa, (_, rights)) in v.kernel().pages_in(vs) {
-            let Some(slot) = e.vm.memslots.find_gpa(Gpa(gpa)) else {
-                return Err(format!("VM {} maps {gpa:#x} outside every slot", e.id.0));
+            let Some(slot) = e.vm().memslots().find_gpa(Gpa(gpa)) else {
+                return Err(format!("VM {} maps {gpa:#x} outside every slot", e.id().0));
             };
             if slot.readonly() && rights.write {
-                return Err(format!("VM {} can write read-only {gpa:#x}", e.id.0));
+                return Err(format!("VM {} can write read-only {gpa:#x}", e.id().0));
             }
             let slot_rights = slot.rights();
-            if slot.lock.is_none() && rights != slot_rights {
+            if slot.lock().is_none() && rights != slot_rights {
                 return Err(format!(
                     "VM {} maps unlocked {gpa:#x} with {rights:?}, its slot allows {slot_rights:?}",
-                    e.id.0
+                    e.id().0
                 ));
             }
         }
@@ -118,20 +119,20 @@ pub fn guest_rights_within_slots<A: Platform, const VMS: usize>(v: &Vmm<Model, A
 pub fn memlock_charges<A: Platform, const VMS: usize>(v: &Vmm<Model, A, VMS>) -> Check {
     let mut locked: Vec<(Owner, u64)> = Vec::new();
     for e in v.registry().entries() {
-        for slot in e.vm.memslots.iter() {
-            if let Some(l) = slot.lock {
-                if l.pins.len != slot.pages() {
+        for slot in e.vm().memslots().iter() {
+            if let Some(l) = slot.lock() {
+                if l.pins().len != slot.pages() {
                     return Err(format!(
                         "VM {} slot {} has {} pins for {} pages",
-                        e.id.0,
-                        slot.id,
-                        l.pins.len,
+                        e.id().0,
+                        slot.id(),
+                        l.pins().len,
                         slot.pages()
                     ));
                 }
-                match locked.iter_mut().find(|(o, _)| *o == e.owner) {
+                match locked.iter_mut().find(|(o, _)| *o == e.owner()) {
                     Some((_, n)) => *n += slot.pages(),
-                    None => locked.push((e.owner, slot.pages())),
+                    None => locked.push((e.owner(), slot.pages())),
                 }
             }
         }
@@ -156,8 +157,8 @@ pub fn usage_count<A: Platform, const VMS: usize>(v: &Vmm<Model, A, VMS>) -> Che
     let mut added = 0;
     for e in v.registry().entries() {
         added += 1;
-        if e.presence == Presence::Removed && e.file_refs == 0 {
-            return Err(format!("removed VM {} has no open file and was not dropped", e.id.0));
+        if e.presence() == Presence::Removed && e.file_refs() == 0 {
+            return Err(format!("removed VM {} has no open file and was not dropped", e.id().0));
         }
     }
     if v.usage_count() != added {

@@ -1,7 +1,7 @@
-//! An executable model of the seL4 objects behind [`Kernel`](crate::kernel::Kernel).
+//! An executable model of the seL4 objects behind [`Kernel`](vmm::kernel::Kernel).
 //!
-//! Host tests and `verification/` run the core against it; target builds
-//! never include it (cargo feature `model`). It keeps what the invariants
+//! Host tests, the host simulator and `verification/` run the core against
+//! it; target builds never include it (it needs `std`). It keeps what the invariants
 //! need to observe: CSpace slots, the capability derivation tree, frames,
 //! VSpaces and page tables, one mapping per frame capability, rights that
 //! only shrink when derived, and revoke removing descendants with their
@@ -26,9 +26,9 @@ use std::vec::Vec;
 
 pub use objects::{Cap, Mapping, ObjId, Object};
 
-use crate::arch::aarch64::regs::TcbReg;
-use crate::caps::{ObjectType, Rights, Slot};
-use crate::kernel::KernelError;
+use vmm::arch::aarch64::regs::TcbReg;
+use vmm::caps::{ObjectType, Rights, Slot};
+use vmm::kernel::KernelError;
 
 /// The comparable state of the model: everything a test may snapshot.
 ///
@@ -170,7 +170,7 @@ impl Model {
             let obj = self.new_object(ObjectType::Frame)?;
             let slot = first.0 + i;
             self.new_cap(slot, obj, None, Rights::READ_WRITE);
-            let va = vaddr + i * crate::caps::PAGE_SIZE;
+            let va = vaddr + i * vmm_abi::limits::PAGE_SIZE;
             self.install_page(slot, vs, va, Rights::READ_WRITE);
         }
         Ok(())

@@ -5,20 +5,14 @@
 //! [`Request::decode`] turns any label and byte string into a request or an
 //! errno and never panics: unknown labels are EOPNOTSUPP, a payload of the
 //! wrong length or with non-zero padding is EINVAL. A request encodes and
-//! decodes back to itself. [`Vmm::handle`](crate::Vmm::handle) is the one
-//! entry point: caller, label, payload in; response out.
-
-mod dispatch;
-pub mod wire;
+//! decodes back to itself. The core's `Vmm::handle` is the VMM's one entry
+//! point: caller, label, payload in; response out.
 
 use zerocopy::{FromBytes, IntoBytes};
 
-use crate::errno::Errno;
-use crate::registry::VmId;
-use crate::vm::guest_memfd::GmemHandle;
-use crate::vm::memslots::MemoryRegion;
-use crate::vm::VcpuId;
-use wire::*;
+use crate::memslot::MemoryRegion;
+use crate::wire::*;
+use crate::{Errno, GmemHandle, VcpuId, VmId};
 
 /// Operation labels.
 pub mod label {
@@ -51,6 +45,11 @@ pub mod label {
     /// Enable a VM-wide capability.
     pub const ENABLE_CAP: u64 = 14;
 }
+
+/// The VM-wide capability that changes how memory must be prepared (the
+/// memory tagging of the KVM lock proposal, rule 5.6): cannot be enabled while
+/// a slot is locked.
+pub const CAP_MEM_TAGGING: u32 = 1;
 
 /// The largest payload, in bytes.
 pub const MAX_PAYLOAD: usize = core::mem::size_of::<SetRegion>();

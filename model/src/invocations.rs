@@ -2,11 +2,12 @@
 
 use std::vec::Vec;
 
-use super::{Cap, Mapping, Model, ObjId, Object};
-use crate::arch::aarch64::regs::{TcbReg, VcpuReg};
-use crate::caps::{page_aligned, FrameCap, ObjectType, PageTableCap, Rights, Slot, TcbCap, VCpuCap, VSpaceCap};
-use crate::config::GUEST_PHYS_LIMIT;
-use crate::kernel::{Kernel, KernelError};
+use crate::{Cap, Mapping, Model, ObjId, Object};
+use vmm::arch::aarch64::regs::{TcbReg, VcpuReg};
+use vmm::caps::{FrameCap, ObjectType, PageTableCap, Rights, Slot, TcbCap, VCpuCap, VSpaceCap};
+use vmm::kernel::{Kernel, KernelError};
+use vmm_abi::limits::page_aligned;
+use vmm_abi::limits::GUEST_PHYS_LIMIT;
 
 /// Guest-physical bits translated by one level-2 entry (1 GiB).
 const L2_SHIFT: u32 = 30;
@@ -361,7 +362,7 @@ impl Kernel for Model {
 
     fn vcpu_inject_irq(&mut self, vcpu: VCpuCap, irq: u16, index: u8) -> Result<(), KernelError> {
         self.enter()?;
-        if index >= crate::arch::aarch64::irq::LIST_REGISTERS {
+        if usize::from(index) >= vmm::arch::aarch64::vgic::LIST_REGISTERS {
             return Err(KernelError::InvalidArgument);
         }
         if let Object::VCpu { injected, .. } = self.vcpu_mut(vcpu)? {

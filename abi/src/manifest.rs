@@ -19,17 +19,14 @@ use heapless::Vec;
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use crate::caps::{page_aligned, Slot, SlotRange, PAGE_SIZE};
-use crate::config::{
-    ClientConfig, ClientId, RamRegion, VmmConfig, MAX_GMEM_FILES, MAX_PAGE_TABLES, MAX_RAM_REGIONS, MAX_VCPUS,
-};
-use crate::devices::MAX_DEVICES;
-use crate::vm::memslots::{MemoryRegion, GUEST_MEMFD, READONLY};
+use crate::limits::{page_aligned, MAX_DEVICES, MAX_GMEM_FILES, MAX_RAM_REGIONS, MAX_VCPUS};
+use crate::memslot::{MemoryRegion, GUEST_MEMFD, READONLY};
+use crate::Errno;
 
 /// "VMMF".
-pub(crate) const MAGIC: [u8; 4] = *b"VMMF";
+pub const MAGIC: [u8; 4] = *b"VMMF";
 /// The format this core reads.
-pub(crate) const VERSION: u32 = 1;
+pub const VERSION: u32 = 1;
 /// VMs a VMM configured from a boot manifest keeps at once: the one the
 /// manifest describes (a client may re-create it once the old one is gone,
 /// its guest_memfd files closed).
@@ -55,33 +52,33 @@ pub const DEV_PL011: u32 = 1;
 #[repr(C)]
 pub(crate) struct Header {
     /// [`MAGIC`].
-    pub magic: [u8; 4],
+    pub(crate) magic: [u8; 4],
     /// [`VERSION`].
-    pub version: U32,
+    pub(crate) version: U32,
     /// Bytes in the whole manifest.
-    pub length: U32,
+    pub(crate) length: U32,
     /// CRC-32 of the whole manifest, this field taken as zero.
-    pub checksum: U32,
+    pub(crate) checksum: U32,
     /// [`VM_INTERNAL`].
-    pub vm_flags: U32,
+    pub(crate) vm_flags: U32,
     /// vCPUs of the VM (ids `0..vcpus`).
-    pub vcpus: U32,
+    pub(crate) vcpus: U32,
     /// Where the guest enters (the boot vCPU's PC).
-    pub entry: U64,
+    pub(crate) entry: U64,
     /// The channel of the controlling client (ignored for internal VMs).
-    pub client_channel: U32,
+    pub(crate) client_channel: U32,
     /// [`CLIENT_PRIVILEGED`].
-    pub client_flags: U32,
+    pub(crate) client_flags: U32,
     /// The client's memlock budget in pages.
-    pub memlock_pages: U64,
+    pub(crate) memlock_pages: U64,
     /// Count of [`Ram`] records.
-    pub ram: U16,
+    pub(crate) ram: U16,
     /// Count of [`SlotEntry`] records.
-    pub slots: U16,
+    pub(crate) slots: U16,
     /// Count of [`File`] records.
-    pub files: U16,
+    pub(crate) files: U16,
     /// Count of [`Dev`] records.
-    pub devices: U16,
+    pub(crate) devices: U16,
 }
 
 /// Guest RAM mapped into the VMM.
@@ -119,7 +116,7 @@ pub struct SlotEntry {
 
 impl SlotEntry {
     /// True for a slot backed by a guest_memfd file.
-    pub(crate) fn is_gmem(&self) -> bool {
+    pub fn is_gmem(&self) -> bool {
         self.flags.get() & SLOT_GMEM != 0
     }
 
@@ -170,24 +167,52 @@ pub struct Dev {
     pub size: U64,
 }
 
-crate::errors! {
-    /// Why a manifest was refused.
-    pub enum ManifestError {
-        /// Shorter than its header or than its counts say, or longer.
-        BadLength => EINVAL, "manifest length does not match its header",
-        /// Not a manifest.
-        BadMagic => EINVAL, "not a VMM manifest (bad magic)",
-        /// A version this core does not read.
-        BadVersion => EINVAL, "unsupported manifest version",
-        /// The checksum does not match.
-        BadChecksum => EINVAL, "manifest checksum mismatch",
-        /// More records than the VMM can hold.
-        TooMany => ENOSPC, "more records than the VMM can hold",
-        /// A record breaks the format's rules (unknown flags, non-zero
-        /// padding, unaligned sizes, a file index out of range).
-        BadRecord => EINVAL, "malformed manifest record",
-        /// The output buffer is too small.
-        NoRoom => ENOSPC, "output buffer too small for the manifest",
+/// Why a manifest was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ManifestError {
+    /// Shorter than its header or than its counts say, or longer.
+    BadLength,
+    /// Not a manifest.
+    BadMagic,
+    /// A version this core does not read.
+    BadVersion,
+    /// The checksum does not match.
+    BadChecksum,
+    /// More records than the VMM can hold.
+    TooMany,
+    /// A record breaks the format's rules (unknown flags, non-zero
+    /// padding, unaligned sizes, a file index out of range).
+    BadRecord,
+    /// The output buffer is too small.
+    NoRoom,
+}
+
+impl ManifestError {
+    /// The errno a request refused for this reason gets.
+    pub fn errno(self) -> Errno {
+        match self {
+            ManifestError::BadLength => Errno::EINVAL,
+            ManifestError::BadMagic => Errno::EINVAL,
+            ManifestError::BadVersion => Errno::EINVAL,
+            ManifestError::BadChecksum => Errno::EINVAL,
+            ManifestError::TooMany => Errno::ENOSPC,
+            ManifestError::BadRecord => Errno::EINVAL,
+            ManifestError::NoRoom => Errno::ENOSPC,
+        }
+    }
+}
+
+impl core::fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            ManifestError::BadLength => "manifest length does not match its header",
+            ManifestError::BadMagic => "not a VMM manifest (bad magic)",
+            ManifestError::BadVersion => "unsupported manifest version",
+            ManifestError::BadChecksum => "manifest checksum mismatch",
+            ManifestError::TooMany => "more records than the VMM can hold",
+            ManifestError::BadRecord => "malformed manifest record",
+            ManifestError::NoRoom => "output buffer too small for the manifest",
+        })
     }
 }
 
@@ -370,60 +395,6 @@ impl Manifest {
     pub fn internal(&self) -> bool {
         self.vm_flags & VM_INTERNAL != 0
     }
-
-    /// The VMM configuration this manifest describes, given the CSpace the
-    /// backend hands the core and the slot of the first guest RAM frame
-    /// (frames of successive RAM records follow each other).
-    pub fn config(&self, cspace: SlotRange, first_frame: Slot) -> Result<VmmConfig, ManifestError> {
-        let mut ram = Vec::new();
-        let mut frame = first_frame;
-        for r in &self.ram {
-            let pages = r.size.get() / PAGE_SIZE;
-            ram.push(RamRegion { vmm_vaddr: r.vmm_vaddr.get(), pages, frames: frame })
-                .map_err(|_| ManifestError::TooMany)?;
-            frame = frame.offset(pages).ok_or(ManifestError::BadRecord)?;
-        }
-        let mut clients = Vec::new();
-        if !self.internal() {
-            let client = ClientConfig {
-                id: ClientId(self.client_channel),
-                memlock_pages: self.memlock_pages,
-                privileged: self.client_flags & CLIENT_PRIVILEGED != 0,
-            };
-            clients.push(client).map_err(|_| ManifestError::TooMany)?;
-        }
-        let page_tables = self.page_tables();
-        Ok(VmmConfig { cspace, ram, clients, vcpu_limit: self.vcpus, dirty_log: false, page_tables })
-    }
-
-    /// The stage-2 page tables the VM's memslots need, at most
-    /// [`MAX_PAGE_TABLES`]: a level-2 table per 1 GiB and a level-3 table
-    /// per 2 MiB of guest-physical space they touch, each counted once.
-    pub(crate) fn page_tables(&self) -> u64 {
-        let mut n = 0u64;
-        for shift in [30u32, 21] {
-            for (i, s) in self.slots.iter().enumerate() {
-                let end = s.gpa.get().checked_add(s.size.get()).filter(|_| s.size.get() != 0);
-                let Some(last) = end.and_then(|e| e.checked_sub(1)) else { continue };
-                let (first, last) = (s.gpa.get() >> shift, last >> shift);
-                // Tables an earlier slot already needs are not counted again.
-                let earlier = |t: u64| {
-                    self.slots.iter().take(i).any(|o| {
-                        let end = o.gpa.get().saturating_add(o.size.get()).saturating_sub(1);
-                        o.size.get() != 0 && o.gpa.get() >> shift <= t && t <= end >> shift
-                    })
-                };
-                let mut t = first;
-                while t <= last && n < MAX_PAGE_TABLES {
-                    if !earlier(t) {
-                        n += 1;
-                    }
-                    t += 1;
-                }
-            }
-        }
-        n.clamp(1, MAX_PAGE_TABLES)
-    }
 }
 
 #[cfg(test)]
@@ -522,37 +493,5 @@ mod tests {
             let n = m.encode(&mut buf).unwrap();
             assert_eq!(Manifest::parse(&buf[..n]), Err(ManifestError::BadRecord));
         }
-    }
-
-    #[test]
-    fn config_follows_the_manifest() {
-        let c = sample().config(SlotRange { base: Slot(100), len: 1000 }, Slot(10)).unwrap();
-        assert_eq!(c.ram[0], RamRegion { vmm_vaddr: 0x2000_0000, pages: 512, frames: Slot(10) });
-        assert_eq!(c.clients[0], ClientConfig { id: ClientId(3), memlock_pages: 64, privileged: false });
-        assert_eq!(c.vcpu_limit, 1);
-        // RAM at 1 GiB and private memory at 1.25 GiB: one level-2 table
-        // for the gigabyte both are in, one level-3 table for each.
-        assert_eq!(c.page_tables, 3);
-        assert_eq!(c.vm_slots(), 1 + 2 * MAX_VCPUS as u64 + 3);
-        assert!(c.validate().is_ok());
-    }
-
-    #[test]
-    fn page_tables_count_each_table_once_and_stop_at_the_limit() {
-        let mut m = sample();
-        // A slot in the same 2 MiB as RAM's last page needs no new table;
-        // one in another gigabyte needs a level-2 and a level-3 table; an
-        // empty slot needs none.
-        let near = SlotEntry { id: U32::new(2), gpa: U64::new(0x401f_f000), size: U64::new(0x1000), ..m.slots[0] };
-        let far = SlotEntry { id: U32::new(3), gpa: U64::new(0x8000_0000), ..near };
-        let empty = SlotEntry { id: U32::new(4), size: U64::new(0), ..far };
-        for s in [near, far, empty] {
-            m.slots.push(s).unwrap();
-        }
-        assert_eq!(m.page_tables(), 5);
-        // Guest-physical space wider than the limit covers is counted up to
-        // it: mapping there fails for want of tables (ENOMEM), not here.
-        m.slots[3].size = U64::new(1 << 39);
-        assert_eq!(m.page_tables(), MAX_PAGE_TABLES);
     }
 }

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::vec::Vec;
 
-use crate::arch::aarch64::regs::{TcbReg, VcpuReg};
-use crate::caps::{ObjectType, Rights};
+use vmm::arch::aarch64::regs::{TcbReg, VcpuReg};
+use vmm::caps::{ObjectType, Rights};
 
 /// Identifier of a kernel object (its "physical address" in the model).
 pub type ObjId = u64;
