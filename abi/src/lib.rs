@@ -30,4 +30,4 @@ pub mod protocol;
 pub mod wire;
 
 pub use errno::Errno;
-pub use ids::{GmemHandle, VcpuId, VmId};
+pub use ids::{ClientId, GmemHandle, MemslotId, VcpuId, VmId};

@@ -14,7 +14,7 @@ mod world;
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
-use vmm::config::ClientId;
+use vmm_abi::ClientId;
 
 /// A multiply-rotate hash (FxHash's): a word per step, where SipHash's
 /// byte-wise rounds, under the fuzzer's comparison tracing, cost most of a

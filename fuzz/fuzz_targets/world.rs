@@ -4,10 +4,11 @@
 
 use vmm::caps::{Slot, SlotRange};
 use vmm_abi::limits::PAGE_SIZE;
-use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig};
+use vmm::config::{ClientConfig, RamRegion, VmmConfig};
+use vmm_abi::ClientId;
 use vmm::devices::pl011::{Console, Pl011};
 use vmm::devices::Device;
-use vmm::model::Model;
+use vmm_model::Model;
 use vmm::platform::NoHooks;
 use vmm::registry::Owner;
 use vmm_abi::VmId;

@@ -4,11 +4,12 @@
 use std::vec::Vec;
 
 use vmm::caps::{Slot, SlotRange};
-use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig};
+use vmm::config::{ClientConfig, RamRegion, VmmConfig};
 use vmm::platform::Platform;
 use vmm::registry::Owner;
 use vmm::Vmm;
 use vmm_abi::limits::PAGE_SIZE;
+use vmm_abi::ClientId;
 use vmm_abi::Errno;
 use vmm_abi::VmId;
 use vmm_model::Model;

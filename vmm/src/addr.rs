@@ -11,7 +11,7 @@ pub struct Gpa(pub u64);
 
 impl Gpa {
     /// `self + bytes`, or `None` past the end of the 64-bit space.
-    pub const fn checked_add(self, bytes: u64) -> Option<Gpa> {
+    pub(crate) const fn checked_add(self, bytes: u64) -> Option<Gpa> {
         match self.0.checked_add(bytes) {
             Some(a) => Some(Gpa(a)),
             None => None,
@@ -19,7 +19,7 @@ impl Gpa {
     }
 
     /// Bytes from `base` up to `self`, or `None` if `self` is below `base`.
-    pub const fn offset_from(self, base: Gpa) -> Option<u64> {
+    pub(crate) const fn offset_from(self, base: Gpa) -> Option<u64> {
         self.0.checked_sub(base.0)
     }
 }

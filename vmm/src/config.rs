@@ -10,13 +10,10 @@ use heapless::Vec;
 use crate::caps::{Slot, SlotRange};
 use vmm_abi::limits::{page_aligned, MAX_PAGE_TABLES, MAX_RAM_REGIONS, MAX_VCPUS, PAGE_SIZE};
 use vmm_abi::manifest::{Manifest, ManifestError, CLIENT_PRIVILEGED};
+use vmm_abi::ClientId;
 
 /// Clients with a protected-call channel to this VMM.
 pub(crate) const MAX_CLIENTS: usize = 8;
-
-/// A client, named by the Microkit channel its requests arrive on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ClientId(pub u32);
 
 /// Guest RAM the VMM has mapped into its own address space: `pages` frames
 /// whose capabilities sit in consecutive slots from `frames`, mapped at

@@ -1,12 +1,12 @@
 //! The one entry point: (caller, label, payload) in, response out.
 
-use crate::config::ClientId;
 use crate::error::Error;
 use crate::kernel::Kernel;
 use crate::platform::Platform;
 use crate::registry::{Caller, Owner};
 use crate::Vmm;
 use vmm_abi::protocol::{Request, Response};
+use vmm_abi::ClientId;
 
 impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
     /// Handles one protected call from `client`: decodes the request (any

@@ -38,7 +38,7 @@ pub mod config;
 pub mod cspace;
 pub mod devices;
 mod dispatch;
-pub mod error;
+mod error;
 pub mod kernel;
 pub mod platform;
 pub mod registry;

@@ -18,9 +18,9 @@
 
 use heapless::Vec;
 
-use crate::config::ClientId;
 use crate::platform::Platform;
 use vmm_abi::limits::MAX_VMS;
+use vmm_abi::ClientId;
 use vmm_abi::Errno;
 use vmm_abi::VmId;
 

@@ -37,10 +37,10 @@ use common::exit_guest::{self, RAM_GPA, ROM_GPA, ROM_PAGES, SLOT_PAGES, UART};
 use common::*;
 use vmm::arch::aarch64::esr::Esr;
 use vmm::arch::aarch64::mmio::{Access, MmioError};
-use vmm::config::ClientId;
 use vmm::devices::pl011::{self, Console};
 use vmm::{ExitAction, StopReason};
 use vmm_abi::limits::PAGE_SIZE;
+use vmm_abi::ClientId;
 use vmm_abi::VcpuId;
 use vmm_abi::VmId;
 

@@ -22,7 +22,6 @@ use vmm::arch::aarch64::fault::{decode, Exit, ExitError, HvcCall, HVC_REPLY_REGS
 use vmm::arch::aarch64::mmio::{Access, MmioError};
 use vmm::arch::aarch64::regs::{Reg, TcbReg, VcpuReg};
 use vmm::caps::{Rights, Slot};
-use vmm::config::ClientId;
 use vmm::devices::pl011::{self, Console, Pl011};
 use vmm::devices::{Device, DeviceMap};
 use vmm::kernel::{Invocation, Kernel, KernelError, Refused};
@@ -32,6 +31,7 @@ use vmm::{ExitAction, StopReason};
 use vmm_abi::limits::MAX_DEVICES;
 use vmm_abi::limits::MAX_VCPUS;
 use vmm_abi::limits::PAGE_SIZE;
+use vmm_abi::ClientId;
 use vmm_abi::Errno;
 use vmm_abi::VcpuId;
 use vmm_abi::VmId;

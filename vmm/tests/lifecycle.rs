@@ -8,7 +8,6 @@ mod common;
 use common::*;
 
 use vmm::caps::Slot;
-use vmm::config::ClientId;
 use vmm::kernel::KernelError;
 use vmm::registry::{Owner, Presence};
 use vmm::vm::VcpuState;
@@ -18,6 +17,7 @@ use vmm_abi::memslot::UNLOCK_ALL;
 use vmm_abi::protocol::CAP_MEM_TAGGING;
 use vmm_abi::protocol::{label, Request, MAX_PAYLOAD};
 use vmm_abi::wire::CreateVm;
+use vmm_abi::ClientId;
 use vmm_abi::Errno;
 use vmm_abi::VcpuId;
 use vmm_abi::VmId;

@@ -16,7 +16,6 @@ use vmm::kernel::KernelError;
 use vmm::registry::{Owner, RegistryError};
 use vmm::vm::lock::LockError;
 use vmm::vm::memslots::Memslot;
-use vmm::vm::memslots::MemslotId;
 use vmm::vm::VmError;
 use vmm::FaultOutcome;
 use vmm_abi::limits::PAGE_SIZE;
@@ -24,6 +23,7 @@ use vmm_abi::memslot::{MemoryRegion, LOG_DIRTY_PAGES, READONLY};
 use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
 use vmm_abi::protocol::CAP_MEM_TAGGING;
 use vmm_abi::Errno;
+use vmm_abi::MemslotId;
 use vmm_abi::VmId;
 
 const PG: u64 = PAGE_SIZE;

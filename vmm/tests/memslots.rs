@@ -15,7 +15,6 @@ use vmm::caps::{Rights, Slot};
 use vmm::config::RamRegion;
 use vmm::cspace::CSpaceError;
 use vmm::vm::guest_memfd::{Binding, GmemError};
-use vmm::vm::memslots::MemslotId;
 use vmm::vm::memslots::{Backing, Memslot, MemslotError, MemslotTable};
 use vmm::FaultOutcome;
 use vmm::Vmm;
@@ -24,6 +23,7 @@ use vmm_abi::limits::{GUEST_PHYS_LIMIT, MAX_MEMSLOTS};
 use vmm_abi::memslot::LOCK_READ;
 use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, LOG_DIRTY_PAGES, READONLY};
 use vmm_abi::Errno;
+use vmm_abi::MemslotId;
 use vmm_abi::VmId;
 use vmm_model::Model;
 

@@ -5,7 +5,7 @@
 //! The core names two kinds of frame:
 //! - *RAM frames*: page `i` of the VM's shared RAM, counted over the
 //!   manifest's RAM records in order, in the core slot `ram_frames + i`
-//!   (the slots [`vmm_abi::manifest::Manifest::config`] gives the core). Microkit
+//!   (the slots [`vmm::config::VmmConfig::from_manifest`] gives the core). Microkit
 //!   mapped page `i` of record `r` at `r.gpa + i * 4 KiB`.
 //! - *private frames*: page `p` of the VM's private regions (its
 //!   guest_memfd backing), counted over the manifest's file records in

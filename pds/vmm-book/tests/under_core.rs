@@ -6,7 +6,6 @@
 use vmm::addr::Gpa;
 use vmm::arch::aarch64::regs::{TcbReg, VcpuReg};
 use vmm::caps::{FrameCap, ObjectType, PageTableCap, Rights, Slot, TcbCap, VCpuCap, VSpaceCap};
-use vmm::config::ClientId;
 use vmm::config::VmmConfig;
 use vmm::kernel::{Kernel, KernelError};
 use vmm::platform::NoHooks;
@@ -18,6 +17,7 @@ use vmm_abi::manifest::{
 };
 use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD};
 use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE};
+use vmm_abi::ClientId;
 use vmm_abi::Errno;
 use vmm_abi::GmemHandle;
 use vmm_abi::VcpuId;

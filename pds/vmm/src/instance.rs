@@ -6,7 +6,7 @@ use core::fmt::Write;
 use sel4_microkit::{debug_println, with_msg_regs, with_msg_regs_mut, Channel};
 
 use vmm::arch::aarch64::fault;
-use vmm::config::ClientId;
+use vmm_abi::ClientId;
 use vmm_abi::manifest::{self, Manifest};
 use vmm_abi::protocol::Response;
 use vmm::registry::Owner;

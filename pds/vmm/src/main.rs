@@ -3,7 +3,7 @@
 //!
 //! - `init` finds this PD's boot manifest among those the build embedded,
 //!   verifies it (`Manifest::parse`) and checks it against what Microkit
-//!   mapped, configures the core from it (`Manifest::config`), loads the
+//!   mapped, configures the core from it (`VmmConfig::from_manifest`), loads the
 //!   guest image into the VM's shared RAM, and for an internal VM builds
 //!   the VM from the manifest and starts it (`Vmm::build_from_manifest`).
 //!   A VMM whose manifest or image is refused says why and starts nothing:

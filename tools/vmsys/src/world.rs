@@ -21,7 +21,7 @@ pub const VMM_VSPACE: Slot = Slot(1);
 /// The slots the core allocates from, clear of the RAM frames below.
 pub const CSPACE: SlotRange = SlotRange { base: Slot(1 << 20), len: 1 << 22 };
 /// The frame capability of the first page of guest RAM; later pages and
-/// later RAM records follow (the order `Manifest::config` assumes).
+/// later RAM records follow (the order `VmmConfig::from_manifest` assumes).
 pub const RAM_FRAMES: Slot = Slot(1 << 40);
 /// Untyped memory for what the core creates besides RAM: TCBs, vCPUs, the
 /// stage-2 tables, capability pins.

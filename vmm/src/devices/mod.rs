@@ -44,7 +44,7 @@ pub struct Region {
     /// Guest-physical base.
     pub base: Gpa,
     /// Size in bytes.
-    pub size: u64,
+    pub(crate) size: u64,
     /// The model.
     pub device: Device,
 }

@@ -28,11 +28,12 @@ use crate::error::Error;
 use crate::kernel::{During, Invocation, Kernel};
 use crate::platform::Platform;
 use crate::registry::{Caller, Presence, RegistryError};
-use crate::vm::memslots::{Backing, MemslotId};
+use crate::vm::memslots::Backing;
 use crate::Vmm;
 use vmm_abi::limits::{page_aligned, PAGE_SIZE};
 use vmm_abi::limits::{MAX_BINDINGS, MAX_GMEM_FILES};
 use vmm_abi::GmemHandle;
+use vmm_abi::MemslotId;
 use vmm_abi::VmId;
 
 crate::errors! {

@@ -34,18 +34,20 @@
 use heapless::Vec;
 
 use crate::caps::{FrameCap, Rights, Slot, SlotRange, VSpaceCap};
-use crate::config::{ClientId, VmmConfig, MAX_CLIENTS};
+use crate::config::{VmmConfig, MAX_CLIENTS};
 use crate::error::Error;
 use crate::kernel::{During, Invocation, Kernel, KernelError, Refused};
 use crate::platform::Platform;
 use crate::registry::{Caller, Owner};
-use crate::vm::memslots::{Backing, Memslot, MemslotId, SlotLock};
+use crate::vm::memslots::{Backing, Memslot, SlotLock};
 use crate::Vmm;
 use vmm_abi::limits::PAGE_SIZE;
 use vmm_abi::memslot::LOCK_READ;
 use vmm_abi::memslot::LOCK_WRITE;
 use vmm_abi::memslot::LOG_DIRTY_PAGES;
 use vmm_abi::memslot::UNLOCK_ALL;
+use vmm_abi::ClientId;
+use vmm_abi::MemslotId;
 use vmm_abi::VmId;
 
 /// Every lock flag.

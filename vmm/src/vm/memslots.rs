@@ -47,36 +47,11 @@ use vmm_abi::memslot::GUEST_MEMFD;
 use vmm_abi::memslot::LOG_DIRTY_PAGES;
 use vmm_abi::memslot::READONLY;
 use vmm_abi::GmemHandle;
+use vmm_abi::MemslotId;
 use vmm_abi::VmId;
 
 /// Every flag this VMM knows.
 pub(crate) const KNOWN_FLAGS: u32 = LOG_DIRTY_PAGES | READONLY | GUEST_MEMFD;
-
-/// A memslot's id within its VM (address space 0): `0..MAX_MEMSLOTS`.
-/// A request's `slot` word also carries the address space in its upper
-/// half; the id is its lower half.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct MemslotId(pub u16);
-
-impl MemslotId {
-    /// The slot id a SET_USER_MEMORY_REGION2 request names (the low half of
-    /// its `slot`; the address space is checked separately).
-    pub(crate) fn of_region(req: &MemoryRegion) -> MemslotId {
-        MemslotId((req.slot & 0xffff) as u16)
-    }
-
-    /// The id a request's `slot` word names, if it fits (the address space
-    /// is checked separately).
-    pub(crate) fn of_request(slot: u32) -> Option<MemslotId> {
-        u16::try_from(slot).ok().map(MemslotId)
-    }
-}
-
-impl core::fmt::Display for MemslotId {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
 
 /// Whether a slot is locked, how, and the run of slots holding its pins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -88,11 +63,6 @@ pub struct SlotLock {
 }
 
 impl SlotLock {
-    /// Locked READ|WRITE rather than READ only.
-    pub fn write(&self) -> bool {
-        self.write
-    }
-
     /// One pinning frame capability per page.
     pub fn pins(&self) -> SlotRange {
         self.pins

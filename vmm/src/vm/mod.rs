@@ -8,12 +8,12 @@
 //!
 //! Creating and destroying VMs (section 1 of the rules).
 
-pub mod boot;
+pub(crate) mod boot;
 pub mod guest_memfd;
 pub mod lock;
 pub mod memslots;
-pub mod stage2;
-pub mod vcpu;
+pub(crate) mod stage2;
+pub(crate) mod vcpu;
 
 use crate::arch::aarch64::irq::Lines;
 use crate::caps::{ObjectType, Slot, SlotRange, TcbCap, VCpuCap, VSpaceCap};

@@ -13,13 +13,14 @@ use std::vec::Vec;
 #[allow(unused_imports)] // not every test binary names an address
 pub use vmm::addr::Gpa;
 use vmm::caps::{Slot, SlotRange};
-use vmm::config::{ClientConfig, ClientId, RamRegion, VmmConfig};
+use vmm::config::{ClientConfig, RamRegion, VmmConfig};
 use vmm::platform::Platform;
 use vmm::registry::Owner;
 use vmm::{Error, Vmm};
 use vmm_abi::limits::MAX_PAGE_TABLES;
 use vmm_abi::limits::PAGE_SIZE;
 use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD};
+use vmm_abi::ClientId;
 use vmm_abi::Errno;
 pub use vmm_abi::GmemHandle;
 #[allow(unused_imports)] // not every test binary names a vCPU
@@ -292,7 +293,7 @@ pub fn view(v: &TestVmm, vm: VmId) -> VmView {
 /// one of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SlotView {
-    pub id: vmm::vm::memslots::MemslotId,
+    pub id: vmm_abi::MemslotId,
     pub flags: u32,
     pub gpa: Gpa,
     pub size: u64,

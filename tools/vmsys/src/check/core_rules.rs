@@ -6,10 +6,10 @@
 //! would refuse at run time is refused here, on the record that broke the
 //! rule.
 
-use vmm::config::ClientId;
 use vmm::registry::Owner;
 use vmm::BootError;
 use vmm_abi::manifest::Manifest;
+use vmm_abi::ClientId;
 
 use super::Ctx;
 use crate::boot_manifest;

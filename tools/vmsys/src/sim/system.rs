@@ -10,11 +10,11 @@
 //! them (the core leaves that to the PD).
 
 use vmm::addr::Gpa;
-use vmm::config::ClientId;
 use vmm::devices::pl011::Pl011;
 use vmm::devices::Device;
 use vmm::registry::Owner;
 use vmm_abi::protocol::{label, Request, MAX_PAYLOAD};
+use vmm_abi::ClientId;
 use vmm_abi::Errno;
 use vmm_abi::VmId;
 

@@ -20,7 +20,6 @@ use crate::arch::aarch64::mmio::{Access, MmioError};
 use crate::arch::aarch64::psci::{Call, Psci};
 use crate::arch::aarch64::regs::TcbReg;
 use crate::caps::TcbCap;
-use crate::config::ClientId;
 use crate::devices::pl011::Console;
 use crate::devices::Device;
 use crate::error::Error;
@@ -30,6 +29,7 @@ use crate::registry::{Caller, Owner, Presence};
 use crate::vm::VcpuState;
 use crate::FaultOutcome;
 use crate::Vmm;
+use vmm_abi::ClientId;
 use vmm_abi::VcpuId;
 use vmm_abi::VmId;
 

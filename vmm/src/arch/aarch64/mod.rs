@@ -3,9 +3,9 @@
 //! what the VMM does with each guest exit, and the virtual GIC's register model.
 
 pub mod esr;
-pub mod exit;
+pub(crate) mod exit;
 pub mod fault;
-pub mod irq;
+pub(crate) mod irq;
 pub mod mmio;
 pub mod psci;
 pub mod regs;

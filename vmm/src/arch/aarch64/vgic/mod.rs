@@ -77,13 +77,13 @@ use state::{Bit, Irqs};
 pub use lr::{Eoi, Pending};
 
 /// SGIs are interrupt ids 0 to 15.
-pub const SGIS: u32 = 16;
+pub(crate) const SGIS: u32 = 16;
 /// The first PPI; PPIs are 16 to 31.
-pub const PPI_BASE: u32 = MIN_IRQ;
+pub(crate) const PPI_BASE: u32 = MIN_IRQ;
 /// The first SPI.
 pub const SPI_BASE: u32 = 32;
 /// SPIs implemented: ids `SPI_BASE..IRQS`.
-pub const SPIS: usize = 64;
+pub(crate) const SPIS: usize = 64;
 /// One past the highest interrupt id implemented.
 pub const IRQS: u32 = SPI_BASE + SPIS as u32;
 /// List registers per vCPU (GICv2 and the GICv3 of the boards here have at
@@ -91,7 +91,7 @@ pub const IRQS: u32 = SPI_BASE + SPIS as u32;
 pub const LIST_REGISTERS: usize = 4;
 
 /// Size of the GICv2 distributor frame (GICD).
-pub const DIST_SIZE_V2: u64 = 0x1000;
+pub(crate) const DIST_SIZE_V2: u64 = 0x1000;
 /// Size of the GICv3 distributor frame (GICD).
 pub const DIST_SIZE_V3: u64 = 0x1_0000;
 /// Size of one GICv3 redistributor: its RD_base frame, then its SGI_base
