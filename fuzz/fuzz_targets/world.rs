@@ -3,18 +3,18 @@
 // guest_memfd slot and a PL011. Built once; each input runs on a clone.
 
 use vmm::caps::{Slot, SlotRange};
-use vmm_abi::limits::PAGE_SIZE;
 use vmm::config::{ClientConfig, RamRegion, VmmConfig};
-use vmm_abi::ClientId;
 use vmm::devices::pl011::{Console, Pl011};
 use vmm::devices::Device;
-use vmm_model::Model;
 use vmm::platform::NoHooks;
 use vmm::registry::Owner;
-use vmm_abi::VmId;
-use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD};
-use vmm_abi::VcpuId;
 use vmm::Vmm;
+use vmm_abi::limits::PAGE_SIZE;
+use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD};
+use vmm_abi::ClientId;
+use vmm_abi::VcpuId;
+use vmm_abi::VmId;
+use vmm_model::Model;
 
 pub type World = Vmm<Model, NoHooks>;
 pub const CLIENT: ClientId = ClientId(1);

@@ -7,8 +7,8 @@
 use sel4_microkit::{with_msg_bytes, with_msg_bytes_mut, Channel, MessageInfo};
 use zerocopy::FromBytes;
 
-use vmm_abi::wire::ResponseWire;
 use vmm_abi::protocol::{Request, Response, MAX_PAYLOAD};
+use vmm_abi::wire::ResponseWire;
 use vmm_abi::Errno;
 
 /// The protected-call channel to the VMM (system.xml).

@@ -6,14 +6,14 @@ use core::fmt::Write;
 use sel4_microkit::{debug_println, with_msg_regs, with_msg_regs_mut, Channel};
 
 use vmm::arch::aarch64::fault;
-use vmm_abi::ClientId;
-use vmm_abi::manifest::{self, Manifest};
-use vmm_abi::protocol::Response;
 use vmm::registry::Owner;
-use vmm_abi::VmId;
-use vmm_abi::VcpuId;
 use vmm::ExitAction;
 use vmm::Vmm;
+use vmm_abi::manifest::{self, Manifest};
+use vmm_abi::protocol::Response;
+use vmm_abi::ClientId;
+use vmm_abi::VcpuId;
+use vmm_abi::VmId;
 
 use core::mem::MaybeUninit;
 

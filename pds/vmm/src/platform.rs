@@ -20,13 +20,13 @@ use vmm::addr::Gpa;
 use vmm::caps::Rights;
 use vmm::devices::pl011::Pl011;
 use vmm::devices::{Device, DeviceMap};
-use vmm_abi::limits::MAX_DEVICES;
-use vmm_abi::manifest::Dev;
 use vmm::platform::Platform;
 use vmm::registry::Owner;
-use vmm_abi::VmId;
+use vmm_abi::limits::MAX_DEVICES;
+use vmm_abi::manifest::Dev;
 use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, READONLY};
 use vmm_abi::Errno;
+use vmm_abi::VmId;
 
 use vmm_book::StaticMap;
 
