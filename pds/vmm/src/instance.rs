@@ -6,6 +6,7 @@ use core::fmt::Write;
 use sel4_microkit::{debug_println, with_msg_regs, with_msg_regs_mut, Channel};
 
 use vmm::arch::aarch64::fault;
+use vmm::config::VmmConfig;
 use vmm::registry::Owner;
 use vmm::ExitAction;
 use vmm::Vmm;
