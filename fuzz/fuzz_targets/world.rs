@@ -11,9 +11,7 @@ use vmm::registry::Owner;
 use vmm::Vmm;
 use vmm_abi::limits::PAGE_SIZE;
 use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD};
-use vmm_abi::ClientId;
-use vmm_abi::VcpuId;
-use vmm_abi::VmId;
+use vmm_abi::{ClientId, VcpuId, VmId};
 use vmm_model::Model;
 
 pub type World = Vmm<Model, NoHooks>;

@@ -6,8 +6,7 @@ use crate::{Cap, Mapping, Model, ObjId, Object};
 use vmm::arch::aarch64::regs::{TcbReg, VcpuReg};
 use vmm::caps::{FrameCap, ObjectType, PageTableCap, Rights, Slot, TcbCap, VCpuCap, VSpaceCap};
 use vmm::kernel::{Kernel, KernelError};
-use vmm_abi::limits::page_aligned;
-use vmm_abi::limits::GUEST_PHYS_LIMIT;
+use vmm_abi::limits::{page_aligned, GUEST_PHYS_LIMIT};
 
 /// Guest-physical bits translated by one level-2 entry (1 GiB).
 const L2_SHIFT: u32 = 30;

@@ -7,8 +7,7 @@ use std::sync::OnceLock;
 use vmm::caps::Slot;
 use vmm::registry::{Owner, Presence};
 use vmm_abi::protocol::{Request, MAX_PAYLOAD};
-use vmm_abi::Errno;
-use vmm_abi::VmId;
+use vmm_abi::{Errno, VmId};
 use vmm_model::invariants as core_invariants;
 
 use crate::ops::Op;

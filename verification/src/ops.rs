@@ -13,13 +13,9 @@ use vmm::addr::Gpa;
 use vmm::registry::{Owner, Presence};
 use vmm::FaultOutcome;
 use vmm_abi::limits::PAGE_SIZE;
-use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, READONLY};
-use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
+use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, LOCK_READ, LOCK_WRITE, READONLY, UNLOCK_ALL};
 use vmm_abi::protocol::CAP_MEM_TAGGING;
-use vmm_abi::Errno;
-use vmm_abi::GmemHandle;
-use vmm_abi::VcpuId;
-use vmm_abi::VmId;
+use vmm_abi::{Errno, GmemHandle, VcpuId, VmId};
 
 use crate::system::{System, C1, C2, RAM_VADDR};
 

@@ -9,9 +9,7 @@ use vmm::platform::Platform;
 use vmm::registry::Owner;
 use vmm::Vmm;
 use vmm_abi::limits::PAGE_SIZE;
-use vmm_abi::ClientId;
-use vmm_abi::Errno;
-use vmm_abi::VmId;
+use vmm_abi::{ClientId, Errno, VmId};
 use vmm_model::Model;
 
 /// The VMM's own VSpace.

@@ -7,9 +7,7 @@ use verification::invariants::*;
 use verification::ops::{step, Op, VmRef, Who};
 use verification::System;
 use vmm_abi::protocol::{label, Request, MAX_PAYLOAD};
-use vmm_abi::Errno;
-use vmm_abi::VcpuId;
-use vmm_abi::VmId;
+use vmm_abi::{Errno, VcpuId, VmId};
 
 /// Operations per sequence: long enough to create, bind, lock, fault and
 /// destroy; short under Kani, where every sequence up to it is proved.

@@ -34,14 +34,10 @@ use vmm::platform::NoHooks;
 use vmm::registry::Owner;
 use vmm::vm::memslots::{Backing, Memslot, MemslotTable};
 use vmm::Vmm;
-use vmm_abi::limits::PAGE_SIZE;
-use vmm_abi::limits::{MAX_BINDINGS, MAX_MEMSLOTS};
-use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD};
-use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE};
+use vmm_abi::limits::{MAX_BINDINGS, MAX_MEMSLOTS, PAGE_SIZE};
+use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, LOCK_READ, LOCK_WRITE};
 use vmm_abi::protocol::{label as op, Request, MAX_PAYLOAD};
-use vmm_abi::ClientId;
-use vmm_abi::VcpuId;
-use vmm_abi::VmId;
+use vmm_abi::{ClientId, VcpuId, VmId};
 use vmm_model::Model;
 
 #[global_allocator]

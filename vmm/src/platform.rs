@@ -13,8 +13,7 @@ use crate::addr::Gpa;
 use crate::devices::DeviceMap;
 use crate::registry::Owner;
 use vmm_abi::memslot::MemoryRegion;
-use vmm_abi::Errno;
-use vmm_abi::VmId;
+use vmm_abi::{Errno, VmId};
 
 /// The hooks a deployment implements. Each defaults to doing nothing: a
 /// platform with no shared resources and nothing to add needs none.

@@ -9,8 +9,7 @@ use common::*;
 use vmm::kernel::{Invocation, KernelError, Refused};
 use vmm_abi::limits::PAGE_SIZE;
 use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE};
-use vmm_abi::VcpuId;
-use vmm_abi::VmId;
+use vmm_abi::{VcpuId, VmId};
 
 /// Runs `op` on clones of `base` with the `n`th fallible invocation
 /// failing, for n = 0, 1, ... until `op` no longer reaches it. Returns how

@@ -8,8 +8,7 @@ use vmm::registry::Owner;
 use vmm::BootError;
 use vmm_abi::limits::PAGE_SIZE;
 use vmm_abi::manifest::{Dev, File, Manifest, Ram, SlotEntry, DEV_PL011, SLOT_GMEM, SLOT_READONLY};
-use vmm_abi::Errno;
-use vmm_abi::VcpuId;
+use vmm_abi::{Errno, VcpuId};
 use zerocopy::little_endian::{U32, U64};
 
 fn slot(id: u32, flags: u32, gpa: u64, pages: u64, source: u64, file: u32) -> SlotEntry {

@@ -40,9 +40,7 @@ use vmm::arch::aarch64::mmio::{Access, MmioError};
 use vmm::devices::pl011::{self, Console};
 use vmm::{ExitAction, StopReason};
 use vmm_abi::limits::PAGE_SIZE;
-use vmm_abi::ClientId;
-use vmm_abi::VcpuId;
-use vmm_abi::VmId;
+use vmm_abi::{ClientId, VcpuId, VmId};
 
 /// Inputs per target under `cargo test` (overridden by
 /// `BOLERO_RANDOM_ITERATIONS`).

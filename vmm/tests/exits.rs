@@ -28,13 +28,8 @@ use vmm::kernel::{Invocation, Kernel, KernelError, Refused};
 use vmm::registry::Owner;
 use vmm::vm::VcpuState;
 use vmm::{ExitAction, StopReason};
-use vmm_abi::limits::MAX_DEVICES;
-use vmm_abi::limits::MAX_VCPUS;
-use vmm_abi::limits::PAGE_SIZE;
-use vmm_abi::ClientId;
-use vmm_abi::Errno;
-use vmm_abi::VcpuId;
-use vmm_abi::VmId;
+use vmm_abi::limits::{MAX_DEVICES, MAX_VCPUS, PAGE_SIZE};
+use vmm_abi::{ClientId, Errno, VcpuId, VmId};
 use vmm_model::Object;
 
 // ---- seL4 fault labels (MCS, AArch64) and message lengths. ----

@@ -14,15 +14,10 @@ use vmm::kernel::{Invocation, KernelError, Refused};
 use vmm::registry::{Owner, Presence, RegistryError};
 use vmm::vm::guest_memfd::{Binding, GmemError, GmemFile};
 use vmm::vm::memslots::{Backing, Memslot, MemslotError};
-use vmm::Error;
-use vmm::FaultOutcome;
-use vmm_abi::limits::PAGE_SIZE;
-use vmm_abi::limits::{MAX_BINDINGS, MAX_GMEM_FILES};
+use vmm::{Error, FaultOutcome};
+use vmm_abi::limits::{MAX_BINDINGS, MAX_GMEM_FILES, PAGE_SIZE};
 use vmm_abi::memslot::MemoryRegion;
-use vmm_abi::Errno;
-use vmm_abi::MemslotId;
-use vmm_abi::VcpuId;
-use vmm_abi::VmId;
+use vmm_abi::{Errno, MemslotId, VcpuId, VmId};
 use vmm_model::Mapping;
 
 const PG: u64 = PAGE_SIZE;

@@ -14,13 +14,9 @@ use vmm::vm::VcpuState;
 use vmm::{Error, Vmm};
 use vmm_abi::limits::MAX_VMS;
 use vmm_abi::memslot::UNLOCK_ALL;
-use vmm_abi::protocol::CAP_MEM_TAGGING;
-use vmm_abi::protocol::{label, Request, MAX_PAYLOAD};
+use vmm_abi::protocol::{label, Request, CAP_MEM_TAGGING, MAX_PAYLOAD};
 use vmm_abi::wire::CreateVm;
-use vmm_abi::ClientId;
-use vmm_abi::Errno;
-use vmm_abi::VcpuId;
-use vmm_abi::VmId;
+use vmm_abi::{ClientId, Errno, VcpuId, VmId};
 use zerocopy::little_endian::U64;
 use zerocopy::IntoBytes;
 

@@ -19,12 +19,9 @@ use vmm::vm::memslots::Memslot;
 use vmm::vm::VmError;
 use vmm::FaultOutcome;
 use vmm_abi::limits::PAGE_SIZE;
-use vmm_abi::memslot::{MemoryRegion, LOG_DIRTY_PAGES, READONLY};
-use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
+use vmm_abi::memslot::{MemoryRegion, LOCK_READ, LOCK_WRITE, LOG_DIRTY_PAGES, READONLY, UNLOCK_ALL};
 use vmm_abi::protocol::CAP_MEM_TAGGING;
-use vmm_abi::Errno;
-use vmm_abi::MemslotId;
-use vmm_abi::VmId;
+use vmm_abi::{Errno, MemslotId, VmId};
 
 const PG: u64 = PAGE_SIZE;
 const GPA: u64 = 0x8000_0000;

@@ -13,11 +13,8 @@ use vmm::vm::lock::LockError;
 use vmm::vm::memslots::MemslotError;
 use vmm::vm::{VcpuState, VmError};
 use vmm::Error;
-use vmm_abi::memslot::{MemoryRegion, LOG_DIRTY_PAGES};
-use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE};
-use vmm_abi::Errno;
-use vmm_abi::VcpuId;
-use vmm_abi::VmId;
+use vmm_abi::memslot::{MemoryRegion, LOCK_READ, LOCK_WRITE, LOG_DIRTY_PAGES};
+use vmm_abi::{Errno, VcpuId, VmId};
 
 const UART: u64 = 0x900_0000;
 

@@ -13,15 +13,10 @@ use core::ops::Range;
 
 use vmm::arch::aarch64::regs::TcbReg;
 use vmm::Error;
-use vmm_abi::memslot::MemoryRegion;
-use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
-use vmm_abi::protocol::CAP_MEM_TAGGING;
-use vmm_abi::protocol::{label, Request, Response, MAX_PAYLOAD};
+use vmm_abi::memslot::{MemoryRegion, LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
+use vmm_abi::protocol::{label, Request, Response, CAP_MEM_TAGGING, MAX_PAYLOAD};
 use vmm_abi::wire::*;
-use vmm_abi::ClientId;
-use vmm_abi::Errno;
-use vmm_abi::VcpuId;
-use vmm_abi::VmId;
+use vmm_abi::{ClientId, Errno, VcpuId, VmId};
 use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, IntoBytes};
 

@@ -7,11 +7,9 @@ use common::*;
 use vmm::registry::Presence;
 use vmm::FaultOutcome;
 use vmm_abi::limits::PAGE_SIZE;
-use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE};
-use vmm_abi::memslot::{LOG_DIRTY_PAGES, READONLY};
+use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE, LOG_DIRTY_PAGES, READONLY};
 use vmm_abi::protocol::CAP_MEM_TAGGING;
-use vmm_abi::Errno;
-use vmm_abi::VcpuId;
+use vmm_abi::{Errno, VcpuId};
 
 const RAM_GPA: u64 = 0x4000_0000;
 const ROM_GPA: u64 = 0x5000_0000;

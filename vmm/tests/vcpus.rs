@@ -16,9 +16,7 @@ use vmm::Error;
 use vmm_abi::limits::{MAX_IRQ, MAX_VCPUS, MIN_IRQ};
 use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
 use vmm_abi::protocol::CAP_MEM_TAGGING;
-use vmm_abi::Errno;
-use vmm_abi::VcpuId;
-use vmm_abi::VmId;
+use vmm_abi::{Errno, VcpuId, VmId};
 use vmm_model::Object;
 
 /// The world's vCPU limit.

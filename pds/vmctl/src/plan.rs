@@ -8,8 +8,7 @@
 
 use heapless::Vec;
 
-use vmm_abi::limits::MAX_GMEM_FILES;
-use vmm_abi::limits::PAGE_SIZE;
+use vmm_abi::limits::{MAX_GMEM_FILES, PAGE_SIZE};
 use vmm_abi::manifest::{Manifest, SlotEntry, MAX_SLOTS, SLOT_GMEM, SLOT_LOCKABLE};
 
 /// Why there is no plan.

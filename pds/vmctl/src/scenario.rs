@@ -23,14 +23,9 @@ use sel4_microkit::debug_println;
 
 use vmm_abi::limits::MAX_GMEM_FILES;
 use vmm_abi::manifest::SlotEntry;
-use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, READONLY};
-use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE};
-use vmm_abi::protocol::Request;
-use vmm_abi::protocol::CAP_MEM_TAGGING;
-use vmm_abi::Errno;
-use vmm_abi::GmemHandle;
-use vmm_abi::VcpuId;
-use vmm_abi::VmId;
+use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, LOCK_READ, LOCK_WRITE, READONLY};
+use vmm_abi::protocol::{Request, CAP_MEM_TAGGING};
+use vmm_abi::{Errno, GmemHandle, VcpuId, VmId};
 
 use crate::checks::{Checks, Want};
 use crate::client::{call, call_raw, encode};

@@ -5,8 +5,7 @@
 
 use vmm::caps::{ObjectType, Rights, Slot, SlotRange};
 use vmm::kernel::KernelError;
-use vmm_abi::limits::GUEST_PHYS_LIMIT;
-use vmm_abi::limits::{page_aligned, PAGE_BITS};
+use vmm_abi::limits::{page_aligned, GUEST_PHYS_LIMIT, PAGE_BITS};
 
 use crate::cap_table::{Cap, CapTable, Object, Parent, Root, TABLE_SLOTS};
 use crate::static_map::{Frame, StaticMap, MAX_PRIVATE_PAGES};

@@ -16,8 +16,7 @@
 use heapless::Vec;
 
 use vmm::caps::{Rights, Slot};
-use vmm_abi::limits::PAGE_SIZE;
-use vmm_abi::limits::{MAX_GMEM_FILES, MAX_RAM_REGIONS};
+use vmm_abi::limits::{MAX_GMEM_FILES, MAX_RAM_REGIONS, PAGE_SIZE};
 use vmm_abi::manifest::{Manifest, MAX_SLOTS, SLOT_GMEM, SLOT_LOCKABLE, SLOT_READONLY};
 
 /// Private pages the backend can account for (16 MiB).

@@ -10,18 +10,12 @@ use vmm::config::VmmConfig;
 use vmm::kernel::{Kernel, KernelError};
 use vmm::platform::NoHooks;
 use vmm::registry::Owner;
-use vmm::FaultOutcome;
-use vmm::Vmm;
+use vmm::{FaultOutcome, Vmm};
 use vmm_abi::manifest::{
     Dev, File, Manifest, Ram, SlotEntry, DEV_PL011, SLOT_GMEM, SLOT_LOCKABLE, SLOT_READONLY, VM_INTERNAL,
 };
-use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD};
-use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE};
-use vmm_abi::ClientId;
-use vmm_abi::Errno;
-use vmm_abi::GmemHandle;
-use vmm_abi::VcpuId;
-use vmm_abi::VmId;
+use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, LOCK_READ, LOCK_WRITE};
+use vmm_abi::{ClientId, Errno, GmemHandle, VcpuId, VmId};
 use vmm_book::{Book, CapTable, StaticMap, CORE_SLOTS, RAM_FRAME_SLOTS};
 use zerocopy::little_endian::{U32, U64};
 

@@ -8,13 +8,10 @@ use sel4_microkit::{debug_println, with_msg_regs, with_msg_regs_mut, Channel};
 use vmm::arch::aarch64::fault;
 use vmm::config::VmmConfig;
 use vmm::registry::Owner;
-use vmm::ExitAction;
-use vmm::Vmm;
+use vmm::{ExitAction, Vmm};
 use vmm_abi::manifest::{self, Manifest};
 use vmm_abi::protocol::Response;
-use vmm_abi::ClientId;
-use vmm_abi::VcpuId;
-use vmm_abi::VmId;
+use vmm_abi::{ClientId, VcpuId, VmId};
 
 use core::mem::MaybeUninit;
 

@@ -25,8 +25,7 @@ use vmm::registry::Owner;
 use vmm_abi::limits::MAX_DEVICES;
 use vmm_abi::manifest::Dev;
 use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, READONLY};
-use vmm_abi::Errno;
-use vmm_abi::VmId;
+use vmm_abi::{Errno, VmId};
 
 use vmm_book::StaticMap;
 

@@ -16,9 +16,7 @@ use crate::platform::Platform;
 use crate::registry::Caller;
 use crate::Vmm;
 use vmm_abi::manifest::Manifest;
-use vmm_abi::GmemHandle;
-use vmm_abi::VcpuId;
-use vmm_abi::VmId;
+use vmm_abi::{GmemHandle, VcpuId, VmId};
 
 /// Which part of the manifest a rule refused, and why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

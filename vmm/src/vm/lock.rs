@@ -42,13 +42,8 @@ use crate::registry::{Caller, Owner};
 use crate::vm::memslots::{Backing, Memslot, SlotLock};
 use crate::Vmm;
 use vmm_abi::limits::PAGE_SIZE;
-use vmm_abi::memslot::LOCK_READ;
-use vmm_abi::memslot::LOCK_WRITE;
-use vmm_abi::memslot::LOG_DIRTY_PAGES;
-use vmm_abi::memslot::UNLOCK_ALL;
-use vmm_abi::ClientId;
-use vmm_abi::MemslotId;
-use vmm_abi::VmId;
+use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE, LOG_DIRTY_PAGES, UNLOCK_ALL};
+use vmm_abi::{ClientId, MemslotId, VmId};
 
 /// Every lock flag.
 pub(crate) const LOCK_FLAGS: u64 = LOCK_READ | LOCK_WRITE;

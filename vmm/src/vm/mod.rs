@@ -27,8 +27,7 @@ use memslots::MemslotTable;
 use stage2::Stage2;
 pub use vcpu::{Vcpu, VcpuState};
 use vmm_abi::limits::MAX_VCPUS;
-use vmm_abi::VcpuId;
-use vmm_abi::VmId;
+use vmm_abi::{VcpuId, VmId};
 
 const VCPU_BASE: u64 = 1;
 const TABLE_BASE: u64 = 1 + 2 * MAX_VCPUS as u64;

@@ -18,8 +18,7 @@ use crate::vm::lock::LockError;
 use crate::vm::{Boot, VmError};
 use crate::Vmm;
 use vmm_abi::protocol::CAP_MEM_TAGGING;
-use vmm_abi::VcpuId;
-use vmm_abi::VmId;
+use vmm_abi::{VcpuId, VmId};
 
 /// Where a vCPU is in its life. This is also its PSCI state: a vCPU that
 /// called CPU_OFF, or that a reset stopped, is `Stopped` and CPU_ON starts

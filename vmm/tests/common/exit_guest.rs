@@ -6,8 +6,7 @@ use vmm::devices::pl011::{self, Pl011};
 use vmm::devices::Device;
 use vmm::registry::Owner;
 use vmm_abi::memslot::READONLY;
-use vmm_abi::VcpuId;
-use vmm_abi::VmId;
+use vmm_abi::{VcpuId, VmId};
 
 use super::{check_invariants, ram_region, TestVmm};
 

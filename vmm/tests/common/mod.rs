@@ -17,15 +17,13 @@ use vmm::config::{ClientConfig, RamRegion, VmmConfig};
 use vmm::platform::Platform;
 use vmm::registry::Owner;
 use vmm::{Error, Vmm};
-use vmm_abi::limits::MAX_PAGE_TABLES;
-use vmm_abi::limits::PAGE_SIZE;
+use vmm_abi::limits::{MAX_PAGE_TABLES, PAGE_SIZE};
 use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD};
-use vmm_abi::ClientId;
-use vmm_abi::Errno;
 pub use vmm_abi::GmemHandle;
 #[allow(unused_imports)] // not every test binary names a vCPU
 pub use vmm_abi::VcpuId;
 use vmm_abi::VmId;
+use vmm_abi::{ClientId, Errno};
 use vmm_model::Model;
 
 /// The VMM's own VSpace.

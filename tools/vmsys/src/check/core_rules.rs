@@ -12,9 +12,8 @@ use vmm_abi::manifest::Manifest;
 use vmm_abi::ClientId;
 
 use super::Ctx;
-use crate::boot_manifest;
 use crate::description::{Control, Vm};
-use crate::world;
+use crate::{boot_manifest, world};
 
 /// The core's owner for a VM: internal, or its client's channel.
 pub fn owner(vm: &Vm) -> Owner {

@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use vmm_abi::limits::page_aligned;
-use vmm_abi::limits::MAX_VCPUS;
+use vmm_abi::limits::{page_aligned, MAX_VCPUS};
 
 use super::{overlap, Ctx};
 use crate::boot_manifest;

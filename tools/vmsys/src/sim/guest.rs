@@ -22,8 +22,7 @@ use vmm::registry::Presence;
 use vmm::vm::VcpuState;
 use vmm::ExitAction;
 use vmm_abi::limits::PAGE_SIZE;
-use vmm_abi::VcpuId;
-use vmm_abi::VmId;
+use vmm_abi::{VcpuId, VmId};
 
 use super::script::GuestOp;
 use super::system::Instance;

@@ -17,14 +17,9 @@
 use std::collections::BTreeMap;
 
 use vmm::arch::aarch64::regs::{Reg, TcbReg};
-use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, LOG_DIRTY_PAGES, READONLY};
-use vmm_abi::memslot::{LOCK_READ, LOCK_WRITE, UNLOCK_ALL};
-use vmm_abi::protocol::Request;
-use vmm_abi::protocol::CAP_MEM_TAGGING;
-use vmm_abi::Errno;
-use vmm_abi::GmemHandle;
-use vmm_abi::VcpuId;
-use vmm_abi::VmId;
+use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, LOCK_READ, LOCK_WRITE, LOG_DIRTY_PAGES, READONLY, UNLOCK_ALL};
+use vmm_abi::protocol::{Request, CAP_MEM_TAGGING};
+use vmm_abi::{Errno, GmemHandle, VcpuId, VmId};
 
 use crate::num;
 

@@ -14,9 +14,7 @@ use vmm::devices::pl011::Pl011;
 use vmm::devices::Device;
 use vmm::registry::Owner;
 use vmm_abi::protocol::{label, Request, MAX_PAYLOAD};
-use vmm_abi::ClientId;
-use vmm_abi::Errno;
-use vmm_abi::VmId;
+use vmm_abi::{ClientId, Errno, VmId};
 
 use super::script::Sent;
 use crate::boot_manifest;

@@ -27,11 +27,8 @@ use crate::kernel::{During, Invocation, Kernel, Refused};
 use crate::platform::Platform;
 use crate::registry::{Caller, Owner, Presence};
 use crate::vm::VcpuState;
-use crate::FaultOutcome;
-use crate::Vmm;
-use vmm_abi::ClientId;
-use vmm_abi::VcpuId;
-use vmm_abi::VmId;
+use crate::{FaultOutcome, Vmm};
+use vmm_abi::{ClientId, VcpuId, VmId};
 
 /// What the VMM PD does after an exit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

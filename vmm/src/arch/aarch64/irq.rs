@@ -14,8 +14,7 @@ use crate::registry::Caller;
 use crate::vm::{VcpuState, VmError};
 use crate::Vmm;
 use vmm_abi::limits::{MAX_IRQ, MIN_IRQ};
-use vmm_abi::VcpuId;
-use vmm_abi::VmId;
+use vmm_abi::{VcpuId, VmId};
 
 use super::exit::{ExitAction, StopReason};
 use super::fault::ExitError;

@@ -8,8 +8,7 @@ use crate::kernel::{During, Invocation, Kernel, Refused};
 use crate::platform::Platform;
 use crate::vm::VcpuState;
 use crate::Vmm;
-use vmm_abi::VcpuId;
-use vmm_abi::VmId;
+use vmm_abi::{VcpuId, VmId};
 
 use super::exit::{ExitAction, StopReason};
 use super::regs::{TcbReg, VcpuReg, SCTLR_EL1_RESET, SPSR_EL1H_MASKED};
