@@ -20,9 +20,7 @@ use heapless::Vec;
 
 use crate::platform::Platform;
 use vmm_abi::limits::MAX_VMS;
-use vmm_abi::ClientId;
-use vmm_abi::Errno;
-use vmm_abi::VmId;
+use vmm_abi::{ClientId, Errno, VmId};
 
 /// Who controls a VM (rule 1.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -162,6 +160,10 @@ impl<V, const N: usize> Registry<V, N> {
         let Some(count) = self.usage_count.checked_add(1) else {
             return Err((Errno::ENOSPC, vm));
         };
+        // A bug planted for the proofs to find: the hook sees the count
+        // before the increment.
+        #[cfg(planted = "registry_hook_order")]
+        let count = count - 1;
         self.usage_count = count;
         if let Err(e) = hooks.add(id, count) {
             self.usage_count = count - 1;
@@ -344,5 +346,86 @@ mod tests {
         r.next_id = u32::MAX;
         let wrapped = r.next_free_id().unwrap();
         assert!(wrapped.0 != 0 && !ids.contains(&wrapped));
+    }
+}
+
+/// Proofs over every input (`cargo kani -p vmm`): three operations, each
+/// chosen freely, on a registry with room for two VMs.
+#[cfg(kani)]
+mod proofs {
+    use super::*;
+
+    /// A platform that may refuse an add, and checks the order of the
+    /// hooks: an add sees the count already incremented, a remove comes
+    /// only for a VM added and not removed, a drop sees the count
+    /// decremented. `seen` is the count as the hooks have reported it.
+    #[derive(Default)]
+    struct Checker {
+        seen: u32,
+        added: [bool; 8],
+        removed: [bool; 8],
+    }
+
+    impl Platform for Checker {
+        fn add(&mut self, vm: VmId, count: u32) -> Result<(), Errno> {
+            assert!(count == self.seen + 1);
+            if kani::any() {
+                return Err(Errno::EBUSY);
+            }
+            self.seen = count;
+            if let Some(a) = self.added.get_mut(vm.0 as usize) {
+                *a = true;
+            }
+            Ok(())
+        }
+
+        fn remove(&mut self, vm: VmId) {
+            let i = vm.0 as usize;
+            assert!(self.added.get(i) == Some(&true) && self.removed.get(i) == Some(&false));
+            if let Some(r) = self.removed.get_mut(i) {
+                *r = true;
+            }
+        }
+
+        fn drop(&mut self, count: u32) {
+            assert!(count + 1 == self.seen);
+            self.seen = count;
+        }
+    }
+
+    /// The usage count is the number of VMs added and not dropped, the
+    /// hooks see it in order (add after the increment, drop after the
+    /// decrement, remove between them), and a refused operation changes
+    /// nothing.
+    #[kani::proof]
+    #[kani::unwind(4)]
+    fn the_usage_count_and_the_hooks_follow_every_vm() {
+        let mut r: Registry<(), 2> = Registry::default();
+        let mut hooks = Checker::default();
+        for _ in 0..3 {
+            let before = r.clone();
+            let id = VmId(kani::any::<u32>() % 4);
+            match kani::any::<u8>() % 3 {
+                0 => {
+                    if let Ok(id) = r.next_free_id() {
+                        if r.add(&mut hooks, id, Owner::Internal, ()).is_err() {
+                            assert!(r == before);
+                        }
+                    }
+                }
+                1 => {
+                    if r.remove(&mut hooks, id).is_err() {
+                        assert!(r == before);
+                    }
+                }
+                _ => {
+                    if r.drop_vm(&mut hooks, id).is_err() {
+                        assert!(r == before);
+                    }
+                }
+            }
+            assert!(r.usage_count() as usize == r.entries.len());
+            assert!(hooks.seen == r.usage_count());
+        }
     }
 }

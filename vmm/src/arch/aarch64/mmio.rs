@@ -82,6 +82,12 @@ impl Access {
         if !self.wide {
             v &= 0xffff_ffff;
         }
+        // A bug planted for the proofs to find: a 32-bit load into W loses
+        // its top byte.
+        #[cfg(planted = "mmio_width")]
+        if !self.wide && bits == 32 {
+            v &= 0x00ff_ffff;
+        }
         v
     }
 }
