@@ -29,13 +29,15 @@ impl Console for Sink {
 }
 
 pub fn world() -> (Box<World>, VmId) {
-    // Enough for the world and a few files; a file of every page of it
-    // (1024) is work enough per input.
-    let mut m = Model::new(4 << 20);
+    // Enough for the world and a few files. Every page the model holds is
+    // cloned, checked and dropped once per input: a file of all of it (256
+    // pages) and 32 pages of RAM (twice the RAM slot) keep each input's
+    // work small enough for thousands of inputs a second.
+    let mut m = Model::new(1 << 20);
     m.setup_vspace(Slot(1)).expect("vspace");
-    m.setup_ram(Slot(0x1000), 64, Slot(1), RAM_VADDR).expect("ram");
+    m.setup_ram(Slot(0x1000), 32, Slot(1), RAM_VADDR).expect("ram");
     let mut ram = heapless::Vec::new();
-    let _ = ram.push(RamRegion { vmm_vaddr: RAM_VADDR, pages: 64, frames: Slot(0x1000) });
+    let _ = ram.push(RamRegion { vmm_vaddr: RAM_VADDR, pages: 32, frames: Slot(0x1000) });
     let mut clients = heapless::Vec::new();
     let _ = clients.push(ClientConfig { id: CLIENT, memlock_pages: 16, privileged: false });
     let _ = clients.push(ClientConfig { id: ClientId(2), memlock_pages: 0, privileged: true });
