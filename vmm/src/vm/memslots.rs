@@ -615,9 +615,8 @@ mod proofs {
     const SPACE: u64 = 16;
 
     fn any_slot(id: u16) -> Memslot {
-        let first: u64 = kani::any();
-        let pages: u64 = kani::any();
-        kani::assume(first < SPACE && pages > 0 && pages <= SPACE - first);
+        let first = kani::any::<u64>() % SPACE;
+        let pages = 1 + kani::any::<u64>() % (SPACE - first);
         Memslot {
             id: MemslotId(id),
             flags: 0,
