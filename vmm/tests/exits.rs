@@ -6,7 +6,8 @@
 //!
 //! Every expected value is computed here from the architecture, not by
 //! calling the code under test: fault labels and message layouts from seL4
-//! 16.0.0 with MCS (`/opt/seL4/notes/RESEARCH.md` section 2), ESR_EL2 fields
+//! 16.0.0 with MCS (its `libsel4` headers: `sel4/arch/faults.h` and the fault
+//! message registers of `VMFault`, `VCPUFault`, `VPPIEvent`), ESR_EL2 fields
 //! from the Arm ARM (ISS of a data abort: ISV 24, SAS 23:22, SSE 21, SRT
 //! 20:16, SF 15, WnR 6; EC 31:26; IL 25), PSCI function ids and return codes
 //! from Arm DEN0022, PL011 registers from the PL011 TRM.
