@@ -72,30 +72,19 @@
 //! memory (Microkit mapped it at boot), so the core's record lags the
 //! guest's reach then, and never exceeds it.
 
-mod translate;
-
 use vmm::arch::aarch64::regs::{TcbReg, VcpuReg};
 use vmm::caps::{FrameCap, ObjectType, PageTableCap, Rights, Slot, TcbCap, VCpuCap, VSpaceCap};
 use vmm::kernel::{Kernel, KernelError};
 use vmm_book::{Book, CapTable, Object, StaticMap};
 
 use crate::vcpu_caps::VmVcpu;
-use translate::{context_reg, invoked, kerr, vcpu_reg};
+use vmm_sel4::{kerr, vcpu_reg, Registers};
 
 /// The Microkit backend of one VMM PD: the book, and the invocations its
 /// decisions need.
 pub struct MicrokitKernel {
     book: Book<'static>,
-    /// The vCPU context between a register read and the write after it.
-    /// Kept here because rust-sel4's by-value register API zeroes and
-    /// copies the whole 288-byte context per call, more than an MMIO
-    /// exit's own work.
-    ctx: sel4::UserContext,
-}
-
-/// The words of the context a register invocation on `reg` covers.
-fn context_words(reg: TcbReg) -> Result<u64, KernelError> {
-    reg.context_words().ok_or(KernelError::InvalidArgument)
+    regs: Registers,
 }
 
 /// The Microkit vCPU the book names `id`.
@@ -107,7 +96,7 @@ impl MicrokitKernel {
     /// A backend for a VM with Microkit vCPUs `0..vcpus` and the static
     /// layout `map`, keeping its book of the core's slots in `caps`.
     pub fn new(vcpus: u64, map: StaticMap, caps: &'static mut CapTable) -> MicrokitKernel {
-        MicrokitKernel { book: Book::new(vcpus, map, caps), ctx: Default::default() }
+        MicrokitKernel { book: Book::new(vcpus, map, caps), regs: Registers::default() }
     }
 
     /// The core slot naming the TCB of Microkit vCPU `v`, if any: how a
@@ -118,36 +107,6 @@ impl MicrokitKernel {
 
     fn tcb(&self, tcb: TcbCap) -> Result<VmVcpu, KernelError> {
         microkit_vcpu(self.book.tcb(tcb.slot())?)
-    }
-
-    /// `seL4_TCB_ReadRegisters` of the first `words` words of the context
-    /// of the TCB `cptr`, into `self.ctx`.
-    fn read_context(&mut self, cptr: u64, words: u64) -> Result<(), KernelError> {
-        let ctx = self.ctx.inner_mut();
-        let err = sel4::with_ipc_buffer_mut(|b| b.inner_mut().seL4_TCB_ReadRegisters(cptr, 0, 0, words, ctx));
-        invoked(err)
-    }
-
-    /// One `seL4_TCB_WriteRegisters` (without resuming) of the shortest
-    /// prefix of the context that holds `dest` and the PC, with `dest` and
-    /// `pc` (when given) written and every other word as the TCB has it:
-    /// the prefix is read first unless the write is the PC alone.
-    fn write_context(&mut self, tcb: TcbCap, dest: Option<(TcbReg, u64)>, pc: Option<u64>) -> Result<(), KernelError> {
-        let cptr = self.tcb(tcb)?.tcb().bits();
-        let words = dest.map_or(Ok(1), |(reg, _)| context_words(reg))?;
-        let pc_alone = words == 1 && (pc.is_some() || dest.is_some());
-        if !pc_alone {
-            self.read_context(cptr, words)?;
-        }
-        if let Some((reg, value)) = dest {
-            *context_reg(&mut self.ctx, reg)? = value;
-        }
-        if let Some(pc) = pc {
-            *self.ctx.pc_mut() = pc;
-        }
-        let ctx = self.ctx.inner();
-        let err = sel4::with_ipc_buffer_mut(|b| b.inner_mut().seL4_TCB_WriteRegisters(cptr, 0, 0, words, ctx));
-        invoked(err)
     }
 
     fn vcpu(&self, vcpu: VCpuCap) -> Result<VmVcpu, KernelError> {
@@ -214,16 +173,17 @@ impl Kernel for MicrokitKernel {
 
     fn tcb_read_register(&mut self, tcb: TcbCap, reg: TcbReg) -> Result<u64, KernelError> {
         let cptr = self.tcb(tcb)?.tcb().bits();
-        self.read_context(cptr, context_words(reg)?)?;
-        context_reg(&mut self.ctx, reg).map(|r| *r)
+        self.regs.read(cptr, reg)
     }
 
     fn tcb_write_register(&mut self, tcb: TcbCap, reg: TcbReg, value: u64) -> Result<(), KernelError> {
-        self.write_context(tcb, Some((reg, value)), None)
+        let cptr = self.tcb(tcb)?.tcb().bits();
+        self.regs.write(cptr, Some((reg, value)), None)
     }
 
     fn tcb_write_result(&mut self, tcb: TcbCap, dest: Option<(TcbReg, u64)>, pc: u64) -> Result<(), KernelError> {
-        self.write_context(tcb, dest, Some(pc))
+        let cptr = self.tcb(tcb)?.tcb().bits();
+        self.regs.write(cptr, dest, Some(pc))
     }
 
     fn tcb_resume(&mut self, tcb: TcbCap) -> Result<(), KernelError> {
