@@ -34,7 +34,7 @@ TEST_TIMEOUT ?= 60
 # The linker for both targets: rust-lld if present, else Debian's ld.lld.
 LLD ?= $(firstword $(foreach l,rust-lld ld.lld ld.lld-22 ld.lld-19,$(shell command -v $(l) 2>/dev/null)))
 
-.PHONY: all loader run test-qemu test-book kernel-config-check guest pds clean system.xml check-system-xml manifests
+.PHONY: all loader run test-qemu test-book kernel-config-check guest pds roottask clean system.xml check-system-xml manifests
 .DEFAULT_GOAL := all
 
 BOARD_TABLE := boards/$(MICROKIT_BOARD).mk
@@ -76,6 +76,7 @@ GUEST_TARGET_DIR := $(B)/guest-target
 GUEST_ELF := $(GUEST_TARGET_DIR)/aarch64-unknown-none/release/guest
 PDS_TARGET_DIR := $(B)/pds-target
 PDS_OUT := $(PDS_TARGET_DIR)/aarch64-sel4-microkit/release
+ROOTTASK_TARGET_DIR := $(B)/roottask-target
 LOADER_IMG := $(B)/loader.img
 REPORT := $(B)/report.txt
 
@@ -154,12 +155,12 @@ SDK_BOARD := $(MICROKIT_SDK)/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
 
 ifeq ($(SDK_TOOL),)
 
-all loader run test-qemu test-book kernel-config-check guest pds:
+all loader run test-qemu test-book kernel-config-check guest pds roottask:
 	@echo "make $@ skipped: no Microkit SDK at $(MICROKIT_SDK) (set MICROKIT_SDK to a Microkit 2.3.0 SDK to build and boot on seL4)"
 
 else ifeq ($(wildcard $(SDK_BOARD)/elf/sel4.elf),)
 
-all loader run test-qemu test-book kernel-config-check guest pds:
+all loader run test-qemu test-book kernel-config-check guest pds roottask:
 	@echo "make $@ skipped: the SDK at $(MICROKIT_SDK) has no board $(MICROKIT_BOARD) in config $(MICROKIT_CONFIG)"
 
 else
@@ -195,6 +196,15 @@ pds: guest manifests $(TARGET_SPEC) kernel-config-check
 	$(CARGO) build -p vmm-pd -p vmctl --release --target $(abspath $(TARGET_SPEC)) -Zjson-target-spec \
 	    -Zbuild-std=core,alloc,compiler_builtins -Zbuild-std-features=compiler-builtins-mem \
 	    --target-dir $(abspath $(PDS_TARGET_DIR))
+
+# The VMM as seL4's root task, against the same kernel's headers (the
+# loader that boots it with the kernel is not part of this build yet).
+roottask: $(TARGET_SPEC) kernel-config-check
+	cd roottask && RUSTC=$(TARGET_RUSTC) RUSTFLAGS="-Clinker=$(LLD)" \
+	$(CARGO) build -p vmm-roottask --release --target $(abspath $(TARGET_SPEC)) -Zjson-target-spec \
+	    -Zbuild-std=core,alloc,compiler_builtins -Zbuild-std-features=compiler-builtins-mem \
+	    --target-dir $(abspath $(ROOTTASK_TARGET_DIR))
+	@echo "built $(ROOTTASK_TARGET_DIR)/aarch64-sel4-microkit/release/vmm-roottask.elf"
 
 loader: pds $(SYSTEM_XML) check-system-xml
 	$(MICROKIT_SDK)/bin/microkit $(SYSTEM_XML) --search-path $(PDS_OUT) \

@@ -4,8 +4,9 @@
 //! can check each against the seL4 manual. Every call returns a typed error
 //! and nothing panics. Three backends implement it: the executable model
 //! (`model`, host and verification only), the Microkit PD (vCPU and TCB calls
-//! for real, memory calls checked against the static layout) and, planned, a
-//! root task with full authority. The trait is shaped for the last:
+//! for real, memory calls checked against the static layout) and the root
+//! task with full authority (`roottask/vmm`, every call the invocation it is
+//! named after). The trait is shaped for the last:
 //!
 //! - objects come from untyped memory ([`Kernel::untyped_retype`]), and
 //!   running out is [`KernelError::NotEnoughMemory`], never a panic;

@@ -1,0 +1,98 @@
+//! The lifecycle check: VMs made and destroyed as a client asks, through
+//! the core's one entry point, while the untyped memory available and the
+//! free slots are counted before and after.
+
+use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, LOCK_READ, LOCK_WRITE};
+use vmm_abi::protocol::{Request, MAX_PAYLOAD};
+use vmm_abi::{ClientId, Errno, GmemHandle, VcpuId, VmId};
+
+use crate::start::{Core, CLIENT, RAM_VADDR};
+
+/// Cycles of the check.
+const CYCLES: u32 = 1000;
+
+/// The guest-physical addresses of the check's memslots.
+const RAM_GPA: u64 = 0x4000_0000;
+const RAM_SIZE: u64 = 256 * 1024;
+const PRIVATE_GPA: u64 = 0x5000_0000;
+const PRIVATE_SIZE: u64 = 64 * 1024;
+
+/// One request as a client sends it: encoded, then decoded and performed
+/// by the core.
+fn call(vmm: &mut Core, client: ClientId, req: Request) -> Result<u64, Errno> {
+    let mut payload = [0u8; MAX_PAYLOAD];
+    let (label, len) = req.encode(&mut payload);
+    vmm.handle(client, label, payload.get(..len).unwrap_or(&[])).result
+}
+
+/// One cycle: a VM and its vCPU, a guest_memfd bound to a private memslot,
+/// a RAM memslot locked (its pages mapped into the guest's stage 2), then
+/// the VM destroyed and the guest_memfd closed.
+fn cycle(vmm: &mut Core) -> Result<(), (&'static str, Errno)> {
+    let c = CLIENT;
+    let vm = VmId(call(vmm, c, Request::CreateVm).map_err(|e| ("CREATE_VM", e))? as u32);
+    call(vmm, c, Request::CreateVcpu { vm, vcpu: VcpuId(0) }).map_err(|e| ("CREATE_VCPU", e))?;
+    let gmem = call(vmm, c, Request::CreateGuestMemfd { vm, size: PRIVATE_SIZE, flags: 0 })
+        .map_err(|e| ("CREATE_GUEST_MEMFD", e))?;
+    let handle = GmemHandle(gmem as u32);
+    let ram = MemoryRegion {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: RAM_GPA,
+        memory_size: RAM_SIZE,
+        userspace_addr: RAM_VADDR,
+        guest_memfd_offset: 0,
+        guest_memfd: 0,
+    };
+    call(vmm, c, Request::SetMemoryRegion { vm, region: ram }).map_err(|e| ("SET_USER_MEMORY_REGION2 (RAM)", e))?;
+    let private = MemoryRegion {
+        slot: 1,
+        flags: GUEST_MEMFD,
+        guest_phys_addr: PRIVATE_GPA,
+        memory_size: PRIVATE_SIZE,
+        userspace_addr: RAM_VADDR + RAM_SIZE,
+        guest_memfd_offset: 0,
+        guest_memfd: handle.0,
+    };
+    call(vmm, c, Request::SetMemoryRegion { vm, region: private })
+        .map_err(|e| ("SET_USER_MEMORY_REGION2 (guest_memfd)", e))?;
+    call(vmm, c, Request::LockMemslot { vm, slot: 0, flags: LOCK_READ | LOCK_WRITE }).map_err(|e| ("LOCK", e))?;
+    call(vmm, c, Request::DestroyVm { vm }).map_err(|e| ("DESTROY_VM", e))?;
+    call(vmm, c, Request::CloseGuestMemfd { handle }).map_err(|e| ("CLOSE_GUEST_MEMFD", e))?;
+    Ok(())
+}
+
+/// What the check compares: untyped memory available, free slots of the
+/// core and of the backend.
+fn counts(vmm: &Core) -> (u64, u64, usize) {
+    (vmm.kernel().pool().usage().available, vmm.cspace().free_slots(), vmm.kernel().free_private_slots())
+}
+
+/// Runs the check and prints its figures.
+pub fn run(vmm: &mut Core) {
+    let before = counts(vmm);
+    sel4::debug_println!(
+        "roottask: before: {} bytes of untyped memory available, {} free core slots, {} free own slots",
+        before.0,
+        before.1,
+        before.2
+    );
+    for i in 0..CYCLES {
+        if let Err((what, e)) = cycle(vmm) {
+            sel4::debug_println!("roottask: cycle {i}: {what} failed: {e:?}");
+            return;
+        }
+    }
+    let after = counts(vmm);
+    sel4::debug_println!(
+        "roottask: after {CYCLES} cycles: {} bytes of untyped memory available, {} free core slots, {} free own slots",
+        after.0,
+        after.1,
+        after.2
+    );
+    if after == before {
+        sel4::debug_println!("roottask: lifecycle check passed: nothing leaked");
+    } else {
+        sel4::debug_println!("roottask: lifecycle check FAILED: counts differ");
+    }
+}

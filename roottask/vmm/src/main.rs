@@ -1,0 +1,41 @@
+//! The VMM as seL4's root task: full authority over memory.
+//!
+//! seL4 gives its root task every untyped capability, the ASID control and
+//! the scheduling control. This VMM makes every object of its VMs from
+//! them, so each memory operation of the core is a capability operation on
+//! a real kernel (see `kernel`): a memslot's pages are mapped into the
+//! guest's stage 2 and unmapped from it, a lock maps before the guest runs,
+//! a guest_memfd's frames are new, zeroed objects, and destroying a VM
+//! deletes everything it had.
+//!
+//! At start it divides the root CNode's empty slots (`slots`), takes the
+//! boot untypeds into its pool (`untyped`), makes its own objects (an ASID
+//! pool, the vCPUs' fault endpoint, an empty CNode for the guests), gives
+//! the core guest RAM it maps into its own address space, and then runs
+//! the lifecycle check (`lifecycle`).
+
+#![no_std]
+#![no_main]
+
+mod kernel;
+mod lifecycle;
+mod slots;
+mod start;
+mod untyped;
+
+use sel4_root_task::root_task;
+
+/// The root task's stack. The core and the pool are built on it once
+/// before they move to their statics.
+const STACK_SIZE: usize = 256 * 1024;
+
+#[root_task(stack_size = STACK_SIZE)]
+fn main(bootinfo: &sel4::BootInfoPtr) -> ! {
+    sel4::debug_println!("roottask: VMM with full authority, seL4 root task");
+    match start::start(bootinfo) {
+        Ok(vmm) => lifecycle::run(vmm),
+        Err(e) => sel4::debug_println!("roottask: refusing to start: {e}"),
+    }
+    sel4::debug_println!("roottask: done");
+    sel4::init_thread::suspend_self()
+}

@@ -1,0 +1,178 @@
+//! Start-up: the root CNode divided, the untyped pool filled, the root
+//! task's own objects made, guest RAM mapped into the root task, and the
+//! core configured over the backend.
+
+use core::fmt;
+
+use sel4::cap::{AsidPool, CNode, Endpoint, Untyped};
+use sel4::init_thread::slot;
+use sel4::{ObjectBlueprint, ObjectBlueprintArm, VmAttributes};
+use static_cell::{ConstStaticCell, StaticCell};
+use vmm::caps::{Slot, SlotRange};
+use vmm::config::{ClientConfig, RamRegion, VmmConfig};
+use vmm::platform::NoHooks;
+use vmm::Vmm;
+use vmm_abi::ClientId;
+use vmm_untyped::PoolError;
+
+use crate::kernel::{Authority, Record, RootKernel};
+use crate::slots::{Layout, Private};
+use crate::untyped::{boot_untypeds, Pool, SeL4};
+
+/// VMs the root task runs at once.
+pub const VMS: usize = 2;
+
+/// The core over the root task's backend.
+pub type Core = Vmm<RootKernel, NoHooks, VMS>;
+
+/// The core's slots: each VM's own run (VSpace, TCBs, vCPUs, page tables),
+/// the memslots' mappings and the locks' pins.
+const CORE_SLOTS: u64 = 8192;
+
+/// Guest RAM the root task maps into its own address space and gives the
+/// core, in pages: 4 MiB.
+pub const RAM_PAGES: u64 = 1024;
+
+/// Where the root task maps guest RAM: clear of its image and of the IPC
+/// buffer and boot information seL4 maps just after the image.
+pub const RAM_VADDR: u64 = 0x80_0000_0000 >> 2;
+
+/// The clients: one with a memlock budget, one privileged.
+pub const CLIENT: ClientId = ClientId(1);
+/// The privileged client.
+pub const PRIVILEGED: ClientId = ClientId(2);
+/// The first client's memlock budget, in pages.
+pub const CLIENT_MEMLOCK_PAGES: u64 = 256;
+
+/// Why the root task does not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The root CNode has too few empty slots for the layout.
+    Slots,
+    /// The untyped pool refused the boot untypeds or an object.
+    Pool(PoolError<sel4::Error>),
+    /// An invocation at start failed.
+    Kernel(&'static str, sel4::Error),
+    /// The core refused its configuration.
+    Core(vmm::Error),
+    /// Start ran twice.
+    Again,
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Slots => write!(f, "too few empty slots in the root CNode"),
+            StartError::Pool(e) => write!(f, "untyped pool: {e:?}"),
+            StartError::Kernel(what, e) => write!(f, "{what}: {e}"),
+            StartError::Core(e) => write!(f, "the core refused its configuration: {e}"),
+            StartError::Again => write!(f, "started twice"),
+        }
+    }
+}
+
+static POOL: StaticCell<Pool> = StaticCell::new();
+static RECORDS: ConstStaticCell<[Record; CORE_SLOTS as usize]> =
+    ConstStaticCell::new([Record::EMPTY; CORE_SLOTS as usize]);
+static CORE: StaticCell<Core> = StaticCell::new();
+
+/// Makes one object of `blueprint` in `dest` from the pool, for the root
+/// task's own use (never released).
+fn make(pool: &mut Pool, sel4: &mut SeL4, blueprint: ObjectBlueprint, dest: u64) -> Result<(), StartError> {
+    let bits = u8::try_from(blueprint.physical_size_bits()).map_err(|_| StartError::Slots)?;
+    let lease = pool.reserve(bits, sel4).map_err(StartError::Pool)?;
+    Untyped::from_bits(lease.untyped())
+        .untyped_retype(&blueprint, &sel4.cnode.absolute_cptr_for_self(), dest as usize, 1)
+        .map_err(|e| StartError::Kernel("seL4_Untyped_Retype", e))?;
+    let _ = pool.commit(lease);
+    Ok(())
+}
+
+/// Maps guest RAM's frames into the root task's own VSpace at
+/// [`RAM_VADDR`], making the page tables on the way from `private`.
+fn map_ram(pool: &mut Pool, sel4: &mut SeL4, private: &mut Private, ram: SlotRange) -> Result<(), StartError> {
+    let vspace = slot::VSPACE.cap();
+    for i in 0..ram.len {
+        let frame = ram.base.0 + i;
+        make(pool, sel4, ObjectBlueprint::Arch(ObjectBlueprintArm::SmallPage), frame)?;
+        let vaddr = (RAM_VADDR + i * 4096) as usize;
+        // At most three tables on the way to a page.
+        for _ in 0..4 {
+            let r = sel4::cap::SmallPage::from_bits(frame).frame_map(
+                vspace,
+                vaddr,
+                sel4::CapRights::read_write(),
+                VmAttributes::default(),
+            );
+            match r {
+                Ok(()) => break,
+                Err(sel4::Error::FailedLookup) => {
+                    let pt = private.take().ok_or(StartError::Slots)?;
+                    make(pool, sel4, ObjectBlueprint::Arch(ObjectBlueprintArm::PT), pt)?;
+                    sel4::cap::PT::from_bits(pt)
+                        .pt_map(vspace, vaddr, VmAttributes::default())
+                        .map_err(|e| StartError::Kernel("seL4_ARM_PageTable_Map", e))?;
+                }
+                Err(e) => return Err(StartError::Kernel("seL4_ARM_Page_Map", e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Starts the VMM: everything at start, then the core.
+pub fn start(bootinfo: &sel4::BootInfoPtr) -> Result<&'static mut Core, StartError> {
+    let empty = bootinfo.empty().range();
+    let layout = Layout::new(empty.start as u64..empty.end as u64, RAM_PAGES, CORE_SLOTS).ok_or(StartError::Slots)?;
+    let cnode: CNode = slot::CNODE.cap();
+    let mut sel4 = SeL4 { cnode };
+    let pool = POOL.try_init(Pool::new(boot_untypeds(bootinfo), layout.chunks.clone()).map_err(StartError::Pool)?);
+    let pool = pool.ok_or(StartError::Again)?;
+    let mut private = Private::new(layout.private.clone());
+    let u = pool.usage();
+    sel4::debug_println!(
+        "roottask: {} boot untypeds, {} KiB of untyped memory; {} empty slots",
+        bootinfo.untyped_list().iter().filter(|d| !d.is_device()).count(),
+        u.total / 1024,
+        empty.len()
+    );
+
+    // The ASID pool: from an untyped of exactly its size.
+    let asid_untyped = private.take().ok_or(StartError::Slots)?;
+    make(pool, &mut sel4, ObjectBlueprint::Untyped { size_bits: sel4::sys::seL4_ASIDPoolBits as usize }, asid_untyped)?;
+    let asid_pool_slot = private.take().ok_or(StartError::Slots)?;
+    slot::ASID_CONTROL
+        .cap()
+        .asid_control_make_pool(Untyped::from_bits(asid_untyped), &sel4.slot(asid_pool_slot))
+        .map_err(|e| StartError::Kernel("seL4_ARM_ASIDControl_MakePool", e))?;
+    let fault_endpoint = private.take().ok_or(StartError::Slots)?;
+    make(pool, &mut sel4, ObjectBlueprint::Endpoint, fault_endpoint)?;
+    let guest_cnode = private.take().ok_or(StartError::Slots)?;
+    make(pool, &mut sel4, ObjectBlueprint::CNode { size_bits: 1 }, guest_cnode)?;
+    map_ram(pool, &mut sel4, &mut private, layout.ram)?;
+
+    let auth = Authority {
+        tcb: slot::TCB.cap(),
+        cnode,
+        sched_control: bootinfo.sched_control().index(0).cap(),
+        asid_pool: AsidPool::from_bits(asid_pool_slot),
+        fault_endpoint: Endpoint::from_bits(fault_endpoint),
+        guest_cnode: CNode::from_bits(guest_cnode),
+    };
+    let records = RECORDS.try_take().ok_or(StartError::Again)?;
+    let kernel = RootKernel::new(pool, layout.core, records, private, auth);
+
+    let mut config = VmmConfig {
+        cspace: layout.core,
+        ram: heapless::Vec::new(),
+        clients: heapless::Vec::new(),
+        vcpu_limit: 2,
+        dirty_log: false,
+        page_tables: 16,
+    };
+    let _ = config.ram.push(RamRegion { vmm_vaddr: RAM_VADDR, pages: RAM_PAGES, frames: Slot(layout.ram.base.0) });
+    let _ = config.clients.push(ClientConfig { id: CLIENT, memlock_pages: CLIENT_MEMLOCK_PAGES, privileged: false });
+    let _ = config.clients.push(ClientConfig { id: PRIVILEGED, memlock_pages: 0, privileged: true });
+    let core = Vmm::new(kernel, NoHooks, config).map_err(StartError::Core)?;
+    CORE.try_init(core).ok_or(StartError::Again)
+}
