@@ -130,9 +130,9 @@ impl<const F: usize> SlotAllocator<F> {
         Ok(())
     }
 
-    /// Slots not allocated: what a deployment compares before and after a
-    /// run to find a leak.
-    pub fn free_slots(&self) -> u64 {
+    /// Slots not allocated.
+    #[cfg(test)]
+    fn free_slots(&self) -> u64 {
         self.free.iter().map(|e| e.len).sum()
     }
 

@@ -147,6 +147,28 @@ impl RootKernel {
         self.private.free()
     }
 
+    /// Slots of `range` that hold a capability, as the kernel has them: each
+    /// probed by copying it to a scratch slot (a copy of an empty slot
+    /// fails). Slow, for the leak figure only.
+    pub fn occupied(&mut self, range: SlotRange) -> Result<u64, KernelError> {
+        let scratch = self.private.take().ok_or(KernelError::NotEnoughMemory)?;
+        let mut n = 0;
+        for s in range.base.0..range.base.0.saturating_add(range.len) {
+            let src = self.sel4.slot(s);
+            if self.sel4.slot(scratch).copy(&src, CapRights::all()).is_ok() {
+                n += 1;
+                let _ = self.sel4.slot(scratch).delete();
+            }
+        }
+        self.private.give(scratch);
+        Ok(n)
+    }
+
+    /// The core's slots.
+    pub fn core_slots(&self) -> SlotRange {
+        self.core
+    }
+
     /// The record of a slot of the core's range; the core's other slots
     /// (the RAM frames it is given) hold nothing the backend made.
     fn record(&mut self, slot: Slot) -> Option<&mut Record> {

@@ -62,17 +62,21 @@ fn cycle(vmm: &mut Core) -> Result<(), (&'static str, Errno)> {
     Ok(())
 }
 
-/// What the check compares: untyped memory available, free slots of the
-/// core and of the backend.
-fn counts(vmm: &Core) -> (u64, u64, usize) {
-    (vmm.kernel().pool().usage().available, vmm.cspace().free_slots(), vmm.kernel().free_private_slots())
+/// What the check compares: untyped memory available, and the core's
+/// slots that hold a capability as the kernel has them, and the backend's
+/// own free slots.
+fn counts(vmm: &mut Core) -> (u64, u64, usize) {
+    let k = vmm.kernel_mut();
+    let core = k.core_slots();
+    let used = k.occupied(core).unwrap_or(u64::MAX);
+    (k.pool().usage().available, core.len.saturating_sub(used), k.free_private_slots())
 }
 
 /// Runs the check and prints its figures.
 pub fn run(vmm: &mut Core) {
     let before = counts(vmm);
     sel4::debug_println!(
-        "roottask: before: {} bytes of untyped memory available, {} free core slots, {} free own slots",
+        "roottask: before: {} bytes of untyped memory available, {} empty core slots, {} free own slots",
         before.0,
         before.1,
         before.2
@@ -85,7 +89,7 @@ pub fn run(vmm: &mut Core) {
     }
     let after = counts(vmm);
     sel4::debug_println!(
-        "roottask: after {CYCLES} cycles: {} bytes of untyped memory available, {} free core slots, {} free own slots",
+        "roottask: after {CYCLES} cycles: {} bytes of untyped memory available, {} empty core slots, {} free own slots",
         after.0,
         after.1,
         after.2
