@@ -15,7 +15,10 @@
 //! - a chunk serves one object size at a time (its class), so its watermark
 //!   moves in steps of that size and no memory is lost to alignment;
 //! - the objects made from each chunk are counted; when the last one is
-//!   released, the chunk is revoked and can serve any size again.
+//!   released, the chunk is revoked and can serve any size again;
+//! - objects that are never released (the VMM's own, made at start) come
+//!   from chunks of their own ([`Pool::reserve_lasting`]), so that they
+//!   never keep a chunk of released objects from emptying.
 //!
 //! A request therefore never fails for lack of memory while a chunk of its
 //! size has room, an empty chunk is large enough, or a boot untyped can
@@ -102,6 +105,7 @@ pub struct Usage {
 pub struct Lease {
     chunk: u16,
     size_bits: u8,
+    lasting: bool,
     untyped: u64,
 }
 
@@ -136,6 +140,8 @@ struct Chunk {
     /// Where seL4's next object of `class` goes.
     watermark: u64,
     live: u32,
+    /// It serves objects that are never released.
+    lasting: bool,
 }
 
 impl Chunk {
@@ -143,8 +149,11 @@ impl Chunk {
         self.live == 0 && self.watermark == 0
     }
 
-    fn has_room(&self, size_bits: u8, size: u64) -> bool {
-        self.class == size_bits && self.watermark.saturating_add(size) <= self.size
+    fn has_room(&self, size_bits: u8, size: u64, lasting: bool) -> bool {
+        !self.is_empty()
+            && self.class == size_bits
+            && self.lasting == lasting
+            && self.watermark.saturating_add(size) <= self.size
     }
 }
 
@@ -171,7 +180,7 @@ impl<const N: usize, const S: usize> Pool<N, S> {
                 pool.sources.push(Source { cptr: u.cptr, size, cut: 0 }).map_err(|_| PoolError::TooManyUntypeds)?;
             } else {
                 pool.chunks
-                    .push(Chunk { cptr: u.cptr, size, class: 0, watermark: 0, live: 0 })
+                    .push(Chunk { cptr: u.cptr, size, class: 0, watermark: 0, live: 0, lasting: false })
                     .map_err(|_| PoolError::TooManyUntypeds)?;
             }
             pool.total = pool.total.saturating_add(size);
@@ -184,17 +193,27 @@ impl<const N: usize, const S: usize> Pool<N, S> {
     /// available by nothing, so a lease that is never committed leaves the
     /// pool's [`Usage`] as it was.
     pub fn reserve<K: Retype>(&mut self, size_bits: u8, kernel: &mut K) -> Result<Lease, PoolError<K::Error>> {
+        self.reserve_for(size_bits, false, kernel)
+    }
+
+    /// As [`Pool::reserve`], for an object that will never be released:
+    /// it comes from a chunk that holds only such objects.
+    pub fn reserve_lasting<K: Retype>(&mut self, size_bits: u8, kernel: &mut K) -> Result<Lease, PoolError<K::Error>> {
+        self.reserve_for(size_bits, true, kernel)
+    }
+
+    fn reserve_for<K: Retype>(&mut self, size_bits: u8, lasting: bool, kernel: &mut K) -> Result<Lease, PoolError<K::Error>> {
         if !(MIN_OBJECT_BITS..=CHUNK_BITS).contains(&size_bits) {
             return Err(PoolError::BadSize);
         }
         let size = 1u64 << size_bits;
         let lease = |i: usize, c: &Chunk| {
             let chunk = u16::try_from(i).map_err(|_| PoolError::NoChunkSlot)?;
-            Ok(Lease { chunk, size_bits, untyped: c.cptr })
+            Ok(Lease { chunk, size_bits, lasting, untyped: c.cptr })
         };
         // A chunk already serving this size first, then the smallest empty
         // chunk that is large enough, so that large ones stay whole.
-        if let Some((i, c)) = self.chunks.iter().enumerate().find(|(_, c)| c.has_room(size_bits, size)) {
+        if let Some((i, c)) = self.chunks.iter().enumerate().find(|(_, c)| c.has_room(size_bits, size, lasting)) {
             return lease(i, c);
         }
         let empty =
@@ -213,6 +232,7 @@ impl<const N: usize, const S: usize> Pool<N, S> {
         if let Some(c) = self.chunks.get_mut(usize::from(lease.chunk)) {
             let size = 1u64 << lease.size_bits;
             c.class = lease.size_bits;
+            c.lasting = lease.lasting;
             c.watermark = c.watermark.saturating_add(size);
             c.live = c.live.saturating_add(1);
         }
@@ -270,7 +290,7 @@ impl<const N: usize, const S: usize> Pool<N, S> {
         self.slots.start = self.slots.start.saturating_add(1);
         let i = self.chunks.len();
         self.chunks
-            .push(Chunk { cptr: dest, size: chunk, class: 0, watermark: 0, live: 0 })
+            .push(Chunk { cptr: dest, size: chunk, class: 0, watermark: 0, live: 0, lasting: false })
             .map_err(|_| PoolError::NoChunkSlot)?;
         Ok(i)
     }

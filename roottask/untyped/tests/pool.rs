@@ -255,6 +255,29 @@ fn a_thousand_cycles_leak_nothing() {
 }
 
 #[test]
+fn lasting_objects_keep_no_released_memory_from_coming_back() {
+    let (mut k, mut pool) = boot();
+    // Made at start and never released, of the same size as what cycles.
+    for n in 0..20 {
+        let lease = pool.reserve_lasting(12, &mut k).unwrap();
+        k.retype(lease.untyped(), 12, OBJECTS + 10_000 + n, false).unwrap();
+        let _ = pool.commit(lease);
+    }
+    let before = pool.usage();
+    for _ in 0..50 {
+        let made: Vec<_> = (0..40).map(|n| (n, make(&mut pool, &mut k, 12, n).unwrap())).collect();
+        for (n, m) in made {
+            delete(&mut k, n);
+            pool.release(m, &mut k).unwrap();
+        }
+    }
+    assert_eq!(pool.usage(), before);
+    assert_eq!(before.live, 20 << 12);
+    assert_eq!(kernel_available(&k), before.available);
+    k.assert_disjoint();
+}
+
+#[test]
 fn a_chunk_with_a_live_object_keeps_its_released_neighbours_until_it_empties() {
     let (mut k, mut pool) = boot();
     let a = make(&mut pool, &mut k, 13, 1).unwrap();
@@ -312,7 +335,7 @@ fn a_lease_never_committed_leaves_the_usage_as_it_was() {
     make(&mut pool, &mut k, 12, 1).unwrap(); // fills the 4 KiB untyped
     let before = pool.usage();
     // This reservation cuts a chunk; the object's retype then fails.
-    let lease = pool.reserve(12, &mut k).unwrap();
+    let lease = pool.reserve_lasting(12, &mut k).unwrap();
     k.fail_in = 1;
     assert!(k.retype(lease.untyped(), 12, OBJECTS + 2, false).is_err());
     assert_eq!(pool.usage(), before);
