@@ -37,6 +37,9 @@ const SCHED_CONTEXT_BITS: usize = sel4::sys::seL4_MinSchedContextBits as usize;
 /// faults and the clients' requests.
 pub const GUEST_PRIORITY: u64 = 100;
 
+/// log2 of the slots of the guests' empty CNode.
+pub const GUEST_CNODE_BITS: usize = 1;
+
 /// Each vCPU's budget and period, in microseconds: the whole of each period,
 /// so a vCPU runs until it blocks or a higher priority runs.
 const PERIOD_US: u64 = 10_000;
@@ -147,21 +150,33 @@ impl RootKernel {
         self.private.free()
     }
 
-    /// Slots of `range` that hold a capability, as the kernel has them: each
-    /// probed by copying it to a scratch slot (a copy of an empty slot
-    /// fails). Slow, for the leak figure only.
+    /// Slots of `range` that hold a capability, as the kernel has them.
+    /// Slow, for the leak figure only.
     pub fn occupied(&mut self, range: SlotRange) -> Result<u64, KernelError> {
         let scratch = self.private.take().ok_or(KernelError::NotEnoughMemory)?;
-        let mut n = 0;
-        for s in range.base.0..range.base.0.saturating_add(range.len) {
-            let src = self.sel4.slot(s);
-            if self.sel4.slot(scratch).copy(&src, CapRights::all()).is_ok() {
-                n += 1;
-                let _ = self.sel4.slot(scratch).delete();
-            }
-        }
+        let end = range.base.0.saturating_add(range.len);
+        let n = (range.base.0..end).filter(|&s| self.holds_cap(s, scratch)).count();
         self.private.give(scratch);
-        Ok(n)
+        Ok(n as u64)
+    }
+
+    /// Whether `slot` holds a capability: `seL4_DebugCapIdentify` where the
+    /// kernel has it.
+    #[sel4::sel4_cfg(DEBUG_BUILD)]
+    fn holds_cap(&mut self, slot: u64, _scratch: u64) -> bool {
+        sel4::cap::Unspecified::from_bits(slot).debug_identify() != 0
+    }
+
+    /// Whether `slot` holds a capability: copied to `scratch` if it does (a
+    /// copy of an empty slot fails), and the copy deleted.
+    #[sel4::sel4_cfg(not(DEBUG_BUILD))]
+    fn holds_cap(&mut self, slot: u64, scratch: u64) -> bool {
+        let src = self.sel4.slot(slot);
+        let held = self.sel4.slot(scratch).copy(&src, CapRights::all()).is_ok();
+        if held {
+            let _ = self.sel4.slot(scratch).delete();
+        }
+        held
     }
 
     /// The core's slots.
@@ -332,7 +347,7 @@ impl Kernel for RootKernel {
         let t = Tcb::from_bits(tcb.slot().0);
         let vspace = sel4::cap::VSpace::from_bits(vspace.slot().0);
         self.with_fault_endpoint(tcb.slot().0, |auth, ep| {
-            t.tcb_set_space(ep.cptr(), auth.guest_cnode, sel4::CNodeCapData::skip_high_bits(0), vspace)
+            t.tcb_set_space(ep.cptr(), auth.guest_cnode, sel4::CNodeCapData::skip_high_bits(GUEST_CNODE_BITS), vspace)
         })?;
         sel4::cap::VCpu::from_bits(vcpu.slot().0).vcpu_set_tcb(t).map_err(kerr)
     }

@@ -15,7 +15,7 @@ use vmm::Vmm;
 use vmm_abi::ClientId;
 use vmm_untyped::PoolError;
 
-use crate::kernel::{Authority, Record, RootKernel};
+use crate::kernel::{Authority, Record, RootKernel, GUEST_CNODE_BITS};
 use crate::slots::{Layout, Private};
 use crate::untyped::{boot_untypeds, Pool, SeL4};
 
@@ -80,7 +80,7 @@ static CORE: StaticCell<Core> = StaticCell::new();
 /// task's own use (never released).
 fn make(pool: &mut Pool, sel4: &mut SeL4, blueprint: ObjectBlueprint, dest: u64) -> Result<(), StartError> {
     let bits = u8::try_from(blueprint.physical_size_bits()).map_err(|_| StartError::Slots)?;
-    let lease = pool.reserve(bits, sel4).map_err(StartError::Pool)?;
+    let lease = pool.reserve_lasting(bits, sel4).map_err(StartError::Pool)?;
     Untyped::from_bits(lease.untyped())
         .untyped_retype(&blueprint, &sel4.cnode.absolute_cptr_for_self(), dest as usize, 1)
         .map_err(|e| StartError::Kernel("seL4_Untyped_Retype", e))?;
@@ -148,7 +148,7 @@ pub fn start(bootinfo: &sel4::BootInfoPtr) -> Result<&'static mut Core, StartErr
     let fault_endpoint = private.take().ok_or(StartError::Slots)?;
     make(pool, &mut sel4, ObjectBlueprint::Endpoint, fault_endpoint)?;
     let guest_cnode = private.take().ok_or(StartError::Slots)?;
-    make(pool, &mut sel4, ObjectBlueprint::CNode { size_bits: 1 }, guest_cnode)?;
+    make(pool, &mut sel4, ObjectBlueprint::CNode { size_bits: GUEST_CNODE_BITS }, guest_cnode)?;
     map_ram(pool, &mut sel4, &mut private, layout.ram)?;
 
     let auth = Authority {
