@@ -31,10 +31,14 @@ QEMU ?= qemu-system-aarch64
 PYTHON ?= python3
 # Seconds `make test-qemu` waits for the expected output.
 TEST_TIMEOUT ?= 60
+# Seconds `make test-roottask` waits (its lifecycle check runs 1000 cycles).
+ROOTTASK_TIMEOUT ?= 300
+# The C compiler for the kernel loader's assembly.
+CROSS_CC ?= aarch64-linux-gnu-gcc
 # The linker for both targets: rust-lld if present, else Debian's ld.lld.
 LLD ?= $(firstword $(foreach l,rust-lld ld.lld ld.lld-22 ld.lld-19,$(shell command -v $(l) 2>/dev/null)))
 
-.PHONY: all loader run test-qemu test-book kernel-config-check guest pds roottask clean system.xml check-system-xml manifests
+.PHONY: all loader run test-qemu test-book kernel-config-check guest pds roottask roottask-image test-roottask clean system.xml check-system-xml manifests
 .DEFAULT_GOAL := all
 
 BOARD_TABLE := boards/$(MICROKIT_BOARD).mk
@@ -77,6 +81,11 @@ GUEST_ELF := $(GUEST_TARGET_DIR)/aarch64-unknown-none/release/guest
 PDS_TARGET_DIR := $(B)/pds-target
 PDS_OUT := $(PDS_TARGET_DIR)/aarch64-sel4-microkit/release
 ROOTTASK_TARGET_DIR := $(B)/roottask-target
+ROOTTASK_ELF := $(ROOTTASK_TARGET_DIR)/aarch64-sel4-microkit/release/vmm-roottask.elf
+ROOTTASK_LOADER_DIR := $(B)/roottask-loader
+ROOTTASK_TOOL_DIR := build/host-roottask-tool
+ROOTTASK_DTB := $(B)/qemu.dtb
+ROOTTASK_IMG := $(B)/roottask.img
 LOADER_IMG := $(B)/loader.img
 REPORT := $(B)/report.txt
 
@@ -155,12 +164,12 @@ SDK_BOARD := $(MICROKIT_SDK)/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
 
 ifeq ($(SDK_TOOL),)
 
-all loader run test-qemu test-book kernel-config-check guest pds roottask:
+all loader run test-qemu test-book kernel-config-check guest pds roottask roottask-image test-roottask:
 	@echo "make $@ skipped: no Microkit SDK at $(MICROKIT_SDK) (set MICROKIT_SDK to a Microkit 2.3.0 SDK to build and boot on seL4)"
 
 else ifeq ($(wildcard $(SDK_BOARD)/elf/sel4.elf),)
 
-all loader run test-qemu test-book kernel-config-check guest pds roottask:
+all loader run test-qemu test-book kernel-config-check guest pds roottask roottask-image test-roottask:
 	@echo "make $@ skipped: the SDK at $(MICROKIT_SDK) has no board $(MICROKIT_BOARD) in config $(MICROKIT_CONFIG)"
 
 else
@@ -197,14 +206,45 @@ pds: guest manifests $(TARGET_SPEC) kernel-config-check
 	    -Zbuild-std=core,alloc,compiler_builtins -Zbuild-std-features=compiler-builtins-mem \
 	    --target-dir $(abspath $(PDS_TARGET_DIR))
 
-# The VMM as seL4's root task, against the same kernel's headers (the
-# loader that boots it with the kernel is not part of this build yet).
+# The VMM as seL4's root task, against the same kernel's headers.
 roottask: $(TARGET_SPEC) kernel-config-check
 	cd roottask && RUSTC=$(TARGET_RUSTC) RUSTFLAGS="-Clinker=$(LLD)" \
 	$(CARGO) build -p vmm-roottask --release --target $(abspath $(TARGET_SPEC)) -Zjson-target-spec \
 	    -Zbuild-std=core,alloc,compiler_builtins -Zbuild-std-features=compiler-builtins-mem \
 	    --target-dir $(abspath $(ROOTTASK_TARGET_DIR))
-	@echo "built $(ROOTTASK_TARGET_DIR)/aarch64-sel4-microkit/release/vmm-roottask.elf"
+	@echo "built $(ROOTTASK_ELF)"
+
+# The root task's boot image: rust-sel4's kernel loader (built for this
+# kernel and platform), with the SDK's kernel, QEMU's device tree and the
+# root task appended by rust-sel4's tool. That loader knows QEMU virt's
+# platform and not the i.MX 8M Plus. A release kernel prints nothing, and the
+# root task has no serial driver of its own yet, so its test needs a debug
+# kernel.
+ifneq ($(MICROKIT_BOARD)-$(MICROKIT_CONFIG),qemu_virt_aarch64-debug)
+roottask-image test-roottask:
+	@echo "make $@ skipped: the root task boots on qemu_virt_aarch64 in the debug configuration only (rust-sel4's kernel loader has no $(MICROKIT_BOARD) platform; a release kernel prints nothing)"
+else
+roottask-image: roottask
+	cd roottask/loader && SEL4_KERNEL=$(abspath $(SDK_BOARD)/elf/sel4.elf) \
+	SEL4_PLATFORM_INFO=$(abspath $(SDK_BOARD)/platform_gen.json) CC_aarch64_unknown_none=$(CROSS_CC) \
+	RUSTC=$(TARGET_RUSTC) $(CARGO) build -Zbindeps --release --target aarch64-unknown-none \
+	    -Zbuild-std=core,alloc,compiler_builtins -Zbuild-std-features=compiler-builtins-mem \
+	    --target-dir $(abspath $(ROOTTASK_LOADER_DIR))
+	cd roottask/add-payload && env -u SEL4_INCLUDE_DIRS $(CARGO) build -Zbindeps --release \
+	    --target-dir $(abspath $(ROOTTASK_TOOL_DIR))
+	$(QEMU) $(QEMU_MACHINE) -machine dumpdtb=$(ROOTTASK_DTB) -nographic >/dev/null
+	tool=$$(ls -t $(ROOTTASK_TOOL_DIR)/release/deps/artifact/sel4-kernel-loader-add-payload-*/bin/* | grep -v '\.d$$' | head -n1); \
+	loader=$$(ls -t $(ROOTTASK_LOADER_DIR)/aarch64-unknown-none/release/deps/artifact/sel4-kernel-loader-*/bin/* | grep -v '\.d$$' | head -n1); \
+	$$tool --sel4-config $(SDK_BOARD)/include/kernel/gen_config.json --kernel $(SDK_BOARD)/elf/sel4.elf \
+	    --platform-info $(SDK_BOARD)/platform_gen.json --dtb $(ROOTTASK_DTB) \
+	    --loader $$loader --app $(ROOTTASK_ELF) -o $(ROOTTASK_IMG)
+	@echo "built $(ROOTTASK_IMG)"
+
+test-roottask: roottask-image
+	@command -v $(QEMU) >/dev/null || { echo "test-roottask: $(QEMU) not found: install qemu-system-arm"; exit 1; }
+	pds/support/test-qemu roottask/expected-lines $(B)/roottask-serial.log $(ROOTTASK_TIMEOUT) \
+	    $(QEMU) $(QEMU_MACHINE) -nographic $(QEMU_SERIAL) -kernel $(ROOTTASK_IMG)
+endif
 
 loader: pds $(SYSTEM_XML) check-system-xml
 	$(MICROKIT_SDK)/bin/microkit $(SYSTEM_XML) --search-path $(PDS_OUT) \

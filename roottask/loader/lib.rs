@@ -1,0 +1,2 @@
+//! Nothing: the package exists for its artifact dependency, the loader.
+#![no_std]
