@@ -1,12 +1,15 @@
-//! The lifecycle check: VMs made and destroyed as a client asks, through
-//! the core's one entry point, while the untyped memory available and the
-//! free slots are counted before and after.
+//! The lifecycle check: VMs made, run and destroyed as a client asks,
+//! through the core's one entry point, while the untyped memory available
+//! and the free slots are counted before and after.
 
 use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, LOCK_READ, LOCK_WRITE};
 use vmm_abi::protocol::{Request, MAX_PAYLOAD};
 use vmm_abi::{ClientId, Errno, GmemHandle, VcpuId, VmId};
 
-use crate::start::{Core, CLIENT, RAM_VADDR};
+use crate::exits::{self, Ended};
+use crate::guest;
+use crate::start::{Core, Started, CLIENT, RAM_VADDR};
+use vmm::StopReason;
 
 /// Cycles of the check.
 const CYCLES: u32 = 1000;
@@ -25,15 +28,25 @@ fn call(vmm: &mut Core, client: ClientId, req: Request) -> Result<u64, Errno> {
     vmm.handle(client, label, payload.get(..len).unwrap_or(&[])).result
 }
 
+/// Why a cycle failed.
+enum Failed {
+    /// A request, and its errno.
+    Request(&'static str, Errno),
+    /// The guest ran but did not power off.
+    Run(Ended),
+}
+
 /// One cycle: a VM and its vCPU, a guest_memfd bound to a private memslot,
-/// a RAM memslot locked (its pages mapped into the guest's stage 2), then
-/// the VM destroyed and the guest_memfd closed.
-fn cycle(vmm: &mut Core) -> Result<(), (&'static str, Errno)> {
+/// a RAM memslot locked (its pages mapped into the guest's stage 2), the
+/// guest run until it powers the VM off, then the VM destroyed and the
+/// guest_memfd closed.
+fn cycle(started: &mut Started) -> Result<StopReason, Failed> {
+    let vmm = &mut *started.core;
     let c = CLIENT;
-    let vm = VmId(call(vmm, c, Request::CreateVm).map_err(|e| ("CREATE_VM", e))? as u32);
-    call(vmm, c, Request::CreateVcpu { vm, vcpu: VcpuId(0) }).map_err(|e| ("CREATE_VCPU", e))?;
+    let vm = VmId(call(vmm, c, Request::CreateVm).map_err(|e| Failed::Request("CREATE_VM", e))? as u32);
+    call(vmm, c, Request::CreateVcpu { vm, vcpu: VcpuId(0) }).map_err(|e| Failed::Request("CREATE_VCPU", e))?;
     let gmem = call(vmm, c, Request::CreateGuestMemfd { vm, size: PRIVATE_SIZE, flags: 0 })
-        .map_err(|e| ("CREATE_GUEST_MEMFD", e))?;
+        .map_err(|e| Failed::Request("CREATE_GUEST_MEMFD", e))?;
     let handle = GmemHandle(gmem as u32);
     let ram = MemoryRegion {
         slot: 0,
@@ -44,7 +57,8 @@ fn cycle(vmm: &mut Core) -> Result<(), (&'static str, Errno)> {
         guest_memfd_offset: 0,
         guest_memfd: 0,
     };
-    call(vmm, c, Request::SetMemoryRegion { vm, region: ram }).map_err(|e| ("SET_USER_MEMORY_REGION2 (RAM)", e))?;
+    call(vmm, c, Request::SetMemoryRegion { vm, region: ram })
+        .map_err(|e| Failed::Request("SET_USER_MEMORY_REGION2 (RAM)", e))?;
     let private = MemoryRegion {
         slot: 1,
         flags: GUEST_MEMFD,
@@ -55,11 +69,19 @@ fn cycle(vmm: &mut Core) -> Result<(), (&'static str, Errno)> {
         guest_memfd: handle.0,
     };
     call(vmm, c, Request::SetMemoryRegion { vm, region: private })
-        .map_err(|e| ("SET_USER_MEMORY_REGION2 (guest_memfd)", e))?;
-    call(vmm, c, Request::LockMemslot { vm, slot: 0, flags: LOCK_READ | LOCK_WRITE }).map_err(|e| ("LOCK", e))?;
-    call(vmm, c, Request::DestroyVm { vm }).map_err(|e| ("DESTROY_VM", e))?;
-    call(vmm, c, Request::CloseGuestMemfd { handle }).map_err(|e| ("CLOSE_GUEST_MEMFD", e))?;
-    Ok(())
+        .map_err(|e| Failed::Request("SET_USER_MEMORY_REGION2 (guest_memfd)", e))?;
+    call(vmm, c, Request::LockMemslot { vm, slot: 0, flags: LOCK_READ | LOCK_WRITE })
+        .map_err(|e| Failed::Request("LOCK", e))?;
+    let entry = RAM_GPA;
+    call(vmm, c, Request::RunVcpu { vm, vcpu: VcpuId(0), entry, arg: 0 })
+        .map_err(|e| Failed::Request("RUN_VCPU", e))?;
+    let stopped = match exits::run_until_stopped(vmm, started.faults, started.reply) {
+        Ended::Stopped(reason @ StopReason::SystemOff) => reason,
+        other => return Err(Failed::Run(other)),
+    };
+    call(vmm, c, Request::DestroyVm { vm }).map_err(|e| Failed::Request("DESTROY_VM", e))?;
+    call(vmm, c, Request::CloseGuestMemfd { handle }).map_err(|e| Failed::Request("CLOSE_GUEST_MEMFD", e))?;
+    Ok(stopped)
 }
 
 /// What the check compares: untyped memory available, and the core's
@@ -73,8 +95,12 @@ fn counts(vmm: &mut Core) -> (u64, u64, usize) {
 }
 
 /// Runs the check and prints its figures.
-pub fn run(vmm: &mut Core) {
-    let before = counts(vmm);
+pub fn run(mut started: Started) {
+    if let Err(e) = guest::install(RAM_VADDR) {
+        sel4::debug_println!("roottask: cannot install the guest: {e}");
+        return;
+    }
+    let before = counts(started.core);
     sel4::debug_println!(
         "roottask: before: {} bytes of untyped memory available, {} empty core slots, {} free own slots",
         before.0,
@@ -82,14 +108,22 @@ pub fn run(vmm: &mut Core) {
         before.2
     );
     for i in 0..CYCLES {
-        if let Err((what, e)) = cycle(vmm) {
-            sel4::debug_println!("roottask: cycle {i}: {what} failed: {e:?}");
-            return;
+        match cycle(&mut started) {
+            Ok(reason) if i == 0 => sel4::debug_println!("roottask: cycle 0: the guest ran and stopped: {reason}"),
+            Ok(_) => {}
+            Err(Failed::Request(what, e)) => {
+                sel4::debug_println!("roottask: cycle {i}: {what} failed: {e:?}");
+                return;
+            }
+            Err(Failed::Run(how)) => {
+                sel4::debug_println!("roottask: cycle {i}: the guest did not power off: {how}");
+                return;
+            }
         }
     }
-    let after = counts(vmm);
+    let after = counts(started.core);
     sel4::debug_println!(
-        "roottask: after {CYCLES} cycles: {} bytes of untyped memory available, {} empty core slots, {} free own slots",
+        "roottask: after {CYCLES} cycles, each guest run until it powered off: {} bytes of untyped memory available, {} empty core slots, {} free own slots",
         after.0,
         after.1,
         after.2

@@ -12,11 +12,14 @@
 //! boot untypeds into its pool (`untyped`), makes its own objects (an ASID
 //! pool, the vCPUs' fault endpoint, an empty CNode for the guests), gives
 //! the core guest RAM it maps into its own address space, and then runs
-//! the lifecycle check (`lifecycle`).
+//! the lifecycle check (`lifecycle`): VMs made, run to their guest's
+//! power-off (`guest`, `exits`) and destroyed.
 
 #![no_std]
 #![no_main]
 
+mod exits;
+mod guest;
 mod kernel;
 mod lifecycle;
 mod slots;
@@ -33,7 +36,7 @@ const STACK_SIZE: usize = 256 * 1024;
 fn main(bootinfo: &sel4::BootInfoPtr) -> ! {
     sel4::debug_println!("roottask: VMM with full authority, seL4 root task");
     match start::start(bootinfo) {
-        Ok(vmm) => lifecycle::run(vmm),
+        Ok(started) => lifecycle::run(started),
         Err(e) => sel4::debug_println!("roottask: refusing to start: {e}"),
     }
     sel4::debug_println!("roottask: done");

@@ -4,7 +4,7 @@
 
 use core::fmt;
 
-use sel4::cap::{AsidPool, CNode, Endpoint, Untyped};
+use sel4::cap::{AsidPool, CNode, Endpoint, Reply, Untyped};
 use sel4::init_thread::slot;
 use sel4::{ObjectBlueprint, ObjectBlueprintArm, VmAttributes};
 use static_cell::{ConstStaticCell, StaticCell};
@@ -43,6 +43,16 @@ pub const CLIENT: ClientId = ClientId(1);
 pub const PRIVILEGED: ClientId = ClientId(2);
 /// The first client's memlock budget, in pages.
 pub const CLIENT_MEMLOCK_PAGES: u64 = 256;
+
+/// A started VMM: the core, and where its vCPUs' faults arrive.
+pub struct Started {
+    /// The core over the root task's backend.
+    pub core: &'static mut Core,
+    /// The endpoint the vCPUs' faults arrive on.
+    pub faults: Endpoint,
+    /// The reply object faults are received with (MCS).
+    pub reply: Reply,
+}
 
 /// Why the root task does not start.
 #[derive(Debug)]
@@ -121,7 +131,7 @@ fn map_ram(pool: &mut Pool, sel4: &mut SeL4, private: &mut Private, ram: SlotRan
 }
 
 /// Starts the VMM: everything at start, then the core.
-pub fn start(bootinfo: &sel4::BootInfoPtr) -> Result<&'static mut Core, StartError> {
+pub fn start(bootinfo: &sel4::BootInfoPtr) -> Result<Started, StartError> {
     let empty = bootinfo.empty().range();
     let layout = Layout::new(empty.start as u64..empty.end as u64, RAM_PAGES, CORE_SLOTS).ok_or(StartError::Slots)?;
     let cnode: CNode = slot::CNODE.cap();
@@ -147,6 +157,8 @@ pub fn start(bootinfo: &sel4::BootInfoPtr) -> Result<&'static mut Core, StartErr
         .map_err(|e| StartError::Kernel("seL4_ARM_ASIDControl_MakePool", e))?;
     let fault_endpoint = private.take().ok_or(StartError::Slots)?;
     make(pool, &mut sel4, ObjectBlueprint::Endpoint, fault_endpoint)?;
+    let reply = private.take().ok_or(StartError::Slots)?;
+    make(pool, &mut sel4, ObjectBlueprint::Reply, reply)?;
     let guest_cnode = private.take().ok_or(StartError::Slots)?;
     make(pool, &mut sel4, ObjectBlueprint::CNode { size_bits: GUEST_CNODE_BITS }, guest_cnode)?;
     map_ram(pool, &mut sel4, &mut private, layout.ram)?;
@@ -174,5 +186,6 @@ pub fn start(bootinfo: &sel4::BootInfoPtr) -> Result<&'static mut Core, StartErr
     let _ = config.clients.push(ClientConfig { id: CLIENT, memlock_pages: CLIENT_MEMLOCK_PAGES, privileged: false });
     let _ = config.clients.push(ClientConfig { id: PRIVILEGED, memlock_pages: 0, privileged: true });
     let core = Vmm::new(kernel, NoHooks, config).map_err(StartError::Core)?;
-    CORE.try_init(core).ok_or(StartError::Again)
+    let core = CORE.try_init(core).ok_or(StartError::Again)?;
+    Ok(Started { core, faults: Endpoint::from_bits(fault_endpoint), reply: Reply::from_bits(reply) })
 }

@@ -1,0 +1,69 @@
+//! The vCPUs' faults: each arrives on the root task's fault endpoint,
+//! badged with the core's slot of the vCPU's TCB, and goes to the core as
+//! the Microkit PD hands it over; the reply is what the core decided.
+
+use sel4::cap::{Endpoint, Reply};
+use sel4::MessageInfo;
+use vmm::arch::aarch64::fault;
+use vmm::caps::Slot;
+use vmm::devices::pl011::Console;
+use vmm::{ExitAction, StopReason};
+
+use crate::start::Core;
+
+/// A guest's UART output, on the kernel's debug console.
+pub struct DebugConsole;
+
+impl Console for DebugConsole {
+    fn put(&mut self, byte: u8) {
+        sel4::debug_print!("{}", char::from(byte));
+    }
+}
+
+/// Why [`run_until_stopped`] returned.
+pub enum Ended {
+    /// The VM stopped.
+    Stopped(StopReason),
+    /// A fault came from a TCB no VM has (its badge).
+    Stray(u64),
+    /// Every vCPU is parked: nothing can fault any more.
+    Parked,
+}
+
+impl core::fmt::Display for Ended {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Ended::Stopped(reason) => write!(f, "stopped: {reason}"),
+            Ended::Stray(badge) => write!(f, "a fault from TCB slot {badge}, which no VM has"),
+            Ended::Parked => write!(f, "every vCPU parked"),
+        }
+    }
+}
+
+/// Receives faults and hands them to the core until a VM stops. With one
+/// running vCPU (the lifecycle check's), that VM is the one run.
+pub fn run_until_stopped(vmm: &mut Core, endpoint: Endpoint, reply: Reply) -> Ended {
+    loop {
+        let (info, badge) = endpoint.recv(reply);
+        let Some((vm, vcpu)) = vmm.vcpu_by_tcb(Slot(badge)) else {
+            return Ended::Stray(badge);
+        };
+        // Decoded where the kernel left it, before the core's invocations
+        // reuse the IPC buffer.
+        let decoded =
+            sel4::with_ipc_buffer(|b| fault::decode(info.label(), b.msg_regs().get(..info.length()).unwrap_or(&[])));
+        match vmm.handle_decoded_exit(vm, vcpu, decoded, &mut DebugConsole) {
+            ExitAction::Resume => reply.send(MessageInfo::new(0, 0, 0, 0)),
+            ExitAction::ResumeWith(regs) => {
+                sel4::with_ipc_buffer_mut(|b| {
+                    for (mr, value) in b.msg_regs_mut().iter_mut().zip(regs) {
+                        *mr = value;
+                    }
+                });
+                reply.send(MessageInfo::new(0, 0, 0, regs.len()));
+            }
+            ExitAction::Park => return Ended::Parked,
+            ExitAction::Stop { reason, .. } => return Ended::Stopped(reason),
+        }
+    }
+}
