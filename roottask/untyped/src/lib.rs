@@ -202,7 +202,12 @@ impl<const N: usize, const S: usize> Pool<N, S> {
         self.reserve_for(size_bits, true, kernel)
     }
 
-    fn reserve_for<K: Retype>(&mut self, size_bits: u8, lasting: bool, kernel: &mut K) -> Result<Lease, PoolError<K::Error>> {
+    fn reserve_for<K: Retype>(
+        &mut self,
+        size_bits: u8,
+        lasting: bool,
+        kernel: &mut K,
+    ) -> Result<Lease, PoolError<K::Error>> {
         if !(MIN_OBJECT_BITS..=CHUNK_BITS).contains(&size_bits) {
             return Err(PoolError::BadSize);
         }
