@@ -16,4 +16,5 @@ pub mod inputs;
 pub mod num;
 pub mod sdf;
 pub mod sim;
+pub mod trace;
 pub mod world;

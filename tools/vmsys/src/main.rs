@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 use vmsys::diag::Diag;
 use vmsys::inputs::{self, Inputs};
-use vmsys::{boot_manifest, check, graph, sim};
+use vmsys::{boot_manifest, check, graph, sim, trace};
 
 #[derive(Parser)]
 #[command(
@@ -55,6 +55,15 @@ enum Command {
         /// Scenario files, each run on a freshly booted system.
         #[arg(required = true)]
         scenarios: Vec<PathBuf>,
+    },
+    /// Run the request trace the root task runs on seL4, on the seL4 model, and print its log.
+    Trace {
+        /// The seed of the random requests.
+        #[arg(long, default_value_t = vmm_trace::SEED)]
+        seed: u64,
+        /// How many random requests follow the client scenario.
+        #[arg(long, default_value_t = vmm_trace::RANDOM)]
+        random: usize,
     },
     /// Draw the system (PDs, VMs, memory regions, channels) as SVG.
     Graph {
@@ -126,6 +135,10 @@ fn run(command: Command) -> Result<(), Vec<Diag>> {
             if tally.failed > 0 {
                 return Err(Vec::new());
             }
+        }
+        Command::Trace { seed, random } => {
+            let log = trace::run(seed, random).map_err(|e| vec![Diag::file("trace", e)])?;
+            print!("{log}");
         }
         Command::Graph { system, out } => {
             let i = inputs::load(&system.system, system.xml.as_deref())?;

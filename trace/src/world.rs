@@ -1,0 +1,47 @@
+//! What the core is given, the same on seL4 and on the host model: one RAM
+//! region mapped into the VMM, two clients (one with a memlock budget, one
+//! privileged), two vCPUs a VM, sixteen page tables a VM.
+
+use vmm::caps::{Slot, SlotRange};
+use vmm::config::{ClientConfig, RamRegion, VmmConfig};
+use vmm_abi::ClientId;
+
+/// VMs at once.
+pub const VMS: usize = 2;
+
+/// The core's slots.
+pub const CORE_SLOTS: u64 = 8192;
+
+/// Guest RAM mapped into the VMM, in pages: 4 MiB.
+pub const RAM_PAGES: u64 = 1024;
+
+/// Where guest RAM is mapped in the VMM's address space (on seL4, the root
+/// task's: clear of its image, its IPC buffer and boot information).
+pub const RAM_VADDR: u64 = 0x20_0000_0000;
+
+/// The client with a memlock budget.
+pub const CLIENT: ClientId = ClientId(1);
+
+/// The privileged client.
+pub const PRIVILEGED: ClientId = ClientId(2);
+
+/// The first client's memlock budget, in pages.
+pub const CLIENT_MEMLOCK_PAGES: u64 = 256;
+
+/// The configuration, with the core's slots `cspace` and guest RAM's frame
+/// capabilities from `frames`.
+pub fn config(cspace: SlotRange, frames: Slot) -> VmmConfig {
+    let mut config = VmmConfig {
+        cspace,
+        ram: heapless::Vec::new(),
+        clients: heapless::Vec::new(),
+        vcpu_limit: 2,
+        dirty_log: false,
+        page_tables: 16,
+    };
+    // Within the tables' capacities (one region, two of eight clients).
+    let _ = config.ram.push(RamRegion { vmm_vaddr: RAM_VADDR, pages: RAM_PAGES, frames });
+    let _ = config.clients.push(ClientConfig { id: CLIENT, memlock_pages: CLIENT_MEMLOCK_PAGES, privileged: false });
+    let _ = config.clients.push(ClientConfig { id: PRIVILEGED, memlock_pages: 0, privileged: true });
+    config
+}
