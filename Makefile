@@ -240,10 +240,18 @@ roottask-image: roottask
 	    --loader $$loader --app $(ROOTTASK_ELF) -o $(ROOTTASK_IMG)
 	@echo "built $(ROOTTASK_IMG)"
 
+# Boots the root task, checks its serial output, and holds every result of
+# the request trace it ran on seL4 to the same trace on the host model.
 test-roottask: roottask-image
 	@command -v $(QEMU) >/dev/null || { echo "test-roottask: $(QEMU) not found: install qemu-system-arm"; exit 1; }
 	pds/support/test-qemu roottask/expected-lines $(B)/roottask-serial.log $(ROOTTASK_TIMEOUT) \
 	    $(QEMU) $(QEMU_MACHINE) -nographic $(QEMU_SERIAL) -kernel $(ROOTTASK_IMG)
+	grep -a '^trace ' $(B)/roottask-serial.log >$(B)/trace-sel4.log
+	env -u RUSTC_BOOTSTRAP -u SEL4_INCLUDE_DIRS $(CARGO) run -q -p vmsys \
+	    --target-dir $(abspath build/host-target) -- trace >$(B)/trace-model.log
+	@diff -u $(B)/trace-model.log $(B)/trace-sel4.log >$(B)/trace.diff || \
+	    { head -n 40 $(B)/trace.diff; echo "test-roottask: FAILED: seL4 and the model differ ($(B)/trace.diff)"; exit 1; }
+	@echo "test-roottask: all $$(wc -l <$(B)/trace-sel4.log) results of the request trace on seL4 equal the model's"
 endif
 
 loader: pds $(SYSTEM_XML) check-system-xml

@@ -8,8 +8,9 @@ use vmm_abi::{ClientId, Errno, GmemHandle, VcpuId, VmId};
 
 use crate::exits::{self, Ended};
 use crate::guest;
-use crate::start::{Core, Started, CLIENT, RAM_VADDR};
+use crate::start::{Core, Started};
 use vmm::StopReason;
+use vmm_trace::world::{CLIENT, RAM_VADDR};
 
 /// Cycles of the check.
 const CYCLES: u32 = 1000;
@@ -87,7 +88,7 @@ fn cycle(started: &mut Started) -> Result<StopReason, Failed> {
 /// What the check compares: untyped memory available, and the core's
 /// slots that hold a capability as the kernel has them, and the backend's
 /// own free slots.
-fn counts(vmm: &mut Core) -> (u64, u64, usize) {
+pub fn counts(vmm: &mut Core) -> (u64, u64, usize) {
     let k = vmm.kernel_mut();
     let core = k.core_slots();
     let used = k.occupied(core).unwrap_or(u64::MAX);

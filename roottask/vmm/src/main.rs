@@ -11,8 +11,9 @@
 //! At start it divides the root CNode's empty slots (`slots`), takes the
 //! boot untypeds into its pool (`untyped`), makes its own objects (an ASID
 //! pool, the vCPUs' fault endpoint, an empty CNode for the guests), gives
-//! the core guest RAM it maps into its own address space, and then runs
-//! the lifecycle check (`lifecycle`): VMs made, run to their guest's
+//! the core guest RAM it maps into its own address space, runs the request
+//! trace it shares with the host model (`trace`), and then runs the
+//! lifecycle check (`lifecycle`): VMs made, run to their guest's
 //! power-off (`guest`, `exits`) and destroyed.
 
 #![no_std]
@@ -24,6 +25,7 @@ mod kernel;
 mod lifecycle;
 mod slots;
 mod start;
+mod trace;
 mod untyped;
 
 use sel4_root_task::root_task;
@@ -36,7 +38,18 @@ const STACK_SIZE: usize = 256 * 1024;
 fn main(bootinfo: &sel4::BootInfoPtr) -> ! {
     sel4::debug_println!("roottask: VMM with full authority, seL4 root task");
     match start::start(bootinfo) {
-        Ok(started) => lifecycle::run(started),
+        Ok(started) => {
+            let at_start = lifecycle::counts(started.core);
+            trace::run(started.core, vmm_trace::SEED, vmm_trace::RANDOM);
+            if lifecycle::counts(started.core) == at_start {
+                sel4::debug_println!(
+                    "roottask: the trace and its cleanup left the untyped memory and the slots as they were"
+                );
+            } else {
+                sel4::debug_println!("roottask: the trace FAILED to give back what it took");
+            }
+            lifecycle::run(started);
+        }
         Err(e) => sel4::debug_println!("roottask: refusing to start: {e}"),
     }
     sel4::debug_println!("roottask: done");

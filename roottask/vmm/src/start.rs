@@ -8,41 +8,18 @@ use sel4::cap::{AsidPool, CNode, Endpoint, Reply, Untyped};
 use sel4::init_thread::slot;
 use sel4::{ObjectBlueprint, ObjectBlueprintArm, VmAttributes};
 use static_cell::{ConstStaticCell, StaticCell};
-use vmm::caps::{Slot, SlotRange};
-use vmm::config::{ClientConfig, RamRegion, VmmConfig};
+use vmm::caps::SlotRange;
 use vmm::platform::NoHooks;
 use vmm::Vmm;
-use vmm_abi::ClientId;
+use vmm_trace::world::{self, CORE_SLOTS, RAM_PAGES, RAM_VADDR, VMS};
 use vmm_untyped::PoolError;
 
 use crate::kernel::{Authority, Record, RootKernel, GUEST_CNODE_BITS};
 use crate::slots::{Layout, Private};
 use crate::untyped::{boot_untypeds, Pool, SeL4};
 
-/// VMs the root task runs at once.
-pub const VMS: usize = 2;
-
-/// The core over the root task's backend.
+/// The core over the root task's backend, as the trace's world sizes it.
 pub type Core = Vmm<RootKernel, NoHooks, VMS>;
-
-/// The core's slots: each VM's own run (VSpace, TCBs, vCPUs, page tables),
-/// the memslots' mappings and the locks' pins.
-const CORE_SLOTS: u64 = 8192;
-
-/// Guest RAM the root task maps into its own address space and gives the
-/// core, in pages: 4 MiB.
-pub const RAM_PAGES: u64 = 1024;
-
-/// Where the root task maps guest RAM: clear of its image and of the IPC
-/// buffer and boot information seL4 maps just after the image.
-pub const RAM_VADDR: u64 = 0x80_0000_0000 >> 2;
-
-/// The clients: one with a memlock budget, one privileged.
-pub const CLIENT: ClientId = ClientId(1);
-/// The privileged client.
-pub const PRIVILEGED: ClientId = ClientId(2);
-/// The first client's memlock budget, in pages.
-pub const CLIENT_MEMLOCK_PAGES: u64 = 256;
 
 /// A started VMM: the core, and where its vCPUs' faults arrive.
 pub struct Started {
@@ -174,17 +151,7 @@ pub fn start(bootinfo: &sel4::BootInfoPtr) -> Result<Started, StartError> {
     let records = RECORDS.try_take().ok_or(StartError::Again)?;
     let kernel = RootKernel::new(pool, layout.core, records, private, auth);
 
-    let mut config = VmmConfig {
-        cspace: layout.core,
-        ram: heapless::Vec::new(),
-        clients: heapless::Vec::new(),
-        vcpu_limit: 2,
-        dirty_log: false,
-        page_tables: 16,
-    };
-    let _ = config.ram.push(RamRegion { vmm_vaddr: RAM_VADDR, pages: RAM_PAGES, frames: Slot(layout.ram.base.0) });
-    let _ = config.clients.push(ClientConfig { id: CLIENT, memlock_pages: CLIENT_MEMLOCK_PAGES, privileged: false });
-    let _ = config.clients.push(ClientConfig { id: PRIVILEGED, memlock_pages: 0, privileged: true });
+    let config = world::config(layout.core, layout.ram.base);
     let core = Vmm::new(kernel, NoHooks, config).map_err(StartError::Core)?;
     let core = CORE.try_init(core).ok_or(StartError::Again)?;
     Ok(Started { core, faults: Endpoint::from_bits(fault_endpoint), reply: Reply::from_bits(reply) })
