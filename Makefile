@@ -38,7 +38,7 @@ CROSS_CC ?= aarch64-linux-gnu-gcc
 # The linker for both targets: rust-lld if present, else Debian's ld.lld.
 LLD ?= $(firstword $(foreach l,rust-lld ld.lld ld.lld-22 ld.lld-19,$(shell command -v $(l) 2>/dev/null)))
 
-.PHONY: all loader run test-qemu test-book kernel-config-check guest pds roottask roottask-image test-roottask clean system.xml check-system-xml manifests
+.PHONY: all loader run test-qemu test-book kernel-config-check guest pds roottask roottask-image test-roottask bench-roottask clean system.xml check-system-xml manifests
 .DEFAULT_GOAL := all
 
 BOARD_TABLE := boards/$(MICROKIT_BOARD).mk
@@ -164,12 +164,12 @@ SDK_BOARD := $(MICROKIT_SDK)/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
 
 ifeq ($(SDK_TOOL),)
 
-all loader run test-qemu test-book kernel-config-check guest pds roottask roottask-image test-roottask:
+all loader run test-qemu test-book kernel-config-check guest pds roottask roottask-image test-roottask bench-roottask:
 	@echo "make $@ skipped: no Microkit SDK at $(MICROKIT_SDK) (set MICROKIT_SDK to a Microkit 2.3.0 SDK to build and boot on seL4)"
 
 else ifeq ($(wildcard $(SDK_BOARD)/elf/sel4.elf),)
 
-all loader run test-qemu test-book kernel-config-check guest pds roottask roottask-image test-roottask:
+all loader run test-qemu test-book kernel-config-check guest pds roottask roottask-image test-roottask bench-roottask:
 	@echo "make $@ skipped: the SDK at $(MICROKIT_SDK) has no board $(MICROKIT_BOARD) in config $(MICROKIT_CONFIG)"
 
 else
@@ -221,7 +221,7 @@ roottask: $(TARGET_SPEC) kernel-config-check
 # root task has no serial driver of its own yet, so its test needs a debug
 # kernel.
 ifneq ($(MICROKIT_BOARD)-$(MICROKIT_CONFIG),qemu_virt_aarch64-debug)
-roottask-image test-roottask:
+roottask-image test-roottask bench-roottask:
 	@echo "make $@ skipped: the root task boots on qemu_virt_aarch64 in the debug configuration only (rust-sel4's kernel loader has no $(MICROKIT_BOARD) platform; a release kernel prints nothing)"
 else
 roottask-image: roottask
@@ -252,6 +252,15 @@ test-roottask: roottask-image
 	@diff -u $(B)/trace-model.log $(B)/trace-sel4.log >$(B)/trace.diff || \
 	    { head -n 40 $(B)/trace.diff; echo "test-roottask: FAILED: seL4 and the model differ ($(B)/trace.diff)"; exit 1; }
 	@echo "test-roottask: all $$(wc -l <$(B)/trace-sel4.log) results of the request trace on seL4 equal the model's"
+
+# The root task's figures, in instructions: the same image under QEMU's
+# -icount shift=0, where its counter counts executed instructions.
+bench-roottask: roottask-image
+	@command -v $(QEMU) >/dev/null || { echo "bench-roottask: $(QEMU) not found: install qemu-system-arm"; exit 1; }
+	pds/support/test-qemu roottask/bench-lines $(B)/roottask-bench.log $(ROOTTASK_TIMEOUT) \
+	    $(QEMU) $(QEMU_MACHINE) -icount shift=0 -nographic $(QEMU_SERIAL) -kernel $(ROOTTASK_IMG) >/dev/null
+	@echo "root task on $(MICROKIT_BOARD) ($(MICROKIT_CONFIG) kernel), in instructions under QEMU -icount shift=0:"
+	@grep -a '^bench:' $(B)/roottask-bench.log
 endif
 
 loader: pds $(SYSTEM_XML) check-system-xml

@@ -10,10 +10,11 @@ use vmm_abi::ClientId;
 pub const VMS: usize = 2;
 
 /// The core's slots.
-pub const CORE_SLOTS: u64 = 8192;
+pub const CORE_SLOTS: u64 = 16384;
 
-/// Guest RAM mapped into the VMM, in pages: 4 MiB.
-pub const RAM_PAGES: u64 = 1024;
+/// Guest RAM mapped into the VMM, in pages: 16 MiB, what the LOCK figure
+/// locks at most.
+pub const RAM_PAGES: u64 = 4096;
 
 /// Where guest RAM is mapped in the VMM's address space (on seL4, the root
 /// task's: clear of its image, its IPC buffer and boot information).

@@ -41,10 +41,11 @@ impl core::fmt::Display for Ended {
 }
 
 /// Receives faults and hands them to the core until a VM stops. With one
-/// running vCPU (the lifecycle check's), that VM is the one run.
+/// running vCPU (the lifecycle check's), that VM is the one run. A reply
+/// and the next receive are one `seL4_ReplyRecv`, the kernel's fast path.
 pub fn run_until_stopped(vmm: &mut Core, endpoint: Endpoint, reply: Reply) -> Ended {
+    let (mut info, mut badge) = endpoint.recv(reply);
     loop {
-        let (info, badge) = endpoint.recv(reply);
         let Some((vm, vcpu)) = vmm.vcpu_by_tcb(Slot(badge)) else {
             return Ended::Stray(badge);
         };
@@ -52,18 +53,19 @@ pub fn run_until_stopped(vmm: &mut Core, endpoint: Endpoint, reply: Reply) -> En
         // reuse the IPC buffer.
         let decoded =
             sel4::with_ipc_buffer(|b| fault::decode(info.label(), b.msg_regs().get(..info.length()).unwrap_or(&[])));
-        match vmm.handle_decoded_exit(vm, vcpu, decoded, &mut DebugConsole) {
-            ExitAction::Resume => reply.send(MessageInfo::new(0, 0, 0, 0)),
+        let answer = match vmm.handle_decoded_exit(vm, vcpu, decoded, &mut DebugConsole) {
+            ExitAction::Resume => MessageInfo::new(0, 0, 0, 0),
             ExitAction::ResumeWith(regs) => {
                 sel4::with_ipc_buffer_mut(|b| {
                     for (mr, value) in b.msg_regs_mut().iter_mut().zip(regs) {
                         *mr = value;
                     }
                 });
-                reply.send(MessageInfo::new(0, 0, 0, regs.len()));
+                MessageInfo::new(0, 0, 0, regs.len())
             }
             ExitAction::Park => return Ended::Parked,
             ExitAction::Stop { reason, .. } => return Ended::Stopped(reason),
-        }
+        };
+        (info, badge) = endpoint.reply_recv(answer, reply);
     }
 }

@@ -95,11 +95,11 @@ pub fn counts(vmm: &mut Core) -> (u64, u64, usize) {
     (k.pool().usage().available, core.len.saturating_sub(used), k.free_private_slots())
 }
 
-/// Runs the check and prints its figures.
-pub fn run(mut started: Started) {
+/// Runs the check and prints its figures; gives the VMM back.
+pub fn run(mut started: Started) -> Started {
     if let Err(e) = guest::install(RAM_VADDR) {
         sel4::debug_println!("roottask: cannot install the guest: {e}");
-        return;
+        return started;
     }
     let before = counts(started.core);
     sel4::debug_println!(
@@ -114,11 +114,11 @@ pub fn run(mut started: Started) {
             Ok(_) => {}
             Err(Failed::Request(what, e)) => {
                 sel4::debug_println!("roottask: cycle {i}: {what} failed: {e:?}");
-                return;
+                return started;
             }
             Err(Failed::Run(how)) => {
                 sel4::debug_println!("roottask: cycle {i}: the guest did not power off: {how}");
-                return;
+                return started;
             }
         }
     }
@@ -134,4 +134,5 @@ pub fn run(mut started: Started) {
     } else {
         sel4::debug_println!("roottask: lifecycle check FAILED: counts differ");
     }
+    started
 }

@@ -19,6 +19,7 @@
 #![no_std]
 #![no_main]
 
+mod bench;
 mod exits;
 mod guest;
 mod kernel;
@@ -48,7 +49,8 @@ fn main(bootinfo: &sel4::BootInfoPtr) -> ! {
             } else {
                 sel4::debug_println!("roottask: the trace FAILED to give back what it took");
             }
-            lifecycle::run(started);
+            let mut started = lifecycle::run(started);
+            bench::run(&mut started);
         }
         Err(e) => sel4::debug_println!("roottask: refusing to start: {e}"),
     }

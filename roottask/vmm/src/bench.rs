@@ -1,0 +1,132 @@
+//! Figures, in instructions: the root task reads the counter seL4 exports
+//! to user level (CNTPCT_EL0), which under QEMU's `-icount shift=0` counts
+//! virtual time, one nanosecond per executed instruction (guest, seL4 and
+//! root task alike), so that `make bench-roottask` gives the same figures
+//! on every run. Without `-icount` they are printed too, and mean nothing.
+
+use vmm_abi::memslot::{MemoryRegion, LOCK_READ, LOCK_WRITE};
+use vmm_abi::protocol::{Request, MAX_PAYLOAD};
+use vmm_abi::{Errno, VcpuId, VmId};
+use vmm_trace::world::{PRIVILEGED, RAM_PAGES, RAM_VADDR};
+
+use crate::exits::{self, Ended};
+use crate::guest;
+use crate::start::Started;
+use vmm::StopReason;
+
+/// Instructions per counter tick: QEMU `virt`'s counter runs at 62.5 MHz.
+const INSTRUCTIONS_PER_TICK: u64 = 16;
+
+/// VM create and destroy pairs measured.
+const VMS: u64 = 100;
+
+/// HVC round trips measured in one guest run.
+const HVCS: u64 = 10_000;
+
+/// Where guest RAM starts in the guest-physical space.
+const RAM_GPA: u64 = 0x4000_0000;
+
+fn now() -> u64 {
+    let t: u64;
+    // CNTPCT_EL0: the kernel exports it to user level (EXPORT_PCNT_USER).
+    unsafe { core::arch::asm!("isb", "mrs {t}, cntpct_el0", t = out(reg) t) };
+    t
+}
+
+fn call(started: &mut Started, req: Request) -> Result<u64, Errno> {
+    let mut payload = [0u8; MAX_PAYLOAD];
+    let (label, len) = req.encode(&mut payload);
+    started.core.handle(PRIVILEGED, label, payload.get(..len).unwrap_or(&[])).result
+}
+
+fn ram_slot(slot: u32, gpa: u64, pages: u64) -> MemoryRegion {
+    MemoryRegion {
+        slot,
+        flags: 0,
+        guest_phys_addr: gpa,
+        memory_size: pages * 4096,
+        userspace_addr: RAM_VADDR,
+        guest_memfd_offset: 0,
+        guest_memfd: 0,
+    }
+}
+
+/// Instructions per VM created (with one vCPU) and destroyed.
+fn vm_lifecycle(started: &mut Started) -> Result<u64, Errno> {
+    let start = now();
+    for _ in 0..VMS {
+        let vm = VmId(call(started, Request::CreateVm)? as u32);
+        call(started, Request::CreateVcpu { vm, vcpu: VcpuId(0) })?;
+        call(started, Request::DestroyVm { vm })?;
+    }
+    Ok((now() - start) * INSTRUCTIONS_PER_TICK / VMS)
+}
+
+/// Instructions per page locking a RAM memslot of `pages` pages.
+fn lock(started: &mut Started, pages: u64) -> Result<u64, Errno> {
+    let vm = VmId(call(started, Request::CreateVm)? as u32);
+    let r = call(started, Request::SetMemoryRegion { vm, region: ram_slot(0, RAM_GPA, pages) }).and_then(|_| {
+        let start = now();
+        call(started, Request::LockMemslot { vm, slot: 0, flags: LOCK_READ | LOCK_WRITE })?;
+        Ok((now() - start) * INSTRUCTIONS_PER_TICK / pages)
+    });
+    call(started, Request::DestroyVm { vm })?;
+    r
+}
+
+/// Instructions per HVC exit round trip (guest `hvc`, seL4, the root task's
+/// fault handling and the core's PSCI, reply), over a guest run of
+/// [`HVCS`] of them.
+fn hvc(started: &mut Started) -> Result<u64, Errno> {
+    let vm = VmId(call(started, Request::CreateVm)? as u32);
+    let r = (|| {
+        call(started, Request::CreateVcpu { vm, vcpu: VcpuId(0) })?;
+        call(started, Request::SetMemoryRegion { vm, region: ram_slot(0, RAM_GPA, RAM_PAGES) })?;
+        call(started, Request::LockMemslot { vm, slot: 0, flags: LOCK_READ | LOCK_WRITE })?;
+        let entry = RAM_GPA + guest::HVC_LOOP_OFFSET;
+        let start = now();
+        call(started, Request::RunVcpu { vm, vcpu: VcpuId(0), entry, arg: 0 })?;
+        match exits::run_until_stopped(started.core, started.faults, started.reply) {
+            Ended::Stopped(StopReason::SystemOff) => Ok((now() - start) * INSTRUCTIONS_PER_TICK / HVCS),
+            _ => Err(Errno::EIO),
+        }
+    })();
+    call(started, Request::DestroyVm { vm })?;
+    r
+}
+
+/// Measures and prints every figure.
+pub fn run(started: &mut Started) {
+    if let Err(e) = guest::install_hvc_loop(RAM_VADDR, HVCS) {
+        sel4::debug_println!("roottask: bench: cannot install the HVC loop: {e}");
+        return;
+    }
+    match vm_lifecycle(started) {
+        Ok(n) => sel4::debug_println!("bench: VM create + vCPU create + destroy: {n} instructions"),
+        Err(e) => sel4::debug_println!("bench: VM create and destroy failed: {}", e.code()),
+    }
+    let mut per_page = [0u64; 2];
+    for (figure, pages) in per_page.iter_mut().zip([256u64, RAM_PAGES]) {
+        match lock(started, pages) {
+            Ok(n) => {
+                *figure = n;
+                sel4::debug_println!("bench: LOCK of {} KiB: {n} instructions per page", pages * 4);
+            }
+            Err(e) => sel4::debug_println!("bench: LOCK of {} KiB failed: {}", pages * 4, e.code()),
+        }
+    }
+    let [small, large] = per_page;
+    {
+        if small > 0 {
+            sel4::debug_println!(
+                "bench: LOCK per page, larger against smaller: {}.{:02}x",
+                large / small,
+                large * 100 / small % 100
+            );
+        }
+    }
+    match hvc(started) {
+        Ok(n) => sel4::debug_println!("bench: HVC exit round trip: {n} instructions"),
+        Err(e) => sel4::debug_println!("bench: HVC exit round trip failed: {}", e.code()),
+    }
+}
