@@ -21,6 +21,7 @@ impl Console for DebugConsole {
 }
 
 /// Why [`run_until_stopped`] returned.
+#[derive(PartialEq)]
 pub enum Ended {
     /// The VM stopped.
     Stopped(StopReason),
@@ -44,10 +45,18 @@ impl core::fmt::Display for Ended {
 /// running vCPU (the lifecycle check's), that VM is the one run. A reply
 /// and the next receive are one `seL4_ReplyRecv`, the kernel's fast path.
 pub fn run_until_stopped(vmm: &mut Core, endpoint: Endpoint, reply: Reply) -> Ended {
+    run_counting(vmm, endpoint, reply).0
+}
+
+/// [`run_until_stopped`], with the number of faults the vCPUs took (the
+/// last one, which stopped the VM, included).
+pub fn run_counting(vmm: &mut Core, endpoint: Endpoint, reply: Reply) -> (Ended, u64) {
+    let mut faults = 0;
     let (mut info, mut badge) = endpoint.recv(reply);
     loop {
+        faults += 1;
         let Some((vm, vcpu)) = vmm.vcpu_by_tcb(Slot(badge)) else {
-            return Ended::Stray(badge);
+            return (Ended::Stray(badge), faults);
         };
         // Decoded where the kernel left it, before the core's invocations
         // reuse the IPC buffer.
@@ -63,8 +72,8 @@ pub fn run_until_stopped(vmm: &mut Core, endpoint: Endpoint, reply: Reply) -> En
                 });
                 MessageInfo::new(0, 0, 0, regs.len())
             }
-            ExitAction::Park => return Ended::Parked,
-            ExitAction::Stop { reason, .. } => return Ended::Stopped(reason),
+            ExitAction::Park => return (Ended::Parked, faults),
+            ExitAction::Stop { reason, .. } => return (Ended::Stopped(reason), faults),
         };
         (info, badge) = endpoint.reply_recv(answer, reply);
     }

@@ -13,10 +13,32 @@ const POWER_OFF: [u32; 4] = [0xd280_0100, 0xf2b0_8000, 0xd400_0002, 0x1400_0000]
 /// Where the HVC loop starts in guest RAM, clear of the power-off guest.
 pub const HVC_LOOP_OFFSET: u64 = 0x1000;
 
+/// Where the probes start in guest RAM: [`PROBE_READ`], [`PROBE_WRITE`]
+/// and [`PROBE_FILL`] bytes past it.
+pub const PROBES_OFFSET: u64 = 0x2000;
+/// Reads the word at x0 into x3, then powers off.
+pub const PROBE_READ: u64 = 0;
+/// Reads the word at x0 into x3, writes it back, then powers off.
+pub const PROBE_WRITE: u64 = 0x100;
+/// Writes 0xbeef to the word at x0, then powers off.
+pub const PROBE_FILL: u64 = 0x200;
+
+/// `ldr x3, [x0]`.
+const LDR_X3_X0: u32 = 0xf940_0003;
+/// `str x3, [x0]`.
+const STR_X3_X0: u32 = 0xf900_0003;
+/// `movz x3, #0xbeef`.
+const MOVZ_X3_BEEF: u32 = 0xd297_dde3;
+
 /// Writes the power-off guest at `vaddr` (guest RAM as the root task maps
-/// it).
+/// it), and the probes after it.
 pub fn install(vaddr: u64) -> Result<(), sel4::Error> {
-    write(vaddr, &POWER_OFF)
+    write(vaddr, &POWER_OFF)?;
+    let [a, b, c, d] = POWER_OFF;
+    let probes = vaddr + PROBES_OFFSET;
+    write(probes + PROBE_READ, &[LDR_X3_X0, a, b, c, d])?;
+    write(probes + PROBE_WRITE, &[LDR_X3_X0, STR_X3_X0, a, b, c, d])?;
+    write(probes + PROBE_FILL, &[MOVZ_X3_BEEF, STR_X3_X0, a, b, c, d])
 }
 
 /// Writes the HVC loop at `vaddr + HVC_LOOP_OFFSET`: `count` (at most

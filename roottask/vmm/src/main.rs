@@ -20,6 +20,7 @@
 #![no_main]
 
 mod bench;
+mod enforce;
 mod exits;
 mod guest;
 mod kernel;
@@ -50,6 +51,7 @@ fn main(bootinfo: &sel4::BootInfoPtr) -> ! {
                 sel4::debug_println!("roottask: the trace FAILED to give back what it took");
             }
             let mut started = lifecycle::run(started);
+            enforce::run(&mut started);
             bench::run(&mut started);
         }
         Err(e) => sel4::debug_println!("roottask: refusing to start: {e}"),
