@@ -212,6 +212,18 @@ impl Trace {
     }
 }
 
+/// Request `req` as `client` sends it: encoded, then decoded and performed
+/// by the core's one entry point; its protocol label and its result.
+pub fn send<K: vmm::kernel::Kernel, A: vmm::platform::Platform, const V: usize>(
+    vmm: &mut vmm::Vmm<K, A, V>,
+    client: ClientId,
+    req: &Request,
+) -> (u64, Result<u64, Errno>) {
+    let mut payload = [0u8; vmm_abi::protocol::MAX_PAYLOAD];
+    let (label, len) = req.encode(&mut payload);
+    (label, vmm.handle(client, label, payload.get(..len).unwrap_or(&[])).result)
+}
+
 /// The line request `i` of `client` with protocol label `label` prints
 /// for `result`.
 pub fn line<W: Write>(out: &mut W, i: usize, client: ClientId, label: u64, result: Result<u64, Errno>) -> fmt::Result {

@@ -5,7 +5,7 @@
 //! on every run. Without `-icount` they are printed too, and mean nothing.
 
 use vmm_abi::memslot::{MemoryRegion, LOCK_READ, LOCK_WRITE};
-use vmm_abi::protocol::{Request, MAX_PAYLOAD};
+use vmm_abi::protocol::Request;
 use vmm_abi::{Errno, VcpuId, VmId};
 use vmm_trace::world::{PRIVILEGED, RAM_PAGES, RAM_VADDR};
 
@@ -34,9 +34,7 @@ fn now() -> u64 {
 }
 
 fn call(started: &mut Started, req: Request) -> Result<u64, Errno> {
-    let mut payload = [0u8; MAX_PAYLOAD];
-    let (label, len) = req.encode(&mut payload);
-    started.core.handle(PRIVILEGED, label, payload.get(..len).unwrap_or(&[])).result
+    vmm_trace::send(started.core, PRIVILEGED, &req).1
 }
 
 fn ram_slot(slot: u32, gpa: u64, pages: u64) -> MemoryRegion {

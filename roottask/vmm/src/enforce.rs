@@ -9,7 +9,7 @@
 use vmm::addr::Gpa;
 use vmm::StopReason;
 use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, LOCK_READ, LOCK_WRITE, READONLY, UNLOCK_ALL};
-use vmm_abi::protocol::{Request, MAX_PAYLOAD};
+use vmm_abi::protocol::Request;
 use vmm_abi::{Errno, GmemHandle, VcpuId, VmId};
 use vmm_trace::world::{PRIVILEGED, RAM_VADDR};
 
@@ -26,9 +26,7 @@ const PRIVATE_GPA: u64 = 0x5000_0000;
 const PAGES: u64 = 16;
 
 fn call(started: &mut Started, req: Request) -> Result<u64, Errno> {
-    let mut payload = [0u8; MAX_PAYLOAD];
-    let (label, len) = req.encode(&mut payload);
-    started.core.handle(PRIVILEGED, label, payload.get(..len).unwrap_or(&[])).result
+    vmm_trace::send(started.core, PRIVILEGED, &req).1
 }
 
 fn slot(slot: u32, flags: u32, gpa: u64, vaddr: u64, gmem: u32) -> MemoryRegion {

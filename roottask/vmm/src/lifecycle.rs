@@ -3,7 +3,7 @@
 //! and the free slots are counted before and after.
 
 use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, LOCK_READ, LOCK_WRITE};
-use vmm_abi::protocol::{Request, MAX_PAYLOAD};
+use vmm_abi::protocol::Request;
 use vmm_abi::{ClientId, Errno, GmemHandle, VcpuId, VmId};
 
 use crate::exits::{self, Ended};
@@ -21,12 +21,9 @@ const RAM_SIZE: u64 = 256 * 1024;
 const PRIVATE_GPA: u64 = 0x5000_0000;
 const PRIVATE_SIZE: u64 = 64 * 1024;
 
-/// One request as a client sends it: encoded, then decoded and performed
-/// by the core.
+/// One request as a client sends it.
 fn call(vmm: &mut Core, client: ClientId, req: Request) -> Result<u64, Errno> {
-    let mut payload = [0u8; MAX_PAYLOAD];
-    let (label, len) = req.encode(&mut payload);
-    vmm.handle(client, label, payload.get(..len).unwrap_or(&[])).result
+    vmm_trace::send(vmm, client, &req).1
 }
 
 /// Why a cycle failed.
@@ -85,14 +82,36 @@ fn cycle(started: &mut Started) -> Result<StopReason, Failed> {
     Ok(stopped)
 }
 
-/// What the check compares: untyped memory available, and the core's
-/// slots that hold a capability as the kernel has them, and the backend's
-/// own free slots.
-pub fn counts(vmm: &mut Core) -> (u64, u64, usize) {
+/// What the check compares: untyped memory available, the core's slots
+/// that hold no capability as the kernel has them, and the backend's own
+/// free slots.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    available: u64,
+    empty_core_slots: u64,
+    free_own_slots: usize,
+}
+
+impl core::fmt::Display for Counts {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{} bytes of untyped memory available, {} empty core slots, {} free own slots",
+            self.available, self.empty_core_slots, self.free_own_slots
+        )
+    }
+}
+
+/// The counts now.
+pub fn counts(vmm: &mut Core) -> Counts {
     let k = vmm.kernel_mut();
     let core = k.core_slots();
     let used = k.occupied(core).unwrap_or(u64::MAX);
-    (k.pool().usage().available, core.len.saturating_sub(used), k.free_private_slots())
+    Counts {
+        available: k.pool().usage().available,
+        empty_core_slots: core.len.saturating_sub(used),
+        free_own_slots: k.free_private_slots(),
+    }
 }
 
 /// Runs the check and prints its figures; gives the VMM back.
@@ -102,18 +121,13 @@ pub fn run(mut started: Started) -> Started {
         return started;
     }
     let before = counts(started.core);
-    sel4::debug_println!(
-        "roottask: before: {} bytes of untyped memory available, {} empty core slots, {} free own slots",
-        before.0,
-        before.1,
-        before.2
-    );
+    sel4::debug_println!("roottask: before: {before}");
     for i in 0..CYCLES {
         match cycle(&mut started) {
             Ok(reason) if i == 0 => sel4::debug_println!("roottask: cycle 0: the guest ran and stopped: {reason}"),
             Ok(_) => {}
             Err(Failed::Request(what, e)) => {
-                sel4::debug_println!("roottask: cycle {i}: {what} failed: {e:?}");
+                sel4::debug_println!("roottask: cycle {i}: {what} failed: errno {}", e.code());
                 return started;
             }
             Err(Failed::Run(how)) => {
@@ -123,12 +137,7 @@ pub fn run(mut started: Started) -> Started {
         }
     }
     let after = counts(started.core);
-    sel4::debug_println!(
-        "roottask: after {CYCLES} cycles, each guest run until it powered off: {} bytes of untyped memory available, {} empty core slots, {} free own slots",
-        after.0,
-        after.1,
-        after.2
-    );
+    sel4::debug_println!("roottask: after {CYCLES} cycles, each guest run until it powered off: {after}");
     if after == before {
         sel4::debug_println!("roottask: lifecycle check passed: nothing leaked");
     } else {

@@ -2,7 +2,7 @@
 //! seL4, one line per result on the console, which `make test-roottask`
 //! compares with `vmsys trace`'s run of the same trace on the model.
 
-use vmm_abi::protocol::{Request, MAX_PAYLOAD};
+use vmm_abi::protocol::Request;
 use vmm_abi::{GmemHandle, VmId};
 use vmm_trace::world::{CLIENT, PRIVILEGED};
 use vmm_trace::Trace;
@@ -28,9 +28,7 @@ pub fn run(vmm: &mut Core, seed: u64, random: usize) {
     let mut last_vm = 0;
     let mut last_handle = 0;
     while let Some((client, req)) = trace.next_request() {
-        let mut payload = [0u8; MAX_PAYLOAD];
-        let (label, len) = req.encode(&mut payload);
-        let result = vmm.handle(client, label, payload.get(..len).unwrap_or(&[])).result;
+        let (label, result) = vmm_trace::send(vmm, client, &req);
         trace.record(client, &req, result);
         match (&req, result) {
             (Request::CreateVm, Ok(id)) => last_vm = id,
@@ -44,16 +42,12 @@ pub fn run(vmm: &mut Core, seed: u64, random: usize) {
     // Ids are never reused: everything the trace made is at most the last.
     for id in 1..=last_vm as u32 {
         for client in [CLIENT, PRIVILEGED] {
-            let mut payload = [0u8; MAX_PAYLOAD];
-            let (label, len) = Request::DestroyVm { vm: VmId(id) }.encode(&mut payload);
-            let _ = vmm.handle(client, label, payload.get(..len).unwrap_or(&[]));
+            let _ = vmm_trace::send(vmm, client, &Request::DestroyVm { vm: VmId(id) });
         }
     }
     for h in 1..=last_handle as u32 {
         for client in [CLIENT, PRIVILEGED] {
-            let mut payload = [0u8; MAX_PAYLOAD];
-            let (label, len) = Request::CloseGuestMemfd { handle: GmemHandle(h) }.encode(&mut payload);
-            let _ = vmm.handle(client, label, payload.get(..len).unwrap_or(&[]));
+            let _ = vmm_trace::send(vmm, client, &Request::CloseGuestMemfd { handle: GmemHandle(h) });
         }
     }
 }

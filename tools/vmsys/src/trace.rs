@@ -5,7 +5,6 @@
 use vmm::caps::{Slot, SlotRange};
 use vmm::platform::NoHooks;
 use vmm::Vmm;
-use vmm_abi::protocol::MAX_PAYLOAD;
 use vmm_model::Model;
 use vmm_trace::world::{self, CORE_SLOTS, RAM_PAGES, RAM_VADDR, VMS};
 use vmm_trace::Trace;
@@ -33,9 +32,7 @@ pub fn run(seed: u64, random: usize) -> Result<String, String> {
         let mut trace = Trace::new(seed, random);
         let mut i = 0;
         while let Some((client, req)) = trace.next_request() {
-            let mut payload = [0u8; MAX_PAYLOAD];
-            let (label, len) = req.encode(&mut payload);
-            let result = vmm.handle(client, label, payload.get(..len).unwrap_or(&[])).result;
+            let (label, result) = vmm_trace::send(&mut vmm, client, &req);
             trace.record(client, &req, result);
             vmm_trace::line(&mut log, i, client, label, result).map_err(|e| e.to_string())?;
             i += 1;
