@@ -300,3 +300,76 @@ impl<const N: usize, const S: usize> Pool<N, S> {
         Ok(i)
     }
 }
+
+#[cfg(kani)]
+mod proofs {
+    use super::*;
+
+    /// A kernel whose calls all succeed, or all fail, as the proof says.
+    struct Kernel {
+        fail: bool,
+    }
+
+    impl Retype for Kernel {
+        type Error = ();
+
+        fn retype_untyped(&mut self, _: u64, _: u8, _: u64) -> Result<(), ()> {
+            if self.fail {
+                Err(())
+            } else {
+                Ok(())
+            }
+        }
+
+        fn revoke(&mut self, _: u64) -> Result<(), ()> {
+            if self.fail {
+                Err(())
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    /// Whatever objects are reserved, made or not, and whatever the kernel
+    /// answers: a refused reserve changes nothing, a commit adds exactly
+    /// its object to what is live, the pool never counts more than it was
+    /// given, and releasing every object makes all of it available again.
+    #[kani::proof]
+    #[kani::unwind(6)]
+    fn every_byte_is_available_live_or_waiting_and_all_comes_back() {
+        // A boot untyped of two chunks, and one smaller than a chunk.
+        let list = [Untyped { cptr: 1, size_bits: CHUNK_BITS + 1 }, Untyped { cptr: 2, size_bits: 13 }];
+        let Ok(mut pool) = Pool::<4, 2>::new::<()>(list, 100..102) else {
+            panic!("the pool refused its untypeds");
+        };
+        let total = pool.usage().total;
+        assert!(pool.usage() == Usage { total, available: total, live: 0 });
+        let mut k = Kernel { fail: false };
+        let mut made: [Option<Made>; 3] = [None; 3];
+        for m in made.iter_mut() {
+            k.fail = kani::any();
+            let bits: u8 = kani::any();
+            let before = pool.usage();
+            match pool.reserve(bits, &mut k) {
+                Ok(lease) => {
+                    assert!((MIN_OBJECT_BITS..=CHUNK_BITS).contains(&bits));
+                    if kani::any() {
+                        *m = Some(pool.commit(lease));
+                        assert!(pool.usage().live == before.live + (1u64 << bits));
+                        assert!(pool.usage().available == before.available - (1u64 << bits));
+                    } else {
+                        assert!(pool.usage() == before);
+                    }
+                }
+                Err(_) => assert!(pool.usage() == before),
+            }
+            let u = pool.usage();
+            assert!(u.total == total && u.available + u.live <= u.total);
+        }
+        k.fail = false;
+        for m in made.iter().flatten() {
+            assert!(pool.release(*m, &mut k).is_ok());
+        }
+        assert!(pool.usage() == Usage { total, available: total, live: 0 });
+    }
+}
