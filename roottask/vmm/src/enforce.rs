@@ -7,11 +7,12 @@
 //! it never made.
 
 use vmm::addr::Gpa;
+use vmm::registry::Owner;
 use vmm::StopReason;
 use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, LOCK_READ, LOCK_WRITE, READONLY, UNLOCK_ALL};
 use vmm_abi::protocol::Request;
 use vmm_abi::{Errno, GmemHandle, VcpuId, VmId};
-use vmm_trace::world::{PRIVILEGED, RAM_VADDR};
+use vmm_trace::world::{CLIENT, PRIVILEGED, RAM_VADDR};
 
 use crate::exits::{self, Ended};
 use crate::guest::{PROBES_OFFSET, PROBE_FILL, PROBE_READ, PROBE_WRITE};
@@ -185,6 +186,29 @@ fn private_memory(started: &mut Started) -> Result<[bool; 2], Errno> {
     Ok([a, b])
 }
 
+/// An internal VM, made and run by the VMM itself with no client: it runs
+/// its guest to the power-off, and neither client can name it.
+fn internal(started: &mut Started) -> Result<bool, Errno> {
+    let me = Owner::Internal;
+    let perform = |started: &mut Started, req: Request| started.core.perform(me, req).map_err(|e| e.errno());
+    let vm = VmId(perform(started, Request::CreateVm)? as u32);
+    perform(started, Request::CreateVcpu { vm, vcpu: VcpuId(0) })?;
+    perform(started, Request::SetMemoryRegion { vm, region: slot(0, 0, CODE_GPA, RAM_VADDR, 0) })?;
+    perform(started, Request::RunVcpu { vm, vcpu: VcpuId(0), entry: CODE_GPA, arg: 0 })?;
+    let ran = exits::run_until_stopped(started.core, started.faults, started.reply);
+    let hidden = [CLIENT, PRIVILEGED].iter().all(|&c| {
+        vmm_trace::send(started.core, c, &Request::DestroyVm { vm }).1 == Err(Errno::EPERM)
+            && vmm_trace::send(started.core, c, &Request::GetReg { vm, vcpu: VcpuId(0), reg: 0 }).1 == Err(Errno::EPERM)
+    });
+    perform(started, Request::DestroyVm { vm })?;
+    let held = ran == Ended::Stopped(StopReason::SystemOff) && hidden;
+    Ok(report(
+        "an internal VM runs with no client, and no client may touch it (EPERM, rule 1.2)",
+        Ok(held),
+        &format_args!("{ran}; refused to both clients: {hidden}"),
+    ))
+}
+
 /// Runs every check; prints one line each and a verdict.
 pub fn run(started: &mut Started) {
     let mut all = true;
@@ -199,6 +223,10 @@ pub fn run(started: &mut Started) {
     match private_memory(started) {
         Ok(r) => all &= r.iter().all(|&x| x),
         Err(e) => all &= report("guest_memfd", Err(e), &""),
+    }
+    match internal(started) {
+        Ok(r) => all &= r,
+        Err(e) => all &= report("internal VM", Err(e), &""),
     }
     if all {
         sel4::debug_println!("enforce: every check held");
