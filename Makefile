@@ -206,6 +206,16 @@ pds: guest manifests $(TARGET_SPEC) kernel-config-check
 	    -Zbuild-std=core,alloc,compiler_builtins -Zbuild-std-features=compiler-builtins-mem \
 	    --target-dir $(abspath $(PDS_TARGET_DIR))
 
+# The root task's boot image: rust-sel4's kernel loader (built for this
+# kernel and platform), with the SDK's kernel, QEMU's device tree and the
+# root task appended by rust-sel4's tool. That loader knows QEMU virt's
+# platform and not the i.MX 8M Plus. A release kernel prints nothing, and the
+# root task has no serial driver of its own yet, so it is built for a debug
+# kernel only.
+ifneq ($(MICROKIT_BOARD)-$(MICROKIT_CONFIG),qemu_virt_aarch64-debug)
+roottask roottask-image test-roottask bench-roottask:
+	@echo "make $@ skipped for $(MICROKIT_BOARD) $(MICROKIT_CONFIG): the root task runs on qemu_virt_aarch64 with a debug kernel only (rust-sel4's kernel loader knows no other platform, and the root task prints through the kernel, which a release kernel cannot)"
+else
 # The VMM as seL4's root task, against the same kernel's headers.
 roottask: $(TARGET_SPEC) kernel-config-check
 	cd roottask && RUSTC=$(TARGET_RUSTC) RUSTFLAGS="-Clinker=$(LLD)" \
@@ -214,16 +224,6 @@ roottask: $(TARGET_SPEC) kernel-config-check
 	    --target-dir $(abspath $(ROOTTASK_TARGET_DIR))
 	@echo "built $(ROOTTASK_ELF)"
 
-# The root task's boot image: rust-sel4's kernel loader (built for this
-# kernel and platform), with the SDK's kernel, QEMU's device tree and the
-# root task appended by rust-sel4's tool. That loader knows QEMU virt's
-# platform and not the i.MX 8M Plus. A release kernel prints nothing, and the
-# root task has no serial driver of its own yet, so its test needs a debug
-# kernel.
-ifneq ($(MICROKIT_BOARD)-$(MICROKIT_CONFIG),qemu_virt_aarch64-debug)
-roottask-image test-roottask bench-roottask:
-	@echo "make $@ skipped: the root task boots on qemu_virt_aarch64 in the debug configuration only (rust-sel4's kernel loader has no $(MICROKIT_BOARD) platform; a release kernel prints nothing)"
-else
 roottask-image: roottask
 	cd roottask/loader && SEL4_KERNEL=$(abspath $(SDK_BOARD)/elf/sel4.elf) \
 	SEL4_PLATFORM_INFO=$(abspath $(SDK_BOARD)/platform_gen.json) CC_aarch64_unknown_none=$(CROSS_CC) \
