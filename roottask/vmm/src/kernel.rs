@@ -19,7 +19,7 @@
 //! A failed step undoes the steps before it, so a refused call leaves the
 //! capabilities and the pool as they were.
 
-use sel4::cap::{AsidPool, CNode, Endpoint, SchedControl, Tcb, Untyped};
+use sel4::cap::{AsidPool, CNode, Endpoint, SchedControl, Tcb};
 use sel4::{CapRights, ObjectBlueprint, ObjectBlueprintAArch64, ObjectBlueprintArm, VmAttributes};
 use vmm::arch::aarch64::regs::{TcbReg, VcpuReg};
 use vmm::caps::{FrameCap, ObjectType, PageTableCap, Rights, Slot, SlotRange, TcbCap, VCpuCap, VSpaceCap};
@@ -62,8 +62,6 @@ impl Record {
 pub struct Authority {
     /// The root task's own TCB: the authority for scheduling parameters.
     pub tcb: Tcb,
-    /// The root CNode, where every slot lives.
-    pub cnode: CNode,
     /// The boot information's scheduling control (core 0).
     pub sched_control: SchedControl,
     /// The ASID pool the VSpaces take their ASIDs from.
@@ -132,12 +130,13 @@ impl RootKernel {
     /// each in `records`) and its own slots `private`.
     pub fn new(
         pool: &'static mut Pool,
+        sel4: SeL4,
         core: SlotRange,
         records: &'static mut [Record],
         private: Private,
         auth: Authority,
     ) -> RootKernel {
-        RootKernel { pool, sel4: SeL4 { cnode: auth.cnode }, private, core, records, auth, regs: Registers::default() }
+        RootKernel { pool, sel4, private, core, records, auth, regs: Registers::default() }
     }
 
     /// The untyped pool, for the figures.
@@ -194,11 +193,7 @@ impl RootKernel {
     /// Makes one object of `blueprint` in root-CNode slot `dest` from the
     /// pool; nothing is left behind on failure.
     fn make(&mut self, blueprint: ObjectBlueprint, dest: u64) -> Result<Made, KernelError> {
-        let bits = u8::try_from(blueprint.physical_size_bits()).map_err(|_| KernelError::InvalidArgument)?;
-        let lease = self.pool.reserve(bits, &mut self.sel4).map_err(pool_error)?;
-        let ut = Untyped::from_bits(lease.untyped());
-        ut.untyped_retype(&blueprint, &self.auth.cnode.absolute_cptr_for_self(), dest as usize, 1).map_err(kerr)?;
-        Ok(self.pool.commit(lease))
+        self.sel4.make(&mut *self.pool, blueprint, dest, false).map_err(pool_error)
     }
 
     /// Deletes the object in root-CNode slot `slot` made with `made`.
@@ -247,7 +242,7 @@ impl RootKernel {
         f: impl FnOnce(&Authority, Endpoint) -> Result<(), sel4::Error>,
     ) -> Result<(), KernelError> {
         let scratch = self.private.take().ok_or(KernelError::NotEnoughMemory)?;
-        let src = self.auth.cnode.absolute_cptr(self.auth.fault_endpoint);
+        let src = self.sel4.slot(self.auth.fault_endpoint.bits());
         let r = self
             .sel4
             .slot(scratch)
@@ -261,10 +256,9 @@ impl RootKernel {
 
 impl Kernel for RootKernel {
     fn untyped_retype(&mut self, ty: ObjectType, dest: Slot) -> Result<(), KernelError> {
-        // Only into the core's range, where the record can be kept.
-        if self.record(dest).ok_or(KernelError::InvalidCapability)?.made.is_some() {
-            return Err(KernelError::DeleteFirst);
-        }
+        // Only into the core's range, where the record can be kept; an
+        // occupied slot is the kernel's DeleteFirst.
+        self.record(dest).ok_or(KernelError::InvalidCapability)?;
         let made = self.make(blueprint(ty), dest.0)?;
         let extra = match ty {
             ObjectType::VSpace => {

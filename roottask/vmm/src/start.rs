@@ -66,13 +66,7 @@ static CORE: StaticCell<Core> = StaticCell::new();
 /// Makes one object of `blueprint` in `dest` from the pool, for the root
 /// task's own use (never released).
 fn make(pool: &mut Pool, sel4: &mut SeL4, blueprint: ObjectBlueprint, dest: u64) -> Result<(), StartError> {
-    let bits = u8::try_from(blueprint.physical_size_bits()).map_err(|_| StartError::Slots)?;
-    let lease = pool.reserve_lasting(bits, sel4).map_err(StartError::Pool)?;
-    Untyped::from_bits(lease.untyped())
-        .untyped_retype(&blueprint, &sel4.cnode.absolute_cptr_for_self(), dest as usize, 1)
-        .map_err(|e| StartError::Kernel("seL4_Untyped_Retype", e))?;
-    let _ = pool.commit(lease);
-    Ok(())
+    sel4.make(pool, blueprint, dest, true).map(|_| ()).map_err(StartError::Pool)
 }
 
 /// Maps guest RAM's frames into the root task's own VSpace at
@@ -142,14 +136,13 @@ pub fn start(bootinfo: &sel4::BootInfoPtr) -> Result<Started, StartError> {
 
     let auth = Authority {
         tcb: slot::TCB.cap(),
-        cnode,
         sched_control: bootinfo.sched_control().index(0).cap(),
         asid_pool: AsidPool::from_bits(asid_pool_slot),
         fault_endpoint: Endpoint::from_bits(fault_endpoint),
         guest_cnode: CNode::from_bits(guest_cnode),
     };
     let records = RECORDS.try_take().ok_or(StartError::Again)?;
-    let kernel = RootKernel::new(pool, layout.core, records, private, auth);
+    let kernel = RootKernel::new(pool, sel4, layout.core, records, private, auth);
 
     let config = world::config(layout.core, layout.ram.base);
     let core = Vmm::new(kernel, NoHooks, config).map_err(StartError::Core)?;

@@ -3,7 +3,7 @@
 
 use sel4::cap::{CNode, Untyped};
 use sel4::{AbsoluteCPtr, ObjectBlueprint};
-use vmm_untyped::Retype;
+use vmm_untyped::{Made, PoolError, Retype};
 
 /// Chunks the pool keeps: 2 MiB each, so 2 GiB of RAM at most.
 pub const CHUNKS: usize = 1024;
@@ -25,14 +25,39 @@ impl SeL4 {
     pub fn slot(&self, slot: u64) -> AbsoluteCPtr {
         self.cnode.absolute_cptr_from_bits_with_depth(slot, sel4::WORD_SIZE)
     }
+
+    /// `seL4_Untyped_Retype` of one object of `blueprint` from `untyped`
+    /// into the root CNode's slot `dest`.
+    fn retype(&self, untyped: u64, blueprint: &ObjectBlueprint, dest: u64) -> Result<(), sel4::Error> {
+        Untyped::from_bits(untyped).untyped_retype(blueprint, &self.cnode.absolute_cptr_for_self(), dest as usize, 1)
+    }
+
+    /// Makes one object of `blueprint` in the empty slot `dest` from
+    /// `pool`: room reserved, the object retyped, and only then the room
+    /// committed, so a failure leaves the pool as it was. A `lasting`
+    /// object (never released) comes from chunks of its own.
+    pub fn make(
+        &mut self,
+        pool: &mut Pool,
+        blueprint: ObjectBlueprint,
+        dest: u64,
+        lasting: bool,
+    ) -> Result<Made, PoolError<sel4::Error>> {
+        let bits = u8::try_from(blueprint.physical_size_bits()).map_err(|_| PoolError::BadSize)?;
+        let lease = match lasting {
+            true => pool.reserve_lasting(bits, self)?,
+            false => pool.reserve(bits, self)?,
+        };
+        self.retype(lease.untyped(), &blueprint, dest).map_err(PoolError::Kernel)?;
+        Ok(pool.commit(lease))
+    }
 }
 
 impl Retype for SeL4 {
     type Error = sel4::Error;
 
     fn retype_untyped(&mut self, parent: u64, size_bits: u8, dest: u64) -> Result<(), sel4::Error> {
-        let blueprint = ObjectBlueprint::Untyped { size_bits: usize::from(size_bits) };
-        Untyped::from_bits(parent).untyped_retype(&blueprint, &self.cnode.absolute_cptr_for_self(), dest as usize, 1)
+        self.retype(parent, &ObjectBlueprint::Untyped { size_bits: usize::from(size_bits) }, dest)
     }
 
     fn revoke(&mut self, cptr: u64) -> Result<(), sel4::Error> {
