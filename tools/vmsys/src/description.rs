@@ -39,6 +39,41 @@ pub struct Vm {
     pub memslots: Vec<Memslot>,
     /// Emulated devices.
     pub devices: Vec<Device>,
+    /// Its virtual GIC, if it has one.
+    pub gic: Option<Gic>,
+    /// How it boots Linux, if it does: what its device tree holds.
+    pub linux: Option<Linux>,
+}
+
+/// A VM's virtual interrupt controller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gic {
+    /// The GIC architecture version: 2 (QEMU `virt`) or 3 (i.MX 8M Plus);
+    /// anything else is a problem `check` reports.
+    pub version: u32,
+    /// Guest-physical base of the distributor (emulated: left unmapped).
+    pub dist: u64,
+    /// GICv2: where the guest finds its CPU interface (the hardware's
+    /// virtual CPU interface, GICV, appears there).
+    pub cpu: Option<u64>,
+    /// GICv3: base of the redistributors, one 128 KiB frame pair per vCPU.
+    pub redist: Option<u64>,
+    /// Line of `[vm.gic]`.
+    pub line: u32,
+}
+
+/// What a Linux guest boots with, besides memory, vCPUs, the GIC and the
+/// devices the rest of the description gives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Linux {
+    /// The kernel command line.
+    pub bootargs: String,
+    /// Where the VMM puts the device tree.
+    pub dtb: u64,
+    /// Where the VMM puts the initramfs.
+    pub initrd: u64,
+    /// Line of `[vm.linux]`.
+    pub line: u32,
 }
 
 /// Who controls a VM.
@@ -161,6 +196,8 @@ pub struct Device {
     pub base: u64,
     /// Size in bytes.
     pub size: u64,
+    /// Its interrupt, a GIC interrupt id (an SPI), if it has one.
+    pub irq: Option<u32>,
     /// Line of its `[[vm.device]]` header.
     pub line: u32,
 }
@@ -295,9 +332,19 @@ impl Description {
                         .map(|d| {
                             let l = line(d.span().start);
                             let d = d.into_inner();
-                            Device { kind: d.kind, base: d.base, size: d.size, line: l }
+                            Device { kind: d.kind, base: d.base, size: d.size, irq: d.irq, line: l }
                         })
                         .collect(),
+                    gic: v.gic.map(|g| {
+                        let l = line(g.span().start);
+                        let g = g.into_inner();
+                        Gic { version: g.version, dist: g.dist, cpu: g.cpu, redist: g.redist, line: l }
+                    }),
+                    linux: v.linux.map(|x| {
+                        let l = line(x.span().start);
+                        let x = x.into_inner();
+                        Linux { bootargs: x.bootargs, dtb: x.dtb, initrd: x.initrd, line: l }
+                    }),
                 }
             })
             .collect();
@@ -333,6 +380,25 @@ struct RawVm {
     memslot: Vec<Spanned<RawMemslot>>,
     #[serde(default)]
     device: Vec<Spanned<RawDevice>>,
+    gic: Option<Spanned<RawGic>>,
+    linux: Option<Spanned<RawLinux>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGic {
+    version: u32,
+    dist: u64,
+    cpu: Option<u64>,
+    redist: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLinux {
+    bootargs: String,
+    dtb: u64,
+    initrd: u64,
 }
 
 #[derive(Deserialize)]
@@ -382,4 +448,5 @@ struct RawDevice {
     kind: DeviceKind,
     base: u64,
     size: u64,
+    irq: Option<u32>,
 }

@@ -11,15 +11,16 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use vmsys::description::Description;
 use vmsys::diag::Diag;
 use vmsys::inputs::{self, Inputs};
-use vmsys::{boot_manifest, check, graph, sim, trace};
+use vmsys::{boot_manifest, check, fdt, graph, initramfs, sim, trace};
 
 #[derive(Parser)]
 #[command(
     name = "vmsys",
     version,
-    about = "One description of the VMs of a seL4 Microkit system: check, manifest, sim, graph"
+    about = "One description of the VMs of a seL4 Microkit system: check, manifest, sim, graph, a Linux guest's device tree and initramfs"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -64,6 +65,33 @@ enum Command {
         /// How many random requests follow the client scenario.
         #[arg(long, default_value_t = vmm_trace::RANDOM)]
         random: usize,
+    },
+    /// Write a Linux guest's device tree from its VM description, after checking the description.
+    Fdt {
+        /// The VM description (checked against the system.xml it names, if it names one).
+        #[arg(long, default_value = "system.toml")]
+        system: PathBuf,
+        /// The VM whose device tree to write.
+        #[arg(long)]
+        vm: String,
+        /// The initramfs the VMM loads with it (its size is in the tree).
+        #[arg(long)]
+        initrd: PathBuf,
+        /// The device tree blob to write.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+    /// Write a Linux guest's initramfs: a static busybox and an /init script.
+    Initramfs {
+        /// busybox, a static build for the guest's architecture.
+        #[arg(long)]
+        busybox: PathBuf,
+        /// The script to run as /init.
+        #[arg(long)]
+        init: PathBuf,
+        /// The cpio archive to write.
+        #[arg(short, long)]
+        out: PathBuf,
     },
     /// Draw the system (PDs, VMs, memory regions, channels) as SVG.
     Graph {
@@ -139,6 +167,30 @@ fn run(command: Command) -> Result<(), Vec<Diag>> {
         Command::Trace { seed, random } => {
             let log = trace::run(seed, random).map_err(|e| vec![Diag::file("trace", e)])?;
             print!("{log}");
+        }
+        Command::Fdt { system, vm, initrd, out } => {
+            let desc = match Description::parse(&system.display().to_string(), &inputs::read(&system)?)? {
+                d if d.system_xml.is_some() => checked(&System { system: system.clone(), xml: None })?.desc,
+                d => match check::check_description(&d) {
+                    diags if diags.is_empty() => d,
+                    diags => return Err(diags),
+                },
+            };
+            let v = desc.vm(&vm).ok_or_else(|| vec![Diag::file(&desc.file, format!("describes no VM {vm}"))])?;
+            let size = std::fs::metadata(&initrd)
+                .map_err(|e| vec![Diag::file(&initrd.display().to_string(), format!("cannot read: {e}"))])?
+                .len();
+            let blob = fdt::device_tree(v, size).map_err(|e| vec![Diag::at(&desc.file, v.line, e)])?;
+            write(&out, &blob)?;
+            println!("{}: {} bytes, the device tree of {vm} (initramfs {size} bytes)", out.display(), blob.len());
+        }
+        Command::Initramfs { busybox, init, out } => {
+            let read_bytes = |p: &Path| {
+                std::fs::read(p).map_err(|e| vec![Diag::file(&p.display().to_string(), format!("cannot read: {e}"))])
+            };
+            let archive = initramfs::initramfs(&read_bytes(&busybox)?, &read_bytes(&init)?);
+            write(&out, &archive)?;
+            println!("{}: {} bytes, busybox and {} as /init", out.display(), archive.len(), init.display());
         }
         Command::Graph { system, out } => {
             let i = inputs::load(&system.system, system.xml.as_deref())?;

@@ -503,7 +503,7 @@ fn a_bad_description_is_refused_with_its_line() {
     assert_eq!(
         common::parse_errors(&toml, XML),
         ["system.toml:43: unknown field `vcpu`, expected one of `name`, `vmm`, `vcpus`, `entry`, `internal`, `client`, \
-          `ram`, `private`, `memslot`, `device`"]
+          `ram`, `private`, `memslot`, `device`, `gic`, `linux`"]
     );
     let toml = edit(
         TOML,

@@ -1,5 +1,6 @@
 //! The description on its own: each VM's control, vCPU count, regions,
-//! memslots, devices and entry point, before system.xml is consulted.
+//! memslots, devices and entry point, before system.xml is consulted (a
+//! VM's GIC, interrupts and Linux boot addresses: [`super::linux`]).
 
 use std::collections::BTreeMap;
 
@@ -54,6 +55,7 @@ pub fn check(ctx: &mut Ctx) -> Vec<bool> {
         memslots(ctx, vm);
         entry(ctx, vm);
         devices(ctx, vm);
+        super::linux::check(ctx, vm);
         if let Err(e) = boot_manifest::manifest(vm) {
             // Only capacity and wrap-around problems are left to report
             // here: the others were reported above.

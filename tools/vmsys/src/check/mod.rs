@@ -4,6 +4,8 @@
 //! The checks, one module each:
 //! - [`layout`]: the description on its own (who controls each VM, vCPU
 //!   count, regions, memslots, devices, entry point);
+//! - [`linux`]: a VM's GIC frames, device interrupts and where a Linux
+//!   guest's device tree and initramfs go (part of [`layout`]);
 //! - [`presence`]: every VM, VMM, client and region it names exists in
 //!   system.xml, where it says;
 //! - [`mapping`]: who maps each region (private regions in their VM only,
@@ -20,6 +22,7 @@
 pub mod control;
 pub mod core_rules;
 pub mod layout;
+pub mod linux;
 pub mod mapping;
 pub mod presence;
 pub mod vcpus;
@@ -82,6 +85,16 @@ pub fn check(desc: &Description, sdf: &Sdf) -> Vec<Diag> {
         Err(e) => vec![Diag::file(&desc.file, e)],
     };
     sorted(out)
+}
+
+/// The checks of the description on its own ([`layout`]), for a VM
+/// description that names no system.xml (a guest QEMU boots without seL4,
+/// for one).
+pub fn check_description(desc: &Description) -> Vec<Diag> {
+    let none = Sdf { file: String::new(), regions: Vec::new(), pds: Vec::new(), channels: Vec::new() };
+    let mut ctx = Ctx { desc, sdf: &none, out: Vec::new() };
+    layout::check(&mut ctx);
+    sorted(ctx.out)
 }
 
 /// `[a, b)` and `[c, d)` share an address.
