@@ -287,3 +287,4 @@ test-qemu: test-book loader
 
 endif
 include pds/bench/bench.mk
+include linux/linux.mk
