@@ -18,7 +18,7 @@ use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, LOCK_READ, LOCK_WRITE, LOG_DIR
 use vmm_abi::protocol::Request;
 use vmm_abi::{ClientId, Errno, GmemHandle, VcpuId, VmId};
 
-use world::{CLIENT, PRIVILEGED, RAM_PAGES, RAM_VADDR};
+use world::{region, CLIENT, PRIVILEGED, RAM_GPA, RAM_PAGES, RAM_VADDR};
 
 /// The seed CI runs.
 pub const SEED: u64 = 0x5eed_0f7a_ce00;
@@ -26,16 +26,24 @@ pub const SEED: u64 = 0x5eed_0f7a_ce00;
 /// Random requests CI runs after the scenario.
 pub const RANDOM: usize = 2000;
 
-/// A small deterministic generator (xorshift64), the same on every target.
+/// A small deterministic generator (xorshift64), the same on every target,
+/// for this trace and for the host tool's robustness test: a fixed
+/// sequence, so that a failure reproduces. Its state must not be 0.
 #[derive(Clone, Debug)]
-struct Rng(u64);
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
+    }
+
+    /// A number below `n` (0 if `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
     }
 
     /// One of the live entries of `ids` (id not 0), or `none` if none is.
@@ -44,7 +52,7 @@ impl Rng {
         if live == 0 {
             return none;
         }
-        let k = (self.next() % live) as usize;
+        let k = (self.next_u64() % live) as usize;
         ids.iter().filter(|e| e.0 != 0).nth(k).copied().unwrap_or(none)
     }
 
@@ -54,7 +62,7 @@ impl Rng {
         if n == 0 {
             return default;
         }
-        items.get((self.next() % n) as usize).copied().unwrap_or(default)
+        items.get((self.next_u64() % n) as usize).copied().unwrap_or(default)
     }
 }
 
@@ -64,7 +72,7 @@ const RAM_BYTES: u64 = RAM_PAGES * 4096;
 fn scenario() -> [(ClientId, Request); 12] {
     let vm = VmId(1);
     let c = CLIENT;
-    let ram = region(0, 0, 0x4000_0000, 16 * 4096, RAM_VADDR, 0);
+    let ram = region(0, 0, RAM_GPA, 16 * 4096, RAM_VADDR, 0);
     let private = MemoryRegion { guest_memfd_offset: 0, ..region(1, GUEST_MEMFD, 0x5000_0000, 4 * 4096, 0, 1) };
     [
         (c, Request::CreateVm),
@@ -76,22 +84,10 @@ fn scenario() -> [(ClientId, Request); 12] {
         (c, Request::SetReg { vm, vcpu: VcpuId(0), reg: 0, value: 0x1234 }),
         (c, Request::GetReg { vm, vcpu: VcpuId(0), reg: 0 }),
         (c, Request::UnlockMemslot { vm, slot: 0, flags: UNLOCK_ALL }),
-        (c, Request::SetMemoryRegion { vm, region: region(0, 0, 0x4000_0000, 0, RAM_VADDR, 0) }),
+        (c, Request::SetMemoryRegion { vm, region: region(0, 0, RAM_GPA, 0, RAM_VADDR, 0) }),
         (c, Request::DestroyVm { vm }),
         (c, Request::CloseGuestMemfd { handle: GmemHandle(1) }),
     ]
-}
-
-fn region(slot: u32, flags: u32, gpa: u64, size: u64, vaddr: u64, gmem: u32) -> MemoryRegion {
-    MemoryRegion {
-        slot,
-        flags,
-        guest_phys_addr: gpa,
-        memory_size: size,
-        userspace_addr: vaddr,
-        guest_memfd_offset: 0,
-        guest_memfd: gmem,
-    }
 }
 
 /// The trace: the client scenario, then `random` requests drawn from
@@ -137,30 +133,30 @@ impl Trace {
         let r = &mut self.rng;
         // Mostly a VM or handle that was given out, now and then one that
         // never was.
-        let (vm, owner) = match r.next() % 8 {
+        let (vm, owner) = match r.next_u64() % 8 {
             0 => (r.pick(&[0, 99], 0), CLIENT),
             _ => r.pick_live(&self.vms, (1, CLIENT)),
         };
         let vm = VmId(vm);
-        let handle = match r.next() % 8 {
+        let handle = match r.next_u64() % 8 {
             0 => r.pick(&[0, 99], 0),
             _ => r.pick_live(&self.handles, (1, CLIENT)).0,
         };
         // Mostly the owner, now and then the other client.
-        let client = match (r.next() % 8, owner) {
+        let client = match (r.next_u64() % 8, owner) {
             (0, c) if c == CLIENT => PRIVILEGED,
             (0, _) => CLIENT,
             (_, c) => c,
         };
         let vcpu = VcpuId(r.pick(&[0, 1, 2], 0));
         let slot = r.pick(&[0, 1, 2, 3], 0);
-        let req = match r.next() % 16 {
+        let req = match r.next_u64() % 16 {
             0 | 14 => Request::CreateVm,
             1 | 15 => Request::DestroyVm { vm },
             2 | 3 => Request::CreateVcpu { vm, vcpu },
             4..=6 => {
                 let flags = r.pick(&[0, 0, READONLY, GUEST_MEMFD, GUEST_MEMFD, LOG_DIRTY_PAGES, 0x80], 0);
-                let gpa = r.pick(&[0x4000_0000, 0x4001_0000, 0x4010_0000, 0x5000_0000, 0x4000_0800], 0);
+                let gpa = r.pick(&[RAM_GPA, RAM_GPA + 0x1_0000, RAM_GPA + 0x10_0000, 0x5000_0000, RAM_GPA + 0x800], 0);
                 let size = r.pick(&[0, 4096, 16 * 4096, 64 * 4096, 4097], 4096);
                 let vaddr = r.pick(&[RAM_VADDR, RAM_VADDR + 0x1_0000, RAM_VADDR + RAM_BYTES - 4096, 0x1000], RAM_VADDR);
                 let gmem = handle;
@@ -222,6 +218,43 @@ pub fn send<K: vmm::kernel::Kernel, A: vmm::platform::Platform, const V: usize>(
     let mut payload = [0u8; vmm_abi::protocol::MAX_PAYLOAD];
     let (label, len) = req.encode(&mut payload);
     (label, vmm.handle(client, label, payload.get(..len).unwrap_or(&[])).result)
+}
+
+/// What a run of the trace made: how many requests it sent, and the last
+/// VM id and guest_memfd handle it was given (ids are never reused, so
+/// everything it made is at most these).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ran {
+    /// Requests sent.
+    pub requests: usize,
+    /// The last VM id CREATE_VM gave (0: none).
+    pub last_vm: u32,
+    /// The last handle CREATE_GUEST_MEMFD gave (0: none).
+    pub last_handle: u32,
+}
+
+/// Runs the trace of `seed` with `random` random requests on `vmm`, one
+/// [`line`] per result into `out`.
+pub fn run<K: vmm::kernel::Kernel, A: vmm::platform::Platform, const V: usize, W: Write>(
+    vmm: &mut vmm::Vmm<K, A, V>,
+    seed: u64,
+    random: usize,
+    out: &mut W,
+) -> Result<Ran, fmt::Error> {
+    let mut trace = Trace::new(seed, random);
+    let mut ran = Ran::default();
+    while let Some((client, req)) = trace.next_request() {
+        let (label, result) = send(vmm, client, &req);
+        trace.record(client, &req, result);
+        match (&req, result) {
+            (Request::CreateVm, Ok(id)) => ran.last_vm = id as u32,
+            (Request::CreateGuestMemfd { .. }, Ok(h)) => ran.last_handle = h as u32,
+            _ => {}
+        }
+        line(out, ran.requests, client, label, result)?;
+        ran.requests += 1;
+    }
+    Ok(ran)
 }
 
 /// The line request `i` of `client` with protocol label `label` prints

@@ -4,6 +4,7 @@
 
 use vmm::caps::{Slot, SlotRange};
 use vmm::config::{ClientConfig, RamRegion, VmmConfig};
+use vmm_abi::memslot::MemoryRegion;
 use vmm_abi::ClientId;
 
 /// VMs at once.
@@ -19,6 +20,23 @@ pub const RAM_PAGES: u64 = 4096;
 /// Where guest RAM is mapped in the VMM's address space (on seL4, the root
 /// task's: clear of its image, its IPC buffer and boot information).
 pub const RAM_VADDR: u64 = 0x20_0000_0000;
+
+/// Where the guests see guest RAM.
+pub const RAM_GPA: u64 = 0x4000_0000;
+
+/// A memslot: `slot` with `flags`, `size` bytes at `gpa`, backed from
+/// `vaddr` in the VMM (RAM) or by guest_memfd `gmem` from its start.
+pub fn region(slot: u32, flags: u32, gpa: u64, size: u64, vaddr: u64, gmem: u32) -> MemoryRegion {
+    MemoryRegion {
+        slot,
+        flags,
+        guest_phys_addr: gpa,
+        memory_size: size,
+        userspace_addr: vaddr,
+        guest_memfd_offset: 0,
+        guest_memfd: gmem,
+    }
+}
 
 /// The client with a memlock budget.
 pub const CLIENT: ClientId = ClientId(1);

@@ -2,7 +2,7 @@
 //! through the core's one entry point, while the untyped memory available
 //! and the free slots are counted before and after.
 
-use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, LOCK_READ, LOCK_WRITE};
+use vmm_abi::memslot::{GUEST_MEMFD, LOCK_READ, LOCK_WRITE};
 use vmm_abi::protocol::Request;
 use vmm_abi::{ClientId, Errno, GmemHandle, VcpuId, VmId};
 
@@ -10,13 +10,12 @@ use crate::exits::{self, Ended};
 use crate::guest;
 use crate::start::{Core, Started};
 use vmm::StopReason;
-use vmm_trace::world::{CLIENT, RAM_VADDR};
+use vmm_trace::world::{region, CLIENT, RAM_GPA, RAM_VADDR};
 
 /// Cycles of the check.
 const CYCLES: u32 = 1000;
 
-/// The guest-physical addresses of the check's memslots.
-const RAM_GPA: u64 = 0x4000_0000;
+/// The sizes of the check's memslots, and where the private one is.
 const RAM_SIZE: u64 = 256 * 1024;
 const PRIVATE_GPA: u64 = 0x5000_0000;
 const PRIVATE_SIZE: u64 = 64 * 1024;
@@ -46,26 +45,10 @@ fn cycle(started: &mut Started) -> Result<StopReason, Failed> {
     let gmem = call(vmm, c, Request::CreateGuestMemfd { vm, size: PRIVATE_SIZE, flags: 0 })
         .map_err(|e| Failed::Request("CREATE_GUEST_MEMFD", e))?;
     let handle = GmemHandle(gmem as u32);
-    let ram = MemoryRegion {
-        slot: 0,
-        flags: 0,
-        guest_phys_addr: RAM_GPA,
-        memory_size: RAM_SIZE,
-        userspace_addr: RAM_VADDR,
-        guest_memfd_offset: 0,
-        guest_memfd: 0,
-    };
+    let ram = region(0, 0, RAM_GPA, RAM_SIZE, RAM_VADDR, 0);
     call(vmm, c, Request::SetMemoryRegion { vm, region: ram })
         .map_err(|e| Failed::Request("SET_USER_MEMORY_REGION2 (RAM)", e))?;
-    let private = MemoryRegion {
-        slot: 1,
-        flags: GUEST_MEMFD,
-        guest_phys_addr: PRIVATE_GPA,
-        memory_size: PRIVATE_SIZE,
-        userspace_addr: RAM_VADDR + RAM_SIZE,
-        guest_memfd_offset: 0,
-        guest_memfd: handle.0,
-    };
+    let private = region(1, GUEST_MEMFD, PRIVATE_GPA, PRIVATE_SIZE, RAM_VADDR + RAM_SIZE, handle.0);
     call(vmm, c, Request::SetMemoryRegion { vm, region: private })
         .map_err(|e| Failed::Request("SET_USER_MEMORY_REGION2 (guest_memfd)", e))?;
     call(vmm, c, Request::LockMemslot { vm, slot: 0, flags: LOCK_READ | LOCK_WRITE })

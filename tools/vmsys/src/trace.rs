@@ -7,7 +7,6 @@ use vmm::platform::NoHooks;
 use vmm::Vmm;
 use vmm_model::Model;
 use vmm_trace::world::{self, CORE_SLOTS, RAM_PAGES, RAM_VADDR, VMS};
-use vmm_trace::Trace;
 
 use crate::world::{on_big_stack, VMM_VSPACE};
 
@@ -29,14 +28,7 @@ pub fn run(seed: u64, random: usize) -> Result<String, String> {
         let mut vmm: Box<Vmm<Model, NoHooks, VMS>> =
             Box::new(Vmm::new(model, NoHooks, config).map_err(|e| format!("the core refused its configuration: {e}"))?);
         let mut log = String::new();
-        let mut trace = Trace::new(seed, random);
-        let mut i = 0;
-        while let Some((client, req)) = trace.next_request() {
-            let (label, result) = vmm_trace::send(&mut vmm, client, &req);
-            trace.record(client, &req, result);
-            vmm_trace::line(&mut log, i, client, label, result).map_err(|e| e.to_string())?;
-            i += 1;
-        }
+        vmm_trace::run(&mut vmm, seed, random, &mut log).map_err(|e| e.to_string())?;
         Ok(log)
     })?
 }

@@ -4,24 +4,10 @@
 mod common;
 
 use common::{SETUP_FOR_FUZZ, TOML, XML};
+use vmm_trace::Rng;
 use vmsys::description::Description;
 use vmsys::inputs::Inputs;
 use vmsys::sdf::Sdf;
-
-/// xorshift64: a fixed sequence, so a failure reproduces.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 /// Values that sit on the edges the checks care about.
 const NUMBERS: [&str; 12] = [
