@@ -7,7 +7,7 @@
 use vmm_abi::memslot::{MemoryRegion, LOCK_READ, LOCK_WRITE};
 use vmm_abi::protocol::Request;
 use vmm_abi::{Errno, VcpuId, VmId};
-use vmm_trace::world::{PRIVILEGED, RAM_PAGES, RAM_VADDR};
+use vmm_trace::world::{region, PRIVILEGED, RAM_GPA, RAM_PAGES, RAM_VADDR};
 
 use crate::exits::{self, Ended};
 use crate::guest;
@@ -23,9 +23,6 @@ const VMS: u64 = 100;
 /// HVC round trips measured in one guest run.
 const HVCS: u64 = 10_000;
 
-/// Where guest RAM starts in the guest-physical space.
-const RAM_GPA: u64 = 0x4000_0000;
-
 fn now() -> u64 {
     let t: u64;
     // CNTPCT_EL0: the kernel exports it to user level (EXPORT_PCNT_USER).
@@ -38,15 +35,7 @@ fn call(started: &mut Started, req: Request) -> Result<u64, Errno> {
 }
 
 fn ram_slot(slot: u32, gpa: u64, pages: u64) -> MemoryRegion {
-    MemoryRegion {
-        slot,
-        flags: 0,
-        guest_phys_addr: gpa,
-        memory_size: pages * 4096,
-        userspace_addr: RAM_VADDR,
-        guest_memfd_offset: 0,
-        guest_memfd: 0,
-    }
+    region(slot, 0, gpa, pages * 4096, RAM_VADDR, 0)
 }
 
 /// Instructions per VM created (with one vCPU) and destroyed.
@@ -114,14 +103,12 @@ pub fn run(started: &mut Started) {
         }
     }
     let [small, large] = per_page;
-    {
-        if small > 0 {
-            sel4::debug_println!(
-                "bench: LOCK per page, larger against smaller: {}.{:02}x",
-                large / small,
-                large * 100 / small % 100
-            );
-        }
+    if small > 0 {
+        sel4::debug_println!(
+            "bench: LOCK per page, larger against smaller: {}.{:02}x",
+            large / small,
+            large * 100 / small % 100
+        );
     }
     match hvc(started) {
         Ok(n) => sel4::debug_println!("bench: HVC exit round trip: {n} instructions"),

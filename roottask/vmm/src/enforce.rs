@@ -12,14 +12,14 @@ use vmm::StopReason;
 use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, LOCK_READ, LOCK_WRITE, READONLY, UNLOCK_ALL};
 use vmm_abi::protocol::Request;
 use vmm_abi::{Errno, GmemHandle, VcpuId, VmId};
-use vmm_trace::world::{CLIENT, PRIVILEGED, RAM_VADDR};
+use vmm_trace::world::{region, CLIENT, PRIVILEGED, RAM_GPA, RAM_VADDR};
 
 use crate::exits::{self, Ended};
 use crate::guest::{PROBES_OFFSET, PROBE_FILL, PROBE_READ, PROBE_WRITE};
 use crate::start::Started;
 
 /// Guest RAM's first 64 KiB, with the guest's code, at this address.
-const CODE_GPA: u64 = 0x4000_0000;
+const CODE_GPA: u64 = RAM_GPA;
 /// The probed memslot, backed by guest RAM 1 MiB in.
 const PROBED_GPA: u64 = 0x4100_0000;
 /// The probed guest_memfd memslot.
@@ -31,15 +31,7 @@ fn call(started: &mut Started, req: Request) -> Result<u64, Errno> {
 }
 
 fn slot(slot: u32, flags: u32, gpa: u64, vaddr: u64, gmem: u32) -> MemoryRegion {
-    MemoryRegion {
-        slot,
-        flags,
-        guest_phys_addr: gpa,
-        memory_size: PAGES * 4096,
-        userspace_addr: vaddr,
-        guest_memfd_offset: 0,
-        guest_memfd: gmem,
-    }
+    region(slot, flags, gpa, PAGES * 4096, vaddr, gmem)
 }
 
 /// A VM with a vCPU and its code slot, locked (so the code never faults).
@@ -58,9 +50,26 @@ struct Probed {
     x3: u64,
 }
 
-/// Runs probe `probe` of VM `vm` against `gpa`.
-fn probe(started: &mut Started, vm: VmId, probe: u64, gpa: u64) -> Result<Probed, Errno> {
-    let entry = CODE_GPA + PROBES_OFFSET + probe;
+/// One trial: a VM with its code slot, `setup` done to it, probe `which`
+/// run against `gpa`, and the VM destroyed (also when a step failed); how
+/// the probe ended and what `setup` gave.
+fn trial<T>(
+    started: &mut Started,
+    setup: impl FnOnce(&mut Started, VmId) -> Result<T, Errno>,
+    which: u64,
+    gpa: u64,
+) -> Result<(Probed, T), Errno> {
+    let vm = vm_with_code(started)?;
+    let r = setup(started, vm).and_then(|t| Ok((probe(started, vm, which, gpa)?, t)));
+    let destroyed = call(started, Request::DestroyVm { vm });
+    let r = r?;
+    destroyed?;
+    Ok(r)
+}
+
+/// Runs probe `which` of VM `vm` against `gpa`.
+fn probe(started: &mut Started, vm: VmId, which: u64, gpa: u64) -> Result<Probed, Errno> {
+    let entry = CODE_GPA + PROBES_OFFSET + which;
     call(started, Request::RunVcpu { vm, vcpu: VcpuId(0), entry, arg: gpa })?;
     let (ended, faults) = exits::run_counting(started.core, started.faults, started.reply);
     let x3 = call(started, Request::GetReg { vm, vcpu: VcpuId(0), reg: 3 })?;
@@ -71,14 +80,19 @@ fn powered_off(p: &Probed) -> bool {
     matches!(p.ended, Ended::Stopped(StopReason::SystemOff))
 }
 
-/// One check: its name, and whether it held, with what was seen.
-fn report(name: &str, held: Result<bool, Errno>, seen: &dyn core::fmt::Display) -> bool {
+/// One check: its name, whether it held, and what was seen.
+fn report(name: &str, held: bool, seen: &dyn core::fmt::Display) -> bool {
     match held {
-        Ok(true) => sel4::debug_println!("enforce: ok   {name}: {seen}"),
-        Ok(false) => sel4::debug_println!("enforce: FAIL {name}: {seen}"),
-        Err(e) => sel4::debug_println!("enforce: FAIL {name}: a request failed with errno {}", e.code()),
+        true => sel4::debug_println!("enforce: ok   {name}: {seen}"),
+        false => sel4::debug_println!("enforce: FAIL {name}: {seen}"),
     }
-    held == Ok(true)
+    held
+}
+
+/// A group of checks whose requests failed before they could be judged.
+fn refused(name: &str, e: Errno) -> bool {
+    sel4::debug_println!("enforce: FAIL {name}: a request failed with errno {}", e.code());
+    false
 }
 
 struct Seen<'a>(&'a Probed);
@@ -89,101 +103,103 @@ impl core::fmt::Display for Seen<'_> {
     }
 }
 
+/// Adds memslot `region` to VM `vm`.
+fn add(started: &mut Started, vm: VmId, region: MemoryRegion) -> Result<(), Errno> {
+    call(started, Request::SetMemoryRegion { vm, region }).map(|_| ())
+}
+
+/// The probed slot, backed by guest RAM 1 MiB in.
+fn probed(flags: u32) -> MemoryRegion {
+    slot(1, flags, PROBED_GPA, RAM_VADDR + 0x10_0000, 0)
+}
+
+/// Locks and unlocks slot 1 of `vm`: its pages are mapped.
+fn lock_unlock(started: &mut Started, vm: VmId) -> Result<(), Errno> {
+    call(started, Request::LockMemslot { vm, slot: 1, flags: LOCK_READ | LOCK_WRITE })?;
+    call(started, Request::UnlockMemslot { vm, slot: 1, flags: UNLOCK_ALL }).map(|_| ())
+}
+
 /// A READONLY memslot reads, and a write to it stops the VM.
-fn readonly(started: &mut Started) -> Result<(bool, bool), Errno> {
-    let ro = slot(1, READONLY, PROBED_GPA, RAM_VADDR + 0x10_0000, 0);
-    let vm = vm_with_code(started)?;
-    call(started, Request::SetMemoryRegion { vm, region: ro })?;
-    let read = probe(started, vm, PROBE_READ, PROBED_GPA)?;
-    call(started, Request::DestroyVm { vm })?;
-    let vm = vm_with_code(started)?;
-    call(started, Request::SetMemoryRegion { vm, region: ro })?;
-    let write = probe(started, vm, PROBE_WRITE, PROBED_GPA)?;
-    call(started, Request::DestroyVm { vm })?;
-    let a = report("a READONLY memslot reads", Ok(powered_off(&read)), &Seen(&read));
+fn readonly(started: &mut Started) -> Result<bool, Errno> {
+    let (read, ()) = trial(started, |s, vm| add(s, vm, probed(READONLY)), PROBE_READ, PROBED_GPA)?;
+    let (write, ()) = trial(started, |s, vm| add(s, vm, probed(READONLY)), PROBE_WRITE, PROBED_GPA)?;
+    let a = report("a READONLY memslot reads", powered_off(&read), &Seen(&read));
     let want = Ended::Stopped(StopReason::ReadOnlyWrite { gpa: Gpa(PROBED_GPA) });
-    let b = report("a write to a READONLY memslot stops the VM", Ok(write.ended == want), &Seen(&write));
-    Ok((a, b))
+    let b = report("a write to a READONLY memslot stops the VM", write.ended == want, &Seen(&write));
+    Ok(a && b)
 }
 
 /// A locked memslot is mapped before the guest runs: its probe's only
 /// fault is the power-off; UNLOCK leaves it so; once deleted, its range
 /// is gone from the guest.
-fn locked_then_deleted(started: &mut Started) -> Result<[bool; 3], Errno> {
-    let vm = vm_with_code(started)?;
-    call(started, Request::SetMemoryRegion { vm, region: slot(1, 0, PROBED_GPA, RAM_VADDR + 0x10_0000, 0) })?;
-    call(started, Request::LockMemslot { vm, slot: 1, flags: LOCK_READ | LOCK_WRITE })?;
-    call(started, Request::UnlockMemslot { vm, slot: 1, flags: UNLOCK_ALL })?;
-    let touched = probe(started, vm, PROBE_WRITE, PROBED_GPA)?;
-    call(started, Request::DestroyVm { vm })?;
+fn locked_then_deleted(started: &mut Started) -> Result<bool, Errno> {
+    let locked = |s: &mut Started, vm| {
+        add(s, vm, probed(0))?;
+        lock_unlock(s, vm)
+    };
+    let (touched, ()) = trial(started, locked, PROBE_WRITE, PROBED_GPA)?;
     let a = report(
         "a locked, then unlocked, memslot is mapped before the guest runs (one fault: the power-off)",
-        Ok(powered_off(&touched) && touched.faults == 1),
+        powered_off(&touched) && touched.faults == 1,
         &Seen(&touched),
     );
     // The same without the lock: the first touch faults once more.
-    let vm = vm_with_code(started)?;
-    call(started, Request::SetMemoryRegion { vm, region: slot(1, 0, PROBED_GPA, RAM_VADDR + 0x10_0000, 0) })?;
-    let lazy = probe(started, vm, PROBE_WRITE, PROBED_GPA)?;
-    call(started, Request::DestroyVm { vm })?;
+    let (lazy, ()) = trial(started, |s, vm| add(s, vm, probed(0)), PROBE_WRITE, PROBED_GPA)?;
     let b = report(
         "an unlocked memslot is mapped at the first touch (two faults)",
-        Ok(powered_off(&lazy) && lazy.faults == 2),
+        powered_off(&lazy) && lazy.faults == 2,
         &Seen(&lazy),
     );
-    let vm = vm_with_code(started)?;
-    let mut region = slot(1, 0, PROBED_GPA, RAM_VADDR + 0x10_0000, 0);
-    call(started, Request::SetMemoryRegion { vm, region })?;
-    // Locked, so mapped; a locked slot cannot be deleted (rule 3.8).
-    call(started, Request::LockMemslot { vm, slot: 1, flags: LOCK_READ | LOCK_WRITE })?;
-    call(started, Request::UnlockMemslot { vm, slot: 1, flags: UNLOCK_ALL })?;
-    region.memory_size = 0;
-    call(started, Request::SetMemoryRegion { vm, region })?;
-    let gone = probe(started, vm, PROBE_READ, PROBED_GPA)?;
-    call(started, Request::DestroyVm { vm })?;
+    // Locked, so mapped (a locked slot cannot be deleted: rule 3.8), then
+    // deleted.
+    let deleted = |s: &mut Started, vm| {
+        locked(s, vm)?;
+        add(s, vm, MemoryRegion { memory_size: 0, ..probed(0) })
+    };
+    let (gone, ()) = trial(started, deleted, PROBE_READ, PROBED_GPA)?;
     let want = Ended::Stopped(StopReason::Unmapped { gpa: Gpa(PROBED_GPA) });
-    let c =
-        report("a deleted memslot's range faults, also after a lock mapped it", Ok(gone.ended == want), &Seen(&gone));
-    Ok([a, b, c])
+    let c = report("a deleted memslot's range faults, also after a lock mapped it", gone.ended == want, &Seen(&gone));
+    Ok(a && b && c)
+}
+
+/// A new guest_memfd of VM `vm`, bound to its private slot; its handle.
+fn bound_memfd(started: &mut Started, vm: VmId) -> Result<GmemHandle, Errno> {
+    let h = call(started, Request::CreateGuestMemfd { vm, size: PAGES * 4096, flags: 0 })? as u32;
+    add(started, vm, slot(2, GUEST_MEMFD, PRIVATE_GPA, 0, h))?;
+    Ok(GmemHandle(h))
+}
+
+fn close(started: &mut Started, handle: GmemHandle) -> Result<u64, Errno> {
+    call(started, Request::CloseGuestMemfd { handle })
 }
 
 /// guest_memfd pages read zero, also where another guest wrote before
 /// (the memory of a closed file comes back to the pool and is given out
 /// again); after CLOSE, the guest's access faults.
-fn private_memory(started: &mut Started) -> Result<[bool; 2], Errno> {
-    let size = PAGES * 4096;
-    // A guest fills its private page, then goes with its file.
-    let vm = vm_with_code(started)?;
-    let h = call(started, Request::CreateGuestMemfd { vm, size, flags: 0 })? as u32;
-    call(started, Request::SetMemoryRegion { vm, region: slot(2, GUEST_MEMFD, PRIVATE_GPA, 0, h) })?;
-    let filled = probe(started, vm, PROBE_FILL, PRIVATE_GPA)?;
-    call(started, Request::DestroyVm { vm })?;
-    call(started, Request::CloseGuestMemfd { handle: GmemHandle(h) })?;
-    // The next guest's new file reads zero.
-    let vm = vm_with_code(started)?;
-    let h = call(started, Request::CreateGuestMemfd { vm, size, flags: 0 })? as u32;
-    call(started, Request::SetMemoryRegion { vm, region: slot(2, GUEST_MEMFD, PRIVATE_GPA, 0, h) })?;
-    let fresh = probe(started, vm, PROBE_READ, PRIVATE_GPA)?;
-    call(started, Request::DestroyVm { vm })?;
-    call(started, Request::CloseGuestMemfd { handle: GmemHandle(h) })?;
+fn private_memory(started: &mut Started) -> Result<bool, Errno> {
+    // A guest fills its private page, then goes with its file; the next
+    // guest's new file reads zero.
+    let (filled, h) = trial(started, bound_memfd, PROBE_FILL, PRIVATE_GPA)?;
+    close(started, h)?;
+    let (fresh, h) = trial(started, bound_memfd, PROBE_READ, PRIVATE_GPA)?;
+    close(started, h)?;
     let a = report(
         "guest_memfd pages read zero, also after another guest wrote its own",
-        Ok(powered_off(&filled) && filled.x3 == 0xbeef && powered_off(&fresh) && fresh.x3 == 0),
+        powered_off(&filled) && filled.x3 == 0xbeef && powered_off(&fresh) && fresh.x3 == 0,
         &Seen(&fresh),
     );
     // Closed while bound: the guest's access faults.
-    let vm = vm_with_code(started)?;
-    let h = call(started, Request::CreateGuestMemfd { vm, size, flags: 0 })? as u32;
-    call(started, Request::SetMemoryRegion { vm, region: slot(2, GUEST_MEMFD, PRIVATE_GPA, 0, h) })?;
-    call(started, Request::CloseGuestMemfd { handle: GmemHandle(h) })?;
-    let closed = probe(started, vm, PROBE_READ, PRIVATE_GPA)?;
-    call(started, Request::DestroyVm { vm })?;
+    let closed_first = |s: &mut Started, vm| {
+        let h = bound_memfd(s, vm)?;
+        close(s, h)
+    };
+    let (closed, _) = trial(started, closed_first, PROBE_READ, PRIVATE_GPA)?;
     let b = report(
         "after CLOSE, the guest's access to its guest_memfd faults",
-        Ok(matches!(closed.ended, Ended::Stopped(r) if r != StopReason::SystemOff)),
+        matches!(closed.ended, Ended::Stopped(r) if r != StopReason::SystemOff),
         &Seen(&closed),
     );
-    Ok([a, b])
+    Ok(a && b)
 }
 
 /// An internal VM, made and run by the VMM itself with no client: it runs
@@ -204,29 +220,22 @@ fn internal(started: &mut Started) -> Result<bool, Errno> {
     let held = ran == Ended::Stopped(StopReason::SystemOff) && hidden;
     Ok(report(
         "an internal VM runs with no client, and no client may touch it (EPERM, rule 1.2)",
-        Ok(held),
+        held,
         &format_args!("{ran}; refused to both clients: {hidden}"),
     ))
 }
 
 /// Runs every check; prints one line each and a verdict.
 pub fn run(started: &mut Started) {
+    let groups: [(&str, fn(&mut Started) -> Result<bool, Errno>); 4] = [
+        ("READONLY", readonly),
+        ("lock and delete", locked_then_deleted),
+        ("guest_memfd", private_memory),
+        ("internal VM", internal),
+    ];
     let mut all = true;
-    match readonly(started) {
-        Ok((a, b)) => all &= a && b,
-        Err(e) => all &= report("READONLY", Err(e), &""),
-    }
-    match locked_then_deleted(started) {
-        Ok(r) => all &= r.iter().all(|&x| x),
-        Err(e) => all &= report("lock and delete", Err(e), &""),
-    }
-    match private_memory(started) {
-        Ok(r) => all &= r.iter().all(|&x| x),
-        Err(e) => all &= report("guest_memfd", Err(e), &""),
-    }
-    match internal(started) {
-        Ok(r) => all &= r,
-        Err(e) => all &= report("internal VM", Err(e), &""),
+    for (name, check) in groups {
+        all &= check(started).unwrap_or_else(|e| refused(name, e));
     }
     if all {
         sel4::debug_println!("enforce: every check held");
