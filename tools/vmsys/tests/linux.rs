@@ -29,6 +29,14 @@ fn only_message(toml: &str) -> String {
     m[0].split_once(": ").unwrap().1.to_string()
 }
 
+/// Each `(from, to, message)`: the fixture with `from` made `to` gives
+/// exactly `message`.
+fn refused(cases: &[(&str, &str, &str)]) {
+    for &(from, to, want) in cases {
+        assert_eq!(only_message(&edit(VIRT, from, to)), want, "{from} -> {to}");
+    }
+}
+
 fn tree(toml: &str, initrd_size: u64) -> Vec<u8> {
     let desc = parse(toml);
     device_tree(&desc.vms[0], initrd_size).unwrap()
@@ -140,53 +148,45 @@ fn the_gic_version_is_2_or_3_with_its_own_frames() {
 
 #[test]
 fn gic_frames_are_aligned_and_overlap_nothing() {
-    assert_eq!(
-        only_message(&edit(VIRT, "dist = 0x08000000", "dist = 0x08000800")),
-        "linux: the GIC distributor at 0x8000800 must be 4 KiB aligned"
-    );
-    assert_eq!(
-        only_message(&edit(VIRT, "cpu = 0x08010000", "cpu = 0x09000000")),
-        "linux: the GIC CPU interface [0x9000000, 0x9002000) overlaps pl011 [0x9000000, 0x9001000)"
-    );
-    assert_eq!(
-        only_message(&edit(VIRT, "cpu = 0x08010000", "cpu = 0x4fff_f000")),
-        "linux: the GIC CPU interface [0x4ffff000, 0x50001000) overlaps memslot 0 [0x40000000, 0x50000000)"
-    );
-    assert_eq!(
-        only_message(&edit(VIRT, "cpu = 0x08010000", "cpu = 0x08000000")),
-        "linux: the GIC CPU interface [0x8000000, 0x8002000) overlaps the GIC distributor [0x8000000, 0x8001000)"
-    );
+    refused(&[
+        ("dist = 0x08000000", "dist = 0x08000800", "linux: the GIC distributor at 0x8000800 must be 4 KiB aligned"),
+        (
+            "cpu = 0x08010000",
+            "cpu = 0x09000000",
+            "linux: the GIC CPU interface [0x9000000, 0x9002000) overlaps pl011 [0x9000000, 0x9001000)",
+        ),
+        (
+            "cpu = 0x08010000",
+            "cpu = 0x4fff_f000",
+            "linux: the GIC CPU interface [0x4ffff000, 0x50001000) overlaps memslot 0 [0x40000000, 0x50000000)",
+        ),
+        (
+            "cpu = 0x08010000",
+            "cpu = 0x08000000",
+            "linux: the GIC CPU interface [0x8000000, 0x8002000) overlaps the GIC distributor [0x8000000, 0x8001000)",
+        ),
+    ]);
 }
 
 #[test]
 fn a_device_interrupt_is_an_spi_the_vgic_implements() {
-    assert_eq!(
-        only_message(&edit(VIRT, "irq = 33", "irq = 27")),
-        "pl011 of linux: irq 27 is not an SPI the vGIC implements (32..96)"
-    );
-    assert_eq!(
-        only_message(&edit(VIRT, "irq = 33", "irq = 96")),
-        "pl011 of linux: irq 96 is not an SPI the vGIC implements (32..96)"
-    );
+    refused(&[
+        ("irq = 33", "irq = 27", "pl011 of linux: irq 27 is not an SPI the vGIC implements (32..96)"),
+        ("irq = 33", "irq = 96", "pl011 of linux: irq 96 is not an SPI the vGIC implements (32..96)"),
+    ]);
     assert_eq!(messages(&edit(VIRT, "irq = 33", "irq = 95")), Vec::<String>::new());
 }
 
 #[test]
 fn the_device_tree_and_initramfs_go_into_ram_apart() {
-    assert_eq!(
-        only_message(&edit(VIRT, "dtb = 0x48000000", "dtb = 0x47000004")),
-        "linux: dtb 0x47000004 must be 8-byte aligned"
-    );
-    assert_eq!(
-        only_message(&edit(VIRT, "dtb = 0x48000000", "dtb = 0x60000000")),
-        "linux: dtb 0x60000000 is outside every RAM memslot"
-    );
-    assert_eq!(
-        only_message(&edit(VIRT, "initrd = 0x48200000", "initrd = 0x48200800")),
-        "linux: initrd 0x48200800 must be 4096-byte aligned"
-    );
-    assert_eq!(
-        only_message(&edit(VIRT, "initrd = 0x48200000", "initrd = 0x481ff000")),
-        "linux: initrd 0x481ff000 is within the 2 MiB after dtb 0x48000000 that the device tree may take"
-    );
+    refused(&[
+        ("dtb = 0x48000000", "dtb = 0x47000004", "linux: dtb 0x47000004 must be 8-byte aligned"),
+        ("dtb = 0x48000000", "dtb = 0x60000000", "linux: dtb 0x60000000 is outside every RAM memslot"),
+        ("initrd = 0x48200000", "initrd = 0x48200800", "linux: initrd 0x48200800 must be 4096-byte aligned"),
+        (
+            "initrd = 0x48200000",
+            "initrd = 0x481ff000",
+            "linux: initrd 0x481ff000 is within the 2 MiB after dtb 0x48000000 that the device tree may take",
+        ),
+    ]);
 }
