@@ -18,6 +18,9 @@ pub type World = Vmm<Model, NoHooks>;
 pub const CLIENT: ClientId = ClientId(1);
 pub const RAM_VADDR: u64 = 0x4000_0000;
 pub const UART: u64 = 0x900_0000;
+/// The virtual GIC's distributor and redistributors.
+pub const GICD: u64 = 0x800_0000;
+pub const GICR: u64 = 0x80a_0000;
 
 /// A console that drops what the guest prints (the exit target's; the
 /// request target includes this module too and has no use for it).
@@ -72,6 +75,10 @@ pub fn world() -> (Box<World>, VmId) {
     };
     v.set_memory_region(a, vm, &private).expect("private slot");
     v.register_device(a, vm, vmm::addr::Gpa(UART), 0x1000, Device::Pl011(Pl011::new())).expect("uart");
+    // A GICv3: its distributor, redistributors and SGI register are
+    // reached through exits too.
+    let (dist, redist) = (vmm::addr::Gpa(GICD), Some(vmm::addr::Gpa(GICR)));
+    v.register_gic(a, vm, vmm::arch::aarch64::vgic::GicVersion::V3, dist, redist).expect("gic");
     v.run_vcpu(a, vm, VcpuId(0), 0x8000_0000, 0).expect("run");
     (v, vm)
 }

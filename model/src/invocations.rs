@@ -5,7 +5,7 @@ use std::vec::Vec;
 use crate::{Cap, Mapping, Model, ObjId, Object};
 use vmm::arch::aarch64::regs::{TcbReg, VcpuReg};
 use vmm::caps::{FrameCap, ObjectType, PageTableCap, Rights, Slot, TcbCap, VCpuCap, VSpaceCap};
-use vmm::kernel::{Kernel, KernelError};
+use vmm::kernel::{Kernel, KernelError, Virq};
 use vmm_abi::limits::{page_aligned, GUEST_PHYS_LIMIT};
 
 /// Guest-physical bits translated by one level-2 entry (1 GiB).
@@ -359,13 +359,15 @@ impl Kernel for Model {
         Ok(())
     }
 
-    fn vcpu_inject_irq(&mut self, vcpu: VCpuCap, irq: u16, index: u8) -> Result<(), KernelError> {
+    fn vcpu_inject_irq(&mut self, vcpu: VCpuCap, virq: Virq, index: u8) -> Result<(), KernelError> {
         self.enter()?;
-        if usize::from(index) >= vmm::arch::aarch64::vgic::LIST_REGISTERS {
+        // seL4 refuses an id above 10 bits, a priority above 5 and a list
+        // register the hardware lacks.
+        if usize::from(index) >= vmm::arch::aarch64::vgic::LIST_REGISTERS || virq.irq > 0x3ff || virq.priority > 31 {
             return Err(KernelError::InvalidArgument);
         }
         if let Object::VCpu { injected, .. } = self.vcpu_mut(vcpu)? {
-            injected.push(irq);
+            injected.push((virq, index));
         }
         Ok(())
     }

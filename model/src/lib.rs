@@ -28,7 +28,7 @@ pub use objects::{Cap, Mapping, ObjId, Object};
 
 use vmm::arch::aarch64::regs::TcbReg;
 use vmm::caps::{ObjectType, Rights, Slot};
-use vmm::kernel::KernelError;
+use vmm::kernel::{KernelError, Virq};
 
 /// The comparable state of the model: everything a test may snapshot.
 ///
@@ -271,6 +271,15 @@ impl Model {
 
     /// Interrupts injected into the vCPU in `slot`.
     pub fn injected(&self, slot: Slot) -> Vec<u16> {
+        match self.object_at(slot).and_then(|o| self.object(o)) {
+            Some(Object::VCpu { injected, .. }) => injected.iter().map(|(v, _)| v.irq).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Interrupts injected into the vCPU in `slot`, each with its priority,
+    /// group and list register.
+    pub fn injected_virqs(&self, slot: Slot) -> Vec<(Virq, u8)> {
         match self.object_at(slot).and_then(|o| self.object(o)) {
             Some(Object::VCpu { injected, .. }) => injected.clone(),
             _ => Vec::new(),

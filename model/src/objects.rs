@@ -5,6 +5,7 @@ use std::vec::Vec;
 
 use vmm::arch::aarch64::regs::{TcbReg, VcpuReg};
 use vmm::caps::{ObjectType, Rights};
+use vmm::kernel::Virq;
 
 /// Identifier of a kernel object (its "physical address" in the model).
 pub type ObjId = u64;
@@ -71,8 +72,8 @@ pub enum Object {
     VCpu {
         /// Registers written so far.
         regs: BTreeMap<VcpuReg, u64>,
-        /// Interrupts injected, in order.
-        injected: Vec<u16>,
+        /// Interrupts injected, in order, with their list registers.
+        injected: Vec<(Virq, u8)>,
         /// Virtual PPIs acknowledged, in order.
         acked: Vec<u16>,
     },

@@ -212,11 +212,32 @@ pub trait Kernel {
     /// `seL4_ARM_VCPU_WriteRegs`.
     fn vcpu_write_reg(&mut self, vcpu: VCpuCap, reg: VcpuReg, value: u64) -> Result<(), KernelError>;
 
-    /// `seL4_ARM_VCPU_InjectIRQ` into list register `index` (group 0,
-    /// priority 0). The core tracks which list registers are in use.
-    fn vcpu_inject_irq(&mut self, vcpu: VCpuCap, irq: u16, index: u8) -> Result<(), KernelError>;
+    /// `seL4_ARM_VCPU_InjectIRQ` of `virq` into list register `index`. The
+    /// core tracks which list registers are in use.
+    fn vcpu_inject_irq(&mut self, vcpu: VCpuCap, virq: Virq, index: u8) -> Result<(), KernelError>;
 
     /// `seL4_ARM_VCPU_AckVPPI`: unmasks a virtual PPI the kernel masked
     /// when it delivered it.
     fn vcpu_ack_vppi(&mut self, vcpu: VCpuCap, irq: u16) -> Result<(), KernelError>;
+}
+
+/// What `seL4_ARM_VCPU_InjectIRQ` puts into a list register besides its
+/// index: the virtual interrupt id, its priority and its group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Virq {
+    /// The virtual interrupt id (the list register's vINTID; seL4 takes 10
+    /// bits).
+    pub irq: u16,
+    /// The list register's priority field: a GIC priority's top five bits.
+    pub priority: u8,
+    /// Group 1, else group 0.
+    pub group1: bool,
+}
+
+impl Virq {
+    /// Interrupt `irq` at the highest priority, in group 0: what a VM
+    /// without a virtual distributor gets (nothing there sets either).
+    pub const fn plain(irq: u16) -> Virq {
+        Virq { irq, priority: 0, group1: false }
+    }
 }

@@ -451,6 +451,7 @@ fn uart_reg(v: &TestVmm, vm: VmId, offset: u64) -> u64 {
     let region = e.vm().devices().iter().find(|r| r.base == Gpa(UART)).unwrap();
     match region.device {
         Device::Pl011(u) => u.read(offset),
+        other => panic!("not the UART: {other:?}"),
     }
 }
 
@@ -852,9 +853,9 @@ fn device_lookup_at_first_and_last_byte_and_just_outside() {
     let mut map = DeviceMap::default();
     let regions: [(u64, u64); 4] = [(0x3000, 0x10), (0x1000, 0x100), (0x2000, 0x1000), (0x2000_0000, 1)];
     for (k, (base, size)) in regions.iter().enumerate() {
-        let mut u = Device::Pl011(Pl011::new());
+        let mut u = Pl011::new();
         u.write(IBRD, k as u64 + 1, &mut Out::default());
-        map.register(Gpa(*base), *size, u).unwrap();
+        map.register(Gpa(*base), *size, Device::Pl011(u)).unwrap();
     }
     let reference = |gpa: u64| {
         regions
@@ -868,7 +869,10 @@ fn device_lookup_at_first_and_last_byte_and_just_outside() {
         probes.extend([base - 1, base, base + 1, base + size - 1, base + size]);
     }
     for gpa in probes {
-        let found = map.find_mut(Gpa(gpa)).map(|(dev, off)| (dev.read(IBRD), off));
+        let found = map.find_mut(Gpa(gpa)).map(|(dev, off)| match dev {
+            Device::Pl011(u) => (u.read(IBRD), off),
+            other => panic!("not a UART: {other:?}"),
+        });
         assert_eq!(found, reference(gpa), "{gpa:#x}");
     }
     // The probes include both kinds of miss and the shared edge.

@@ -7,7 +7,7 @@ use vmm::addr::Gpa;
 use vmm::arch::aarch64::regs::{TcbReg, VcpuReg};
 use vmm::caps::{FrameCap, ObjectType, PageTableCap, Rights, Slot, TcbCap, VCpuCap, VSpaceCap};
 use vmm::config::VmmConfig;
-use vmm::kernel::{Kernel, KernelError};
+use vmm::kernel::{Kernel, KernelError, Virq};
 use vmm::platform::NoHooks;
 use vmm::registry::Owner;
 use vmm::{FaultOutcome, Vmm};
@@ -100,7 +100,7 @@ impl Kernel for HostKernel {
     fn vcpu_write_reg(&mut self, vcpu: VCpuCap, _: VcpuReg, _: u64) -> Result<(), KernelError> {
         self.book.vcpu(vcpu.slot()).map(|_| ())
     }
-    fn vcpu_inject_irq(&mut self, vcpu: VCpuCap, _: u16, _: u8) -> Result<(), KernelError> {
+    fn vcpu_inject_irq(&mut self, vcpu: VCpuCap, _: Virq, _: u8) -> Result<(), KernelError> {
         self.book.vcpu(vcpu.slot()).map(|_| ())
     }
     fn vcpu_ack_vppi(&mut self, vcpu: VCpuCap, _: u16) -> Result<(), KernelError> {

@@ -23,7 +23,7 @@ use sel4::cap::{AsidPool, CNode, Endpoint, SchedControl, Tcb};
 use sel4::{CapRights, ObjectBlueprint, ObjectBlueprintAArch64, ObjectBlueprintArm, VmAttributes};
 use vmm::arch::aarch64::regs::{TcbReg, VcpuReg};
 use vmm::caps::{FrameCap, ObjectType, PageTableCap, Rights, Slot, SlotRange, TcbCap, VCpuCap, VSpaceCap};
-use vmm::kernel::{Kernel, KernelError};
+use vmm::kernel::{Kernel, KernelError, Virq};
 use vmm_sel4::{kerr, vcpu_reg, Registers};
 use vmm_untyped::{Made, PoolError};
 
@@ -374,9 +374,9 @@ impl Kernel for RootKernel {
         sel4::cap::VCpu::from_bits(vcpu.slot().0).vcpu_write_regs(vcpu_reg(reg)?, value).map_err(kerr)
     }
 
-    fn vcpu_inject_irq(&mut self, vcpu: VCpuCap, irq: u16, index: u8) -> Result<(), KernelError> {
-        // Priority 0, group 0, the list register the core chose.
-        sel4::cap::VCpu::from_bits(vcpu.slot().0).vcpu_inject_irq(irq, 0, 0, index).map_err(kerr)
+    fn vcpu_inject_irq(&mut self, vcpu: VCpuCap, virq: Virq, index: u8) -> Result<(), KernelError> {
+        let group = u8::from(virq.group1);
+        sel4::cap::VCpu::from_bits(vcpu.slot().0).vcpu_inject_irq(virq.irq, virq.priority, group, index).map_err(kerr)
     }
 
     fn vcpu_ack_vppi(&mut self, vcpu: VCpuCap, irq: u16) -> Result<(), KernelError> {

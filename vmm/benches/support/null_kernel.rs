@@ -5,7 +5,7 @@
 
 use vmm::arch::aarch64::regs::{TcbReg, VcpuReg};
 use vmm::caps::{FrameCap, ObjectType, PageTableCap, Rights, Slot, TcbCap, VCpuCap, VSpaceCap};
-use vmm::kernel::{Kernel, KernelError};
+use vmm::kernel::{Kernel, KernelError, Virq};
 
 const TCBS: usize = 8;
 
@@ -110,7 +110,7 @@ impl Kernel for NullKernel {
         self.calls += 1;
         Ok(())
     }
-    fn vcpu_inject_irq(&mut self, _: VCpuCap, _: u16, _: u8) -> Result<(), KernelError> {
+    fn vcpu_inject_irq(&mut self, _: VCpuCap, _: Virq, _: u8) -> Result<(), KernelError> {
         self.calls += 1;
         Ok(())
     }

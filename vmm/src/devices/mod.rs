@@ -12,7 +12,7 @@ use heapless::Vec;
 
 use crate::addr::Gpa;
 
-use pl011::{Console, Pl011};
+use pl011::Pl011;
 use vmm_abi::limits::MAX_DEVICES;
 
 /// A device model.
@@ -20,22 +20,19 @@ use vmm_abi::limits::MAX_DEVICES;
 pub enum Device {
     /// A PL011 UART.
     Pl011(Pl011),
+    /// A frame of the VM's virtual GIC, whose state is the VM's (its
+    /// register model, `arch::aarch64::vgic`): the window is here so that
+    /// it is found, and kept apart from the other devices, like theirs.
+    Gic(GicFrame),
 }
 
-impl Device {
-    /// A read at `offset`.
-    pub fn read(&mut self, offset: u64) -> u64 {
-        match self {
-            Device::Pl011(u) => u.read(offset),
-        }
-    }
-
-    /// A write at `offset`.
-    pub fn write<C: Console + ?Sized>(&mut self, offset: u64, value: u64, console: &mut C) {
-        match self {
-            Device::Pl011(u) => u.write(offset, value, console),
-        }
-    }
+/// Which frames of the virtual GIC a window holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GicFrame {
+    /// The distributor (GICD).
+    Distributor,
+    /// GICv3: the redistributors (GICR), one after another.
+    Redistributors,
 }
 
 /// A device at `[base, base + size)`.
@@ -58,6 +55,11 @@ crate::errors! {
         Overlap => EEXIST, "device range overlaps another device",
         /// The table is full.
         Full => ENOSPC, "too many devices",
+        /// A second virtual GIC for one VM.
+        GicExists => EEXIST, "the VM already has a virtual GIC",
+        /// Redistributors given to a GICv2 or missing from a GICv3, or a
+        /// vCPU limit the virtual GIC cannot serve.
+        GicFrames => EINVAL, "a GICv3 needs redistributors and a GICv2 has none",
     }
 }
 

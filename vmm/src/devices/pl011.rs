@@ -75,7 +75,7 @@ impl Pl011 {
     }
 
     /// A write of `value` to `offset`; transmitted bytes go to `console`.
-    pub(crate) fn write<C: Console + ?Sized>(&mut self, offset: u64, value: u64, console: &mut C) {
+    pub fn write<C: Console + ?Sized>(&mut self, offset: u64, value: u64, console: &mut C) {
         match offset {
             reg::DR => console.put(value as u8),
             reg::IBRD => self.ibrd = value as u16,

@@ -16,6 +16,7 @@ pub(crate) mod stage2;
 pub(crate) mod vcpu;
 
 use crate::arch::aarch64::irq::Lines;
+use crate::arch::aarch64::vgic::Vgic;
 use crate::caps::{ObjectType, Slot, SlotRange, TcbCap, VCpuCap, VSpaceCap};
 use crate::devices::DeviceMap;
 use crate::error::Error;
@@ -72,6 +73,9 @@ pub struct Vm {
     pub(crate) lines: Lines,
     /// Emulated devices.
     pub(crate) devices: DeviceMap,
+    /// Its virtual GIC's register model, if the VMM gave it one (rule
+    /// 6.10); its frames are in `devices`.
+    pub(crate) vgic: Option<Vgic>,
     /// Where the VM starts: the first vCPU run and the entry and x0 of its
     /// latest RUN. SYSTEM_RESET restarts it there.
     pub(crate) boot: Option<Boot>,
@@ -118,6 +122,7 @@ impl Vm {
             mem_tagging: false,
             lines: Lines::default(),
             devices: DeviceMap::default(),
+            vgic: None,
             boot: None,
         }
     }

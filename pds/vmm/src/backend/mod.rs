@@ -74,7 +74,7 @@
 
 use vmm::arch::aarch64::regs::{TcbReg, VcpuReg};
 use vmm::caps::{FrameCap, ObjectType, PageTableCap, Rights, Slot, TcbCap, VCpuCap, VSpaceCap};
-use vmm::kernel::{Kernel, KernelError};
+use vmm::kernel::{Kernel, KernelError, Virq};
 use vmm_book::{Book, CapTable, Object, StaticMap};
 
 use crate::vcpu_caps::VmVcpu;
@@ -206,10 +206,10 @@ impl Kernel for MicrokitKernel {
         v.vcpu().vcpu_write_regs(vcpu_reg(reg)?, value).map_err(kerr)
     }
 
-    fn vcpu_inject_irq(&mut self, vcpu: VCpuCap, irq: u16, index: u8) -> Result<(), KernelError> {
+    fn vcpu_inject_irq(&mut self, vcpu: VCpuCap, virq: Virq, index: u8) -> Result<(), KernelError> {
         let v = self.vcpu(vcpu)?;
-        // Priority 0, group 0, the list register the core chose.
-        v.vcpu().vcpu_inject_irq(irq, 0, 0, index).map_err(kerr)
+        let group = u8::from(virq.group1);
+        v.vcpu().vcpu_inject_irq(virq.irq, virq.priority, group, index).map_err(kerr)
     }
 
     fn vcpu_ack_vppi(&mut self, vcpu: VCpuCap, irq: u16) -> Result<(), KernelError> {

@@ -34,6 +34,7 @@ pub fn stop_reason(r: &StopReason) -> String {
         StopReason::Unmapped { gpa } => format!("unmapped gpa={}", hex(gpa.0)),
         StopReason::NoBacking { gpa } => format!("no-backing gpa={}", hex(gpa.0)),
         StopReason::Mmio { gpa, error } => format!("mmio gpa={} {}", hex(gpa.0), kebab(&format!("{error:?}"))),
+        StopReason::Vgic { gpa, error } => format!("vgic gpa={} {}", hex(gpa.0), kebab(&format!("{error:?}"))),
         StopReason::BadMessage(e) => format!("bad-message {}", kebab(&format!("{e:?}"))),
         StopReason::UnhandledTrap { ec } => format!("unhandled-trap ec={}", hex(u64::from(*ec))),
         StopReason::GuestException { pc } => format!("guest-exception pc={}", hex(*pc)),

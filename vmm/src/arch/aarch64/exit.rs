@@ -19,6 +19,7 @@ use crate::arch::aarch64::fault::{self, Exit, ExitError, HvcCall};
 use crate::arch::aarch64::mmio::{Access, MmioError};
 use crate::arch::aarch64::psci::{Call, Psci};
 use crate::arch::aarch64::regs::TcbReg;
+use crate::arch::aarch64::vgic::VgicError;
 use crate::caps::TcbCap;
 use crate::devices::pl011::Console;
 use crate::devices::Device;
@@ -77,6 +78,14 @@ pub enum StopReason {
         /// Why.
         error: MmioError,
     },
+    /// A guest access to its virtual GIC that the architecture leaves
+    /// unpredictable (rule 6.10).
+    Vgic {
+        /// Where (0 for the SGI system register).
+        gpa: Gpa,
+        /// Why.
+        error: VgicError,
+    },
     /// A fault message that does not decode.
     BadMessage(ExitError),
     /// A trapped instruction the VMM does not emulate.
@@ -106,6 +115,7 @@ impl core::fmt::Display for StopReason {
             StopReason::Unmapped { gpa } => write!(f, "access outside every memslot at {gpa:#x}"),
             StopReason::NoBacking { gpa } => write!(f, "access to closed guest_memfd memory at {gpa:#x}"),
             StopReason::Mmio { gpa, error } => write!(f, "device access at {gpa:#x} cannot be emulated: {error}"),
+            StopReason::Vgic { gpa, error } => write!(f, "virtual GIC access at {gpa:#x}: {error}"),
             StopReason::BadMessage(e) => write!(f, "fault message: {e}"),
             StopReason::UnhandledTrap { ec } => write!(f, "trapped instruction of class {ec:#x} not emulated"),
             StopReason::GuestException { pc } => write!(f, "guest exception at {pc:#x}"),
@@ -184,10 +194,10 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             // would say Unmapped): straight to the devices, the common
             // exit of a running guest.
             Exit::DataAbort { pc, gpa, esr } if vm.memslots.find_gpa(gpa).is_none() => {
-                self.mmio(id, tcb, pc, gpa, esr, console)
+                self.mmio(id, vcpu, tcb, pc, gpa, esr, console)
             }
             Exit::DataAbort { pc, gpa, esr } => match self.stage2_fault(id, gpa, esr.wnr()) {
-                Ok(FaultOutcome::Unmapped) => self.mmio(id, tcb, pc, gpa, esr, console),
+                Ok(FaultOutcome::Unmapped) => self.mmio(id, vcpu, tcb, pc, gpa, esr, console),
                 other => self.after_map(id, gpa, other),
             },
             Exit::InstructionAbort { gpa, .. } => {
@@ -200,7 +210,10 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
                 Ok(()) => ExitAction::Resume,
                 Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
             },
-            Exit::Trap { esr } => self.stop_vm(id, StopReason::UnhandledTrap { ec: esr.ec() }),
+            Exit::Trap { esr } => match self.gic_sysreg(id, vcpu, tcb, esr) {
+                Some(action) => action,
+                None => self.stop_vm(id, StopReason::UnhandledTrap { ec: esr.ec() }),
+            },
             Exit::Vppi { irq } => self.vppi(id, vcpu, irq),
             Exit::VgicMaintenance { index } => self.maintenance(id, vcpu, index),
             Exit::UserException { pc, .. } => self.stop_vm(id, StopReason::GuestException { pc }),
@@ -217,11 +230,13 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         }
     }
 
-    /// Emulates a device access of the vCPU whose TCB is `tcb` and moves
-    /// the PC past it.
+    /// Emulates a device access of vCPU `vcpu`, whose TCB is `tcb`, and
+    /// moves the PC past it.
+    #[allow(clippy::too_many_arguments)]
     fn mmio<C: Console + ?Sized>(
         &mut self,
         id: VmId,
+        vcpu: VcpuId,
         tcb: TcbCap,
         pc: u64,
         gpa: Gpa,
@@ -229,8 +244,13 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         console: &mut C,
     ) -> ExitAction {
         let Some(entry) = self.registry.entry_mut(id) else { return self.stop_vm(id, StopReason::NoSuchVcpu) };
-        let Some((device, offset)) = entry.vm.devices.find_mut(gpa) else {
-            return self.stop_vm(id, StopReason::Unmapped { gpa });
+        let (uart, offset) = match entry.vm.devices.find_mut(gpa) {
+            Some((Device::Pl011(uart), offset)) => (uart, offset),
+            Some((Device::Gic(frame), offset)) => {
+                let frame = *frame;
+                return self.gic_mmio(id, vcpu, tcb, pc, gpa, esr, frame, offset);
+            }
+            None => return self.stop_vm(id, StopReason::Unmapped { gpa }),
         };
         let access = match Access::decode(gpa, esr) {
             Ok(a) => a,
@@ -247,11 +267,11 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
                 },
                 None => 0,
             };
-            device.write(offset, access.store_value(value), console);
+            uart.write(offset, access.store_value(value), console);
             None
         } else {
             // A load into xzr still reads the device (reads can have effects).
-            let raw = device.read(offset);
+            let raw = uart.read(offset);
             access.reg.map(|r| (TcbReg::X(r), access.load_result(raw)))
         };
         match k
@@ -306,7 +326,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
 
     /// Moves the PC of the vCPU whose TCB is `tcb` past the trapped
     /// instruction.
-    fn advance(&mut self, tcb: TcbCap, esr: Esr) -> Result<(), Refused> {
+    pub(super) fn advance(&mut self, tcb: TcbCap, esr: Esr) -> Result<(), Refused> {
         let pc = self.kernel.tcb_read_register(tcb, TcbReg::Pc).during(Invocation::TcbReadRegisters)?;
         self.kernel
             .tcb_write_register(tcb, TcbReg::Pc, pc.wrapping_add(esr.instruction_len()))

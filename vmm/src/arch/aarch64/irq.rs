@@ -8,7 +8,7 @@
 //! when one frees.
 
 use crate::error::Error;
-use crate::kernel::{During, Invocation, Kernel};
+use crate::kernel::{During, Invocation, Kernel, Virq};
 use crate::platform::Platform;
 use crate::registry::Caller;
 use crate::vm::{VcpuState, VmError};
@@ -18,6 +18,7 @@ use vmm_abi::{VcpuId, VmId};
 
 use super::exit::{ExitAction, StopReason};
 use super::fault::ExitError;
+use super::vgic::Line;
 
 /// List registers of the virtual GIC interface the VMM fills (GICv2 and the
 /// GICv3 of the boards here have at least four).
@@ -32,7 +33,7 @@ pub(crate) struct VcpuIrqs {
     /// List registers in use, a bit each.
     list_regs: u8,
     /// Virtual PPIs (bit `ppi - 16`) delivered and not yet acknowledged.
-    ppis_pending: u16,
+    pub(super) ppis_pending: u16,
     /// Virtual PPIs that arrived while every list register was full.
     ppis_waiting: u16,
 }
@@ -86,20 +87,33 @@ impl Lines {
 }
 
 impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
-    /// IRQ_LINE: set line `irq` to `level`; a rising edge injects it into
-    /// vCPU 0 (a level that stays high is not injected again).
+    /// IRQ_LINE: set line `irq` to `level`. With a virtual GIC the line is
+    /// one of its SPIs and the distributor decides where it goes (rule
+    /// 6.10); without, a rising edge injects it into vCPU 0 (a level that
+    /// stays high is not injected again).
     pub fn irq_line(&mut self, caller: Caller, id: VmId, irq: u32, level: u32) -> Result<(), Error> {
         let vm = &mut self.registry.get_mut(caller, id)?.vm;
         if !(MIN_IRQ..MAX_IRQ).contains(&irq) || level > 1 {
             return Err(VmError::BadIrq.into());
         }
         let high = level == 1;
+        if let Some(model) = vm.vgic.as_mut() {
+            let fx = model.set_level(Line::Spi(irq), high).map_err(|_| VmError::BadIrq)?;
+            vm.lines.set(irq, high);
+            // The line is set: that is the request, done. Delivering what
+            // it made ready is the VM's, as at an exit: an injection the
+            // kernel refuses stops the VM and tells its owner why.
+            if let Err(e) = self.deliver(id, fx) {
+                let _ = self.stop_vm(id, StopReason::Kernel(e));
+            }
+            return Ok(());
+        }
         if high && !vm.lines.level(irq) {
             let line = u16::try_from(irq).map_err(|_| VmError::BadIrq)?;
             let vcpu = vm.vcpu_mut(VcpuId(0)).filter(|v| v.state() != VcpuState::Absent).ok_or(VmError::NoSuchVcpu)?;
             let (_, vc) = vcpu.caps();
             let lr = vcpu.irqs.take_list_register().ok_or(VmError::ListRegistersFull)?;
-            if let Err(e) = self.kernel.vcpu_inject_irq(vc, line, lr).during(Invocation::VcpuInjectIrq) {
+            if let Err(e) = self.kernel.vcpu_inject_irq(vc, Virq::plain(line), lr).during(Invocation::VcpuInjectIrq) {
                 vcpu.irqs.free_list_register(Some(lr));
                 return Err(e.into());
             }
@@ -108,13 +122,30 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         Ok(())
     }
 
-    /// A virtual PPI for vCPU `vcpu`: into a free list register, or waiting
-    /// for one.
+    /// A virtual PPI for vCPU `vcpu`: with a virtual GIC, raised there
+    /// (rule 6.10); without, into a free list register, or waiting for one.
     pub(super) fn vppi(&mut self, id: VmId, vcpu: VcpuId, irq: u16) -> ExitAction {
         let Some(bit) = irq.checked_sub(PPI_BASE).filter(|b| *b < 16) else {
             return self.stop_vm(id, StopReason::BadMessage(ExitError::BadPpi));
         };
-        let Some(v) = self.registry.entry_mut(id).and_then(|e| e.vm.vcpu_mut(vcpu)) else {
+        let Some(entry) = self.registry.entry_mut(id) else { return self.stop_vm(id, StopReason::NoSuchVcpu) };
+        let vm = &mut entry.vm;
+        if let Some(model) = vm.vgic.as_mut() {
+            let Some(v) = vm.vcpus.get_mut(vcpu.0 as usize) else {
+                return self.stop_vm(id, StopReason::NoSuchVcpu);
+            };
+            let fx = match model.raise(Line::Ppi(vcpu, u32::from(irq))) {
+                Ok(fx) => fx,
+                Err(_) => return self.stop_vm(id, StopReason::BadMessage(ExitError::BadPpi)),
+            };
+            // The kernel keeps it masked until acknowledged: at its EOI.
+            v.irqs.ppis_pending |= 1 << bit;
+            return match self.deliver(id, fx) {
+                Ok(()) => ExitAction::Resume,
+                Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
+            };
+        }
+        let Some(v) = vm.vcpu_mut(vcpu) else {
             return self.stop_vm(id, StopReason::NoSuchVcpu);
         };
         let (_, vc) = v.caps();
@@ -122,7 +153,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             v.irqs.ppis_waiting |= 1 << bit;
             return ExitAction::Resume;
         };
-        if let Err(err) = self.kernel.vcpu_inject_irq(vc, irq, lr).during(Invocation::VcpuInjectIrq) {
+        if let Err(err) = self.kernel.vcpu_inject_irq(vc, Virq::plain(irq), lr).during(Invocation::VcpuInjectIrq) {
             v.irqs.free_list_register(Some(lr));
             return self.stop_vm(id, StopReason::Kernel(err));
         }
@@ -134,7 +165,11 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
     /// to this vCPU so the kernel unmasks them, and inject any that waited
     /// for a list register.
     pub(super) fn maintenance(&mut self, id: VmId, vcpu: VcpuId, index: Option<u8>) -> ExitAction {
-        let Some(v) = self.registry.entry_mut(id).and_then(|e| e.vm.vcpu_mut(vcpu)) else {
+        let Some(entry) = self.registry.entry_mut(id) else { return self.stop_vm(id, StopReason::NoSuchVcpu) };
+        if entry.vm.vgic.is_some() {
+            return self.gic_maintenance(id, vcpu, index);
+        }
+        let Some(v) = entry.vm.vcpu_mut(vcpu) else {
             return self.stop_vm(id, StopReason::NoSuchVcpu);
         };
         let (_, vc) = v.caps();
@@ -156,5 +191,35 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             }
         }
         ExitAction::Resume
+    }
+
+    /// A maintenance exit of a VM with a virtual GIC (rule 6.10): the
+    /// model frees list register `index` and says what the guest
+    /// completed; a virtual PPI of the kernel's is acknowledged then, and
+    /// what is ready now is delivered. With no index the kernel could not
+    /// say which: nothing is freed.
+    fn gic_maintenance(&mut self, id: VmId, vcpu: VcpuId, index: Option<u8>) -> ExitAction {
+        let Some(lr) = index else { return ExitAction::Resume };
+        let Some(entry) = self.registry.entry_mut(id) else { return self.stop_vm(id, StopReason::NoSuchVcpu) };
+        let vm = &mut entry.vm;
+        let (Some(model), Some(v)) = (vm.vgic.as_mut(), vm.vcpus.get_mut(vcpu.0 as usize)) else {
+            return self.stop_vm(id, StopReason::NoSuchVcpu);
+        };
+        let eoi = match model.on_maintenance(vcpu, lr) {
+            Ok(eoi) => eoi,
+            Err(_) => return self.stop_vm(id, StopReason::BadMessage(ExitError::BadListRegister)),
+        };
+        let (_, vc) = v.caps();
+        let ppi = eoi.intid.and_then(|i| u16::try_from(i).ok()).filter(|i| (PPI_BASE..PPI_BASE + 16).contains(i));
+        if let Some(irq) = ppi.filter(|i| v.irqs.ppis_pending >> (i - PPI_BASE) & 1 == 1) {
+            if let Err(err) = self.kernel.vcpu_ack_vppi(vc, irq).during(Invocation::VcpuAckVppi) {
+                return self.stop_vm(id, StopReason::Kernel(err));
+            }
+            v.irqs.ppis_pending &= !(1 << (irq - PPI_BASE));
+        }
+        match self.deliver(id, eoi.effects) {
+            Ok(()) => ExitAction::Resume,
+            Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
+        }
     }
 }
