@@ -46,6 +46,13 @@ pub const SLOT_LOCKABLE: u32 = 1 << 1;
 pub const SLOT_READONLY: u32 = 1 << 2;
 /// Device kind: a PL011 UART.
 pub const DEV_PL011: u32 = 1;
+/// Device kind: a virtual GICv2's distributor (`base`; `size` is the
+/// frame's, 4 KiB).
+pub const DEV_GICV2_DIST: u32 = 2;
+/// Device kind: a virtual GICv3's distributor (`base`; 64 KiB).
+pub const DEV_GICV3_DIST: u32 = 3;
+/// Device kind: a virtual GICv3's redistributors (`base`; 128 KiB a vCPU).
+pub const DEV_GICV3_REDIST: u32 = 4;
 
 /// The manifest header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
@@ -157,7 +164,8 @@ pub struct File {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
 #[repr(C)]
 pub struct Dev {
-    /// [`DEV_PL011`].
+    /// [`DEV_PL011`], [`DEV_GICV2_DIST`], [`DEV_GICV3_DIST`] or
+    /// [`DEV_GICV3_REDIST`].
     pub kind: U32,
     /// Zero.
     pub pad: U32,
@@ -328,7 +336,9 @@ impl Manifest {
             || self.vcpus as usize > MAX_VCPUS
             || self.ram.iter().any(|r| !aligned(r.vmm_vaddr.get()) || !aligned(r.size.get()) || r.size.get() == 0)
             || self.files.iter().any(|f| !aligned(f.size.get()) || f.size.get() == 0 || !aligned(f.gpa.get()))
-            || self.devices.iter().any(|d| d.kind.get() != DEV_PL011 || d.pad.get() != 0 || d.size.get() == 0)
+            || self.devices.iter().any(|d| {
+                !(DEV_PL011..=DEV_GICV3_REDIST).contains(&d.kind.get()) || d.pad.get() != 0 || d.size.get() == 0
+            })
             || self.slots.iter().any(|s| {
                 let gmem = s.flags.get() & SLOT_GMEM != 0;
                 s.flags.get() & !(SLOT_GMEM | SLOT_LOCKABLE | SLOT_READONLY) != 0
@@ -484,6 +494,8 @@ mod tests {
             |m: &mut Manifest| m.slots[1].file = U32::new(5),
             |m: &mut Manifest| m.slots[0].pad = U32::new(1),
             |m: &mut Manifest| m.devices[0].kind = U32::new(9),
+            |m: &mut Manifest| m.devices[0].kind = U32::new(0),
+            |m: &mut Manifest| m.devices[0].kind = U32::new(DEV_GICV3_REDIST + 1),
             |m: &mut Manifest| m.files[0].size = U64::new(100),
             |m: &mut Manifest| m.slots[1].flags = U32::new(SLOT_GMEM | SLOT_READONLY),
             |m: &mut Manifest| m.slots[1].flags = U32::new(SLOT_GMEM | SLOT_LOCKABLE),

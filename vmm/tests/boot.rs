@@ -4,10 +4,14 @@
 mod common;
 
 use common::*;
+use vmm::arch::aarch64::vgic::GicVersion;
 use vmm::registry::Owner;
 use vmm::BootError;
 use vmm_abi::limits::PAGE_SIZE;
-use vmm_abi::manifest::{Dev, File, Manifest, Ram, SlotEntry, DEV_PL011, SLOT_GMEM, SLOT_READONLY};
+use vmm_abi::manifest::{
+    Dev, File, Manifest, Ram, SlotEntry, DEV_GICV2_DIST, DEV_GICV3_DIST, DEV_GICV3_REDIST, DEV_PL011, SLOT_GMEM,
+    SLOT_READONLY,
+};
 use vmm_abi::{Errno, VcpuId};
 use zerocopy::little_endian::{U32, U64};
 
@@ -79,4 +83,63 @@ fn a_private_slot_past_its_file_is_refused() {
     let e = v.build_from_manifest(&m, Owner::Internal, None).unwrap_err();
     assert!(matches!(e, BootError::Slot(2, err) if err.errno() == Errno::EINVAL), "{e}");
     assert_eq!(v.usage_count(), 0);
+}
+
+/// The redistributors of the test world's vCPU limit (4), 128 KiB each.
+const REDIST: u64 = 4 * 0x2_0000;
+
+fn dev(kind: u32, base: u64, size: u64) -> Dev {
+    Dev { kind: U32::new(kind), pad: U32::new(0), base: U64::new(base), size: U64::new(size) }
+}
+
+/// The manifest's GIC records give the VM its virtual GIC (rule 6.10):
+/// a GICv2 distributor, or a GICv3 distributor with its redistributors.
+#[test]
+fn the_manifests_gic_records_give_the_vm_its_virtual_gic() {
+    for (records, version) in [
+        (vec![dev(DEV_GICV2_DIST, 0x800_0000, 0x1000)], GicVersion::V2),
+        (vec![dev(DEV_GICV3_REDIST, 0x80a_0000, REDIST), dev(DEV_GICV3_DIST, 0x800_0000, 0x1_0000)], GicVersion::V3),
+    ] {
+        let mut v = world();
+        let mut m = manifest();
+        for r in records {
+            m.devices.push(r).unwrap();
+        }
+        let id = v.build_from_manifest(&m, Owner::Internal, None).unwrap();
+        assert_eq!(v.vgic(id).map(|g| g.version()), Some(version));
+        check_invariants(&v);
+    }
+}
+
+/// A second distributor, redistributors without a GICv3 distributor, or a
+/// GICv3 without redistributors: refused, naming the record, and nothing
+/// is left behind.
+#[test]
+fn gic_records_that_do_not_make_one_gic_are_refused() {
+    let fresh = world();
+    for (records, bad, errno) in [
+        (vec![dev(DEV_GICV2_DIST, 0x800_0000, 0x1000), dev(DEV_GICV2_DIST, 0x810_0000, 0x1000)], 2, Errno::EEXIST),
+        (vec![dev(DEV_GICV3_REDIST, 0x80a_0000, REDIST)], 1, Errno::EINVAL),
+        (vec![dev(DEV_GICV3_DIST, 0x800_0000, 0x1_0000)], 1, Errno::EINVAL),
+        (vec![dev(DEV_GICV2_DIST, 0x800_0000, 0x1000), dev(DEV_GICV3_REDIST, 0x80a_0000, REDIST)], 2, Errno::EINVAL),
+        // Over the UART.
+        (vec![dev(DEV_GICV2_DIST, 0x900_0000, 0x1000)], 1, Errno::EEXIST),
+        // Sizes other than the frames the vGIC emulates.
+        (vec![dev(DEV_GICV2_DIST, 0x800_0000, 0x2000)], 1, Errno::EINVAL),
+        (
+            vec![dev(DEV_GICV3_DIST, 0x800_0000, 0x1_0000), dev(DEV_GICV3_REDIST, 0x80a_0000, 0x2_0000)],
+            2,
+            Errno::EINVAL,
+        ),
+    ] {
+        let mut v = world();
+        let mut m = manifest();
+        for r in records.clone() {
+            m.devices.push(r).unwrap();
+        }
+        let e = v.build_from_manifest(&m, Owner::Internal, Some(0)).unwrap_err();
+        assert!(matches!(e, BootError::Device(n, err) if n == bad && err.errno() == errno), "{records:?}: {e}");
+        assert!(v.registry().entries().next().is_none());
+        assert_eq!(v.kernel().state(), fresh.kernel().state());
+    }
 }

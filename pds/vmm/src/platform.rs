@@ -23,7 +23,7 @@ use vmm::devices::{Device, DeviceMap};
 use vmm::platform::Platform;
 use vmm::registry::Owner;
 use vmm_abi::limits::MAX_DEVICES;
-use vmm_abi::manifest::Dev;
+use vmm_abi::manifest::{Dev, DEV_PL011};
 use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, READONLY};
 use vmm_abi::{Errno, VmId};
 
@@ -58,6 +58,12 @@ impl Platform for MicrokitPlatform {
             return Ok(());
         }
         for d in &self.devices {
+            // A virtual GIC is given to the internal VM only, by its boot
+            // manifest; the host tool refuses one on a client's VM.
+            if d.kind.get() != DEV_PL011 {
+                debug_println!("{}: VM {}: a client's VM cannot have a virtual GIC: refused", self.pd, vm.0);
+                return Err(Errno::EOPNOTSUPP);
+            }
             if let Err(e) = devices.register(Gpa(d.base.get()), d.size.get(), Device::Pl011(Pl011::new())) {
                 debug_println!("{}: VM {} cannot have its devices ({e}): refused", self.pd, vm.0);
                 return Err(vmm::Error::from(e).errno());

@@ -3,11 +3,14 @@
 //! initialisation, encoded in the core's own format.
 
 use vmm_abi::manifest::{
-    Dev, File, Manifest, Ram, SlotEntry, CLIENT_PRIVILEGED, DEV_PL011, MAX_SLOTS, SLOT_GMEM, SLOT_LOCKABLE,
-    SLOT_READONLY, VM_INTERNAL,
+    Dev, File, Manifest, Ram, SlotEntry, CLIENT_PRIVILEGED, DEV_GICV2_DIST, DEV_GICV3_DIST, DEV_GICV3_REDIST,
+    DEV_PL011, MAX_SLOTS, SLOT_GMEM, SLOT_LOCKABLE, SLOT_READONLY, VM_INTERNAL,
 };
 use zerocopy::little_endian::{U32, U64};
 
+use vmm::arch::aarch64::vgic::GicVersion;
+
+use crate::check::linux;
 use crate::description::{Backing, Budget, Control, DeviceKind, Vm};
 
 /// The largest manifest the capacities allow: a header and every record.
@@ -78,6 +81,22 @@ pub fn manifest(vm: &Vm) -> Result<Manifest, String> {
         };
         let rec = Dev { kind: U32::new(kind), pad: U32::new(0), base: U64::new(d.base), size: U64::new(d.size) };
         m.devices.push(rec).map_err(|_| too_many("devices", vm.devices.len(), m.devices.capacity()))?;
+    }
+    if let Some(gic) = &vm.gic {
+        let frames = linux::windows(gic, vm.vcpus).ok_or("its [vm.gic] is not a GIC the VMM emulates")?;
+        let v3 = linux::version(gic) == Some(GicVersion::V3);
+        // The CPU interface is the hardware's, mapped by system.xml: no record.
+        for (name, base, size) in frames.into_iter().filter(|f| f.0 != "CPU interface") {
+            let kind = match (v3, name) {
+                (false, _) => DEV_GICV2_DIST,
+                (true, "distributor") => DEV_GICV3_DIST,
+                (true, _) => DEV_GICV3_REDIST,
+            };
+            let rec = Dev { kind: U32::new(kind), pad: U32::new(0), base: U64::new(base), size: U64::new(size) };
+            m.devices
+                .push(rec)
+                .map_err(|_| too_many("devices and GIC frames", vm.devices.len() + 2, m.devices.capacity()))?;
+        }
     }
     Ok(m)
 }

@@ -541,3 +541,69 @@ fn a_bad_system_xml_is_refused_with_its_line() {
     let xml = edit(XML, "<end pd=\"vmm1\" id=\"0\" />", "<end pd=\"vmm1\" id=\"0\" pp=\"yes\" />");
     assert_eq!(common::parse_errors(TOML, &xml), ["system.xml:36: pp must be \"true\" or \"false\", not \"yes\""]);
 }
+
+// ---- A VM's virtual GIC against system.xml. ----
+
+/// vm0 with a GICv2: distributor at 0x800_0000, CPU interface at
+/// 0x801_0000.
+const GIC: &str = "kind = \"pl011\"\nbase = 0x0900_0000\nsize = 0x1000\n\n[vm.gic]\nversion = 2\ndist = 0x0800_0000\ncpu = 0x0801_0000\n";
+/// The board's GICV frame, mapped into vm0 where its CPU interface is.
+const GICV: (&str, &str) = (
+    "    <memory_region name=\"vm0_private\" size=\"0x10000\" page_size=\"0x1000\" />\n",
+    "    <memory_region name=\"vm0_private\" size=\"0x10000\" page_size=\"0x1000\" />\n    <memory_region name=\"gicv\" size=\"0x2000\" phys_addr=\"0x8040000\" />\n",
+);
+const GICV_MAP: (&str, &str) = (
+    "            <map mr=\"vm0_private\" vaddr=\"0x50000000\" perms=\"rw\" />\n",
+    "            <map mr=\"vm0_private\" vaddr=\"0x50000000\" perms=\"rw\" />\n            <map mr=\"gicv\" vaddr=\"0x8010000\" perms=\"rw\" cached=\"false\" />\n",
+);
+
+fn with_gic() -> (String, String) {
+    let toml = edit(TOML, "kind = \"pl011\"\nbase = 0x0900_0000\nsize = 0x1000\n\n[[vm]]", &format!("{GIC}\n[[vm]]"));
+    let xml = edit(&edit(XML, GICV.0, GICV.1), GICV_MAP.0, GICV_MAP.1);
+    (toml, xml)
+}
+
+#[test]
+fn an_internal_vm_with_a_gic_and_its_cpu_interface_mapped_passes() {
+    let (toml, xml) = with_gic();
+    assert_eq!(check(&toml, &xml), Vec::<String>::new());
+}
+
+#[test]
+fn a_gicv2_cpu_interface_must_be_mapped_into_its_vm() {
+    let (toml, _) = with_gic();
+    let xml = edit(XML, GICV.0, GICV.1);
+    assert_eq!(
+        check(&toml, &xml),
+        ["system.toml:40: vm0: nothing is mapped into it at its GIC CPU interface 0x8010000: map the board's \
+          virtual CPU interface (GICV) there"]
+    );
+}
+
+#[test]
+fn no_region_may_cover_the_gic_distributor() {
+    let (toml, xml) = with_gic();
+    let xml = edit(&xml, "vaddr=\"0x8010000\"", "vaddr=\"0x8000000\"");
+    let m = check(&toml, &xml);
+    assert!(
+        m.iter().any(|l| l.contains(
+            "region gicv mapped into vm0 at [0x8000000, 0x8002000) covers the GIC distributor \
+                                     at 0x8000000 (system.toml:40): its accesses would not trap to the VMM"
+        )),
+        "{m:#?}"
+    );
+}
+
+#[test]
+fn a_clients_vm_cannot_have_a_gic() {
+    // vm1, the last VM of the fixture, is vmctl's.
+    let toml = format!("{TOML}\n[vm.gic]\nversion = 2\ndist = 0x0800_0000\ncpu = 0x0801_0000\n");
+    let m = check(&toml, XML);
+    assert!(
+        m.iter().any(|l| l.ends_with(
+            "vm1: a client's VM (client vmctl) cannot have a virtual GIC: the VMM gives one to its internal VM only, \
+             from the boot manifest"
+        )),
+        "{m:#?}"
+    );
+}

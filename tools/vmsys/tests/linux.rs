@@ -190,3 +190,23 @@ fn the_device_tree_and_initramfs_go_into_ram_apart() {
         ),
     ]);
 }
+
+#[test]
+fn the_boot_manifest_carries_the_gic_frames_the_vmm_emulates() {
+    let devices = |toml: &str| {
+        let m = vmsys::boot_manifest::manifest(&parse(toml).vms[0]).unwrap();
+        m.devices.iter().map(|d| (d.kind.get(), d.base.get(), d.size.get())).collect::<Vec<_>>()
+    };
+    use vmm_abi::manifest::{DEV_GICV2_DIST, DEV_GICV3_DIST, DEV_GICV3_REDIST, DEV_PL011};
+    // GICv2: the distributor only (the CPU interface is the hardware's).
+    assert_eq!(devices(VIRT), [(DEV_PL011, 0x900_0000, 0x1000), (DEV_GICV2_DIST, 0x800_0000, 0x1000)]);
+    let v3 = edit(&edit(VIRT, "version = 2", "version = 3"), "cpu = 0x08010000 ", "redist = 0x080a0000");
+    assert_eq!(
+        devices(&v3),
+        [
+            (DEV_PL011, 0x900_0000, 0x1000),
+            (DEV_GICV3_DIST, 0x800_0000, 0x1_0000),
+            (DEV_GICV3_REDIST, 0x80a_0000, 0x4_0000)
+        ]
+    );
+}

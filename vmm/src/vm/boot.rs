@@ -1,21 +1,23 @@
 //! Building a VM from the boot manifest.
 //!
 //! The VM is built through the same operations a client uses (create the
-//! VM, its vCPUs, its guest_memfd files, its memslots, its devices), so
+//! VM, its vCPUs, its guest_memfd files, its memslots, its devices and
+//! virtual GIC), so
 //! every rule the VMM enforces at run time applies to the static layout
 //! too: the host tool runs this on the model to refuse a bad description,
 //! and the VMM PD runs it at initialisation for its internal VM. A failure
 //! names the record that broke a rule and leaves nothing behind.
 
 use crate::addr::Gpa;
+use crate::arch::aarch64::vgic::{GicVersion, Vgic};
 use crate::devices::pl011::Pl011;
-use crate::devices::Device;
+use crate::devices::{Device, DeviceError};
 use crate::error::Error;
 use crate::kernel::Kernel;
 use crate::platform::Platform;
 use crate::registry::Caller;
 use crate::Vmm;
-use vmm_abi::manifest::Manifest;
+use vmm_abi::manifest::{Manifest, DEV_GICV2_DIST, DEV_GICV3_DIST, DEV_GICV3_REDIST};
 use vmm_abi::{GmemHandle, VcpuId, VmId};
 
 /// Which part of the manifest a rule refused, and why.
@@ -81,9 +83,41 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             let handle = if s.is_gmem() { handles.get(s.file.get() as usize).map_or(0, |h| h.0) } else { 0 };
             self.set_memory_region(owner, id, &s.region(handle)).map_err(|e| BootError::Slot(n, e))?;
         }
+        // The GIC's frames: its distributor record (the version) and, on a
+        // GICv3, its redistributors' record, registered together.
+        let mut gic: Option<(usize, GicVersion, Gpa)> = None;
+        let mut redist: Option<(usize, Gpa)> = None;
+        let refused = |n: usize| BootError::Device(n, DeviceError::GicFrames.into());
         for (n, d) in m.devices.iter().enumerate() {
-            self.register_device(owner, id, Gpa(d.base.get()), d.size.get(), Device::Pl011(Pl011::new()))
-                .map_err(|e| BootError::Device(n, e))?;
+            let base = Gpa(d.base.get());
+            match d.kind.get() {
+                DEV_GICV2_DIST if gic.is_none() => gic = Some((n, GicVersion::V2, base)),
+                DEV_GICV3_DIST if gic.is_none() => gic = Some((n, GicVersion::V3, base)),
+                DEV_GICV3_REDIST if redist.is_none() => redist = Some((n, base)),
+                DEV_GICV2_DIST | DEV_GICV3_DIST => return Err(BootError::Device(n, DeviceError::GicExists.into())),
+                DEV_GICV3_REDIST => return Err(refused(n)),
+                _ => self
+                    .register_device(owner, id, base, d.size.get(), Device::Pl011(Pl011::new()))
+                    .map_err(|e| BootError::Device(n, e))?,
+            }
+        }
+        // Each record's size must be the frame the vGIC emulates.
+        let frames = gic.and_then(|(_, version, _)| Vgic::new(version, self.config.vcpu_limit).ok());
+        let size_of = |n: usize| m.devices.get(n).map_or(0, |d| d.size.get());
+        if let (Some((n, _, _)), Some(f)) = (gic, &frames) {
+            if size_of(n) != f.dist_size() {
+                return Err(refused(n));
+            }
+            if let Some((r, _)) = redist.filter(|(r, _)| size_of(*r) != f.redist_size()) {
+                return Err(refused(r));
+            }
+        }
+        match (gic, redist) {
+            (Some((n, version, dist)), r) => self
+                .register_gic(owner, id, version, dist, r.map(|(_, base)| base))
+                .map_err(|e| BootError::Device(n, e))?,
+            (None, Some((n, _))) => return Err(refused(n)),
+            (None, None) => {}
         }
         if let Some(arg) = start {
             self.run_vcpu(owner, id, VcpuId(0), m.entry, arg).map_err(BootError::Start)?;

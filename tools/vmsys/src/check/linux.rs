@@ -46,6 +46,16 @@ pub fn windows(gic: &Gic, vcpus: u32) -> Option<Vec<(&'static str, u64, u64)>> {
 pub fn check(ctx: &mut Ctx, vm: &Vm) {
     if let Some(gic) = &vm.gic {
         check_gic(ctx, vm, gic);
+        if let Some(c) = vm.client() {
+            ctx.desc_at(
+                gic.line,
+                format!(
+                    "{}: a client's VM (client {}) cannot have a virtual GIC: the VMM gives one to its internal VM \
+                     only, from the boot manifest",
+                    vm.name, c.pd
+                ),
+            );
+        }
     }
     for d in &vm.devices {
         match (d.irq, &vm.gic) {

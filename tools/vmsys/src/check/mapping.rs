@@ -12,7 +12,7 @@
 //! - No other region mapped into a VM overlaps one of its memslots or
 //!   covers one of its emulated devices (whose accesses must trap).
 
-use super::{overlap, Ctx};
+use super::{linux, overlap, Ctx};
 use crate::description::{Backing, Memslot, Vm};
 use crate::num::hex;
 use crate::sdf::{Map, Perms, SMALL_PAGE};
@@ -99,10 +99,11 @@ pub fn check(ctx: &mut Ctx) {
         for s in &vm.memslots {
             memslot(ctx, vm, s, &vm_maps);
         }
-        let own = maps.iter().filter(|(h, _)| *h == Holder::Vm(&vm.name)).map(|(_, m)| *m);
-        for m in own.collect::<Vec<_>>() {
+        let own: Vec<&Map> = maps.iter().filter(|(h, _)| *h == Holder::Vm(&vm.name)).map(|(_, m)| *m).collect();
+        for m in &own {
             others_in_vm(ctx, vm, m);
         }
+        gic_cpu_interface(ctx, vm, &own);
     }
 }
 
@@ -264,25 +265,60 @@ fn others_in_vm(ctx: &mut Ctx, vm: &Vm, m: &Map) {
             }
         }
     }
-    for d in &vm.devices {
-        let Some(d_end) = d.base.checked_add(d.size) else { continue };
+    for (what, base, size, line) in emulated(vm) {
+        let Some(d_end) = base.checked_add(size) else { continue };
         // A device inside a memslot is the layout's to report.
-        let in_slot = vm.memslots.iter().any(|s| s.end().is_some_and(|e| overlap(d.base, d_end, s.gpa, e)));
-        if !in_slot && overlap(m.vaddr, end, d.base, d_end) {
-            let at = ctx.desc_ref(d.line);
+        let in_slot = vm.memslots.iter().any(|s| s.end().is_some_and(|e| overlap(base, d_end, s.gpa, e)));
+        if !in_slot && overlap(m.vaddr, end, base, d_end) {
+            let at = ctx.desc_ref(line);
             ctx.xml_at(
                 m.line,
                 format!(
-                    "region {} mapped into {} at [{}, {}) covers the {} at {} ({at}): its accesses would not trap \
+                    "region {} mapped into {} at [{}, {}) covers the {what} at {} ({at}): its accesses would not trap \
                      to the VMM",
                     m.mr,
                     vm.name,
                     hex(m.vaddr),
                     hex(end),
-                    d.kind,
-                    hex(d.base)
+                    hex(base)
                 ),
             );
         }
+    }
+}
+
+/// The windows the VMM emulates in `vm`: its devices, and its GIC's
+/// distributor and redistributors (not a GICv2's CPU interface, which is
+/// the hardware's).
+fn emulated(vm: &Vm) -> Vec<(String, u64, u64, u32)> {
+    let mut out: Vec<_> = vm.devices.iter().map(|d| (d.kind.to_string(), d.base, d.size, d.line)).collect();
+    if let Some(gic) = &vm.gic {
+        for (name, base, size) in linux::windows(gic, vm.vcpus).unwrap_or_default() {
+            if name != "CPU interface" {
+                out.push((format!("GIC {name}"), base, size, gic.line));
+            }
+        }
+    }
+    out
+}
+
+/// A GICv2's CPU interface must be mapped into its VM: the board's virtual
+/// CPU interface (GICV) is what the guest finds there.
+fn gic_cpu_interface(ctx: &mut Ctx, vm: &Vm, own: &[&Map]) {
+    let Some((cpu, line)) = vm.gic.as_ref().and_then(|g| Some((g.cpu?, g.line))) else { return };
+    let covered = own.iter().any(|m| {
+        let size = ctx.sdf.region(&m.mr).map_or(0, |r| r.size);
+        m.vaddr <= cpu && m.vaddr.saturating_add(size) >= cpu.saturating_add(linux::GICC_SIZE)
+    });
+    if !covered {
+        ctx.desc_at(
+            line,
+            format!(
+                "{}: nothing is mapped into it at its GIC CPU interface {}: map the board's virtual CPU interface \
+                 (GICV) there",
+                vm.name,
+                hex(cpu)
+            ),
+        );
     }
 }
