@@ -53,6 +53,7 @@ use crate::config::VmmConfig;
 use crate::cspace::SlotAllocator;
 use vmm_abi::limits::MAX_VMS;
 
+use crate::arch::aarch64::gic::Gics;
 use crate::kernel::Kernel;
 use crate::platform::Platform;
 use crate::registry::{Caller, Owner, Registry, RegistryError};
@@ -69,6 +70,8 @@ pub struct Vmm<K, A, const VMS: usize = MAX_VMS> {
     config: VmmConfig,
     cspace: SlotAllocator,
     registry: Registry<Vm, VMS>,
+    /// The virtual GICs of the VMs that have one (rule 6.10).
+    gics: Gics<VMS>,
     gmem: GmemTable,
     charges: Charges,
 }
@@ -83,6 +86,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             cspace: SlotAllocator::new(config.cspace),
             config,
             registry: Registry::default(),
+            gics: Gics::default(),
             gmem: GmemTable::default(),
             charges: Charges::default(),
         })

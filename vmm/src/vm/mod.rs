@@ -16,7 +16,6 @@ pub(crate) mod stage2;
 pub(crate) mod vcpu;
 
 use crate::arch::aarch64::irq::Lines;
-use crate::arch::aarch64::vgic::Vgic;
 use crate::caps::{ObjectType, Slot, SlotRange, TcbCap, VCpuCap, VSpaceCap};
 use crate::devices::DeviceMap;
 use crate::error::Error;
@@ -71,11 +70,9 @@ pub struct Vm {
     pub(crate) mem_tagging: bool,
     /// The level of each of its interrupt lines.
     pub(crate) lines: Lines,
-    /// Emulated devices.
+    /// Emulated devices (a virtual GIC's frames among them; its model is
+    /// the VMM's, beside the registry).
     pub(crate) devices: DeviceMap,
-    /// Its virtual GIC's register model, if the VMM gave it one (rule
-    /// 6.10); its frames are in `devices`.
-    pub(crate) vgic: Option<Vgic>,
     /// Where the VM starts: the first vCPU run and the entry and x0 of its
     /// latest RUN. SYSTEM_RESET restarts it there.
     pub(crate) boot: Option<Boot>,
@@ -122,7 +119,6 @@ impl Vm {
             mem_tagging: false,
             lines: Lines::default(),
             devices: DeviceMap::default(),
-            vgic: None,
             boot: None,
         }
     }
@@ -224,6 +220,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
     pub fn destroy_vm(&mut self, caller: Caller, id: VmId) -> Result<(), Error> {
         self.registry.get_mut(caller, id)?;
         self.registry.remove(&mut self.hooks, id)?;
+        self.gics.remove(id);
         let teardown = self.teardown(id);
         let dropped = match self.registry.entry(id) {
             Some(e) if e.file_refs == 0 => self.drop_vm(id),

@@ -40,6 +40,35 @@ const fn iss_sysreg(op0: u64, op1: u64, crn: u64, crm: u64, op2: u64) -> u64 {
     op0 << 20 | op2 << 17 | op1 << 14 | crn << 10 | crm << 1
 }
 
+/// The virtual GICs of the VMs that have one, beside the registry: a VM
+/// is the same size with or without one, and is never copied with a model
+/// in it (a model is about 1.5 KiB).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Gics<const N: usize>(heapless::Vec<(VmId, Vgic), N>);
+
+impl<const N: usize> Default for Gics<N> {
+    fn default() -> Self {
+        Gics(heapless::Vec::new())
+    }
+}
+
+impl<const N: usize> Gics<N> {
+    /// VM `id`'s model.
+    pub(crate) fn get(&self, id: VmId) -> Option<&Vgic> {
+        self.0.iter().find(|(v, _)| *v == id).map(|(_, g)| g)
+    }
+
+    /// VM `id`'s model, mutably.
+    pub(crate) fn get_mut(&mut self, id: VmId) -> Option<&mut Vgic> {
+        self.0.iter_mut().find(|(v, _)| *v == id).map(|(_, g)| g)
+    }
+
+    /// Forgets VM `id`'s model (its VM is gone).
+    pub(crate) fn remove(&mut self, id: VmId) {
+        self.0.retain(|(v, _)| *v != id);
+    }
+}
+
 impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
     /// Gives VM `id` a virtual GIC of `version`: its distributor at `dist`
     /// and, for a GICv3 only, its redistributors from `redist` (128 KiB a
@@ -47,6 +76,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
     /// registers devices (rule 6.9), never a request. A second GIC is
     /// `EEXIST`, redistributors given to a GICv2 or missing from a GICv3
     /// `EINVAL`, frames over another device `EEXIST`; nothing changes then.
+    #[inline(never)]
     pub fn register_gic(
         &mut self,
         caller: Caller,
@@ -57,7 +87,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
     ) -> Result<(), Error> {
         let vcpus = self.config.vcpu_limit;
         let vm = &mut self.registry.get_mut(caller, id)?.vm;
-        if vm.vgic.is_some() {
+        if self.gics.get(id).is_some() {
             return Err(DeviceError::GicExists.into());
         }
         let model = Vgic::new(version, vcpus).map_err(|_| DeviceError::GicFrames)?;
@@ -72,19 +102,24 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         if let Some(r) = redist {
             devices.register(r, model.redist_size(), Device::Gic(GicFrame::Redistributors))?;
         }
+        // Room for every VM the registry holds: cannot be full.
+        self.gics.0.push((id, model)).map_err(|_| DeviceError::Full)?;
         vm.devices = devices;
-        vm.vgic = Some(model);
         Ok(())
     }
 
     /// The virtual GIC of VM `id`, if it has one: its register model.
     pub fn vgic(&self, id: VmId) -> Option<&Vgic> {
-        self.registry.entry(id)?.vm.vgic.as_ref()
+        self.registry.entry(id)?;
+        self.gics.get(id)
     }
 
     /// A guest access at `offset` in frame `frame` of its virtual GIC, by
     /// vCPU `vcpu` whose TCB is `tcb`: performed on the model, the PC moved
     /// past it, and what it made ready delivered.
+    // Kept out of line: its frame (the model's work) is then on the stack
+    // only for an access to the GIC, not for every exit.
+    #[inline(never)]
     #[allow(clippy::too_many_arguments)]
     pub(super) fn gic_mmio(
         &mut self,
@@ -110,7 +145,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             }
             _ => 0,
         };
-        let Some(model) = self.registry.entry_mut(id).and_then(|e| e.vm.vgic.as_mut()) else {
+        let Some(model) = self.gics.get_mut(id) else {
             return self.stop_vm(id, StopReason::Unmapped { gpa });
         };
         let size = access.size;
@@ -143,6 +178,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
     /// A trapped MSR or MRS of vCPU `vcpu`: a GICv3 guest's write of
     /// ICC_SGI1R_EL1 or ICC_SGI0R_EL1 sends SGIs through the model; `None`
     /// for any other (the VMM does not emulate it).
+    #[inline(never)]
     pub(super) fn gic_sysreg(&mut self, id: VmId, vcpu: VcpuId, tcb: TcbCap, esr: Esr) -> Option<ExitAction> {
         let iss = esr.0 & 0x1ff_ffff;
         let group1 = match iss & SYSREG_MASK {
@@ -154,7 +190,8 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         if esr.ec() != EC_SYSREG || iss & 1 == 1 {
             return None;
         }
-        self.registry.entry(id)?.vm.vgic.as_ref().filter(|m| m.version() == GicVersion::V3)?;
+        self.registry.entry(id)?;
+        self.gics.get(id).filter(|m| m.version() == GicVersion::V3)?;
         let rt = (iss >> 5 & 0x1f) as u8;
         let value = match rt {
             31 => Ok(0),
@@ -164,7 +201,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             Ok(v) => v,
             Err(e) => return Some(self.stop_vm(id, StopReason::Kernel(e))),
         };
-        let model = self.registry.entry_mut(id).and_then(|e| e.vm.vgic.as_mut())?;
+        let model = self.gics.get_mut(id)?;
         let fx = match model.sgi_sysreg(vcpu, value, group1) {
             Ok(fx) => fx,
             Err(error) => return Some(self.stop_vm(id, StopReason::Vgic { gpa: Gpa(0), error })),
@@ -180,10 +217,10 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
     /// model has ready for it, highest priority first, until it has
     /// nothing or every list register is in use. A vCPU not created gets
     /// nothing: its interrupts wait in the model.
+    #[inline(never)]
     pub(super) fn deliver(&mut self, id: VmId, fx: Effects) -> Result<(), Refused> {
-        let Some(entry) = self.registry.entry_mut(id) else { return Ok(()) };
-        let vm = &mut entry.vm;
-        let Some(model) = vm.vgic.as_mut() else { return Ok(()) };
+        let (Some(entry), Some(model)) = (self.registry.entry(id), self.gics.get_mut(id)) else { return Ok(()) };
+        let vm = &entry.vm;
         for v in fx.kick.iter() {
             let Some(vcpu) = vm.vcpus.get(v.0 as usize).filter(|c| c.state != VcpuState::Absent) else {
                 continue;

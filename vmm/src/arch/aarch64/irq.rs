@@ -97,7 +97,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             return Err(VmError::BadIrq.into());
         }
         let high = level == 1;
-        if let Some(model) = vm.vgic.as_mut() {
+        if let Some(model) = self.gics.get_mut(id) {
             let fx = model.set_level(Line::Spi(irq), high).map_err(|_| VmError::BadIrq)?;
             vm.lines.set(irq, high);
             // The line is set: that is the request, done. Delivering what
@@ -130,7 +130,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         };
         let Some(entry) = self.registry.entry_mut(id) else { return self.stop_vm(id, StopReason::NoSuchVcpu) };
         let vm = &mut entry.vm;
-        if let Some(model) = vm.vgic.as_mut() {
+        if let Some(model) = self.gics.get_mut(id) {
             let Some(v) = vm.vcpus.get_mut(vcpu.0 as usize) else {
                 return self.stop_vm(id, StopReason::NoSuchVcpu);
             };
@@ -166,7 +166,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
     /// for a list register.
     pub(super) fn maintenance(&mut self, id: VmId, vcpu: VcpuId, index: Option<u8>) -> ExitAction {
         let Some(entry) = self.registry.entry_mut(id) else { return self.stop_vm(id, StopReason::NoSuchVcpu) };
-        if entry.vm.vgic.is_some() {
+        if self.gics.get(id).is_some() {
             return self.gic_maintenance(id, vcpu, index);
         }
         let Some(v) = entry.vm.vcpu_mut(vcpu) else {
@@ -198,11 +198,12 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
     /// completed; a virtual PPI of the kernel's is acknowledged then, and
     /// what is ready now is delivered. With no index the kernel could not
     /// say which: nothing is freed.
+    #[inline(never)]
     fn gic_maintenance(&mut self, id: VmId, vcpu: VcpuId, index: Option<u8>) -> ExitAction {
         let Some(lr) = index else { return ExitAction::Resume };
         let Some(entry) = self.registry.entry_mut(id) else { return self.stop_vm(id, StopReason::NoSuchVcpu) };
         let vm = &mut entry.vm;
-        let (Some(model), Some(v)) = (vm.vgic.as_mut(), vm.vcpus.get_mut(vcpu.0 as usize)) else {
+        let (Some(model), Some(v)) = (self.gics.get_mut(id), vm.vcpus.get_mut(vcpu.0 as usize)) else {
             return self.stop_vm(id, StopReason::NoSuchVcpu);
         };
         let eoi = match model.on_maintenance(vcpu, lr) {
