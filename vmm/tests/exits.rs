@@ -16,7 +16,10 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::exit_guest::{self, RAM_GPA, ROM_GPA, ROM_PAGES, SLOT_PAGES, UART};
+use common::exit_guest::{
+    self, reg, tcb, vcpu_obj, IL, ISV, RAM_GPA, ROM_GPA, ROM_PAGES, SF, SLOT_PAGES, SSE, UART, UNKNOWN_SYSCALL,
+    USER_EXCEPTION, VCPU_FAULT, VGIC_MAINTENANCE, VM_FAULT, VPPI_EVENT, WNR,
+};
 use common::*;
 use vmm::arch::aarch64::esr::Esr;
 use vmm::arch::aarch64::fault::{decode, Exit, ExitError, HvcCall, HVC_REPLY_REGS};
@@ -35,12 +38,7 @@ use vmm_model::Object;
 
 // ---- seL4 fault labels (MCS, AArch64) and message lengths. ----
 
-const UNKNOWN_SYSCALL: u64 = 2;
-const USER_EXCEPTION: u64 = 3;
-const VM_FAULT: u64 = 6;
-const VGIC_MAINTENANCE: u64 = 7;
-const VCPU_FAULT: u64 = 8;
-const VPPI_EVENT: u64 = 9;
+// The labels: `common::exit_guest`.
 
 // ---- ESR_EL2 (Arm ARM, ESR_EL2 and the data-abort ISS). ----
 
@@ -51,11 +49,7 @@ const EC_SMC64: u64 = 0x17;
 const EC_SYSREG: u64 = 0x18;
 const EC_IABT_LOWER: u64 = 0x20;
 const EC_DABT_LOWER: u64 = 0x24;
-const IL: u64 = 1 << 25;
-const ISV: u64 = 1 << 24;
-const SSE: u64 = 1 << 21;
-const SF: u64 = 1 << 15;
-const WNR: u64 = 1 << 6;
+// IL, ISV, SSE, SF, WNR: `common::exit_guest`.
 
 fn ec(class: u64) -> u64 {
     class << 26
@@ -172,18 +166,6 @@ fn two_guests() -> (Box<TestVmm>, VmId, VmId) {
     let a = guest(&mut v, A, A_RAM, 2);
     let b = guest(&mut v, B, B_RAM, 1);
     (v, a, b)
-}
-
-fn tcb(v: &TestVmm, vm: VmId, vcpu: u32) -> Slot {
-    v.registry().entry(vm).unwrap().vm().vcpu_caps(VcpuId(vcpu)).unwrap().0.slot()
-}
-
-fn vcpu_obj(v: &TestVmm, vm: VmId, vcpu: u32) -> Slot {
-    v.registry().entry(vm).unwrap().vm().vcpu_caps(VcpuId(vcpu)).unwrap().1.slot()
-}
-
-fn reg(v: &TestVmm, vm: VmId, vcpu: u32, r: TcbReg) -> u64 {
-    v.kernel().tcb_reg(tcb(v, vm, vcpu), r).unwrap()
 }
 
 fn x(v: &TestVmm, vm: VmId, vcpu: u32, n: u8) -> u64 {

@@ -12,12 +12,13 @@
 
 mod common;
 
-use common::exit_guest::{self, RAM_GPA, UART};
+use common::exit_guest::{
+    self, reg, tcb, vcpu_obj, IL, ISV, UART, VCPU_FAULT, VGIC_MAINTENANCE, VM_FAULT, VPPI_EVENT, WNR,
+};
 use common::*;
 use vmm::addr::Gpa;
 use vmm::arch::aarch64::regs::TcbReg;
 use vmm::arch::aarch64::vgic::{GicVersion, VgicError};
-use vmm::caps::Slot;
 use vmm::devices::pl011::Console;
 use vmm::kernel::Virq;
 use vmm::registry::Owner;
@@ -27,16 +28,7 @@ use vmm_abi::{ClientId, Errno, VcpuId, VmId};
 const A: Owner = Owner::Client(ClientId(1));
 const B: Owner = Owner::Client(ClientId(2));
 
-// seL4 fault labels (MCS, AArch64).
-const VM_FAULT: u64 = 6;
-const VGIC_MAINTENANCE: u64 = 7;
-const VCPU_FAULT: u64 = 8;
-const VPPI_EVENT: u64 = 9;
-
 // ESR_EL2: a data abort with a valid syndrome, and a trapped MSR.
-const IL: u64 = 1 << 25;
-const ISV: u64 = 1 << 24;
-const WNR: u64 = 1 << 6;
 fn dabt(size: u64, reg: u64, write: bool) -> u64 {
     let sas = size.trailing_zeros() as u64;
     0x24 << 26 | IL | ISV | sas << 22 | reg << 16 | if write { WNR } else { 0 }
@@ -78,18 +70,6 @@ fn gic_guest() -> (Box<TestVmm>, VmId) {
 
 fn exit(v: &mut TestVmm, vm: VmId, vcpu: u32, label: u64, mrs: &[u64]) -> ExitAction {
     v.handle_exit(vm, VcpuId(vcpu), label, mrs, &mut Out)
-}
-
-fn tcb(v: &TestVmm, vm: VmId, vcpu: u32) -> Slot {
-    v.registry().entry(vm).unwrap().vm().vcpu_caps(VcpuId(vcpu)).unwrap().0.slot()
-}
-
-fn vcpu_obj(v: &TestVmm, vm: VmId, vcpu: u32) -> Slot {
-    v.registry().entry(vm).unwrap().vm().vcpu_caps(VcpuId(vcpu)).unwrap().1.slot()
-}
-
-fn reg(v: &TestVmm, vm: VmId, vcpu: u32, r: TcbReg) -> u64 {
-    v.kernel().tcb_reg(tcb(v, vm, vcpu), r).unwrap()
 }
 
 /// vCPU `vcpu` stores the 32-bit `value` at `offset` in the distributor
@@ -285,5 +265,4 @@ fn a_vm_without_a_gic_keeps_its_direct_injection() {
     let vm = exit_guest::guest(&mut v, A, 0, 1, 0);
     v.irq_line(A, vm, 40, 1).unwrap();
     assert_eq!(injected(&v, vm, 0), [(Virq::plain(40), 0)]);
-    let _ = RAM_GPA;
 }

@@ -2,6 +2,8 @@
 //! RAM slot, a READONLY slot and a PL011 where QEMU's virt board has it.
 
 use vmm::addr::Gpa;
+use vmm::arch::aarch64::regs::TcbReg;
+use vmm::caps::Slot;
 use vmm::devices::pl011::{self, Pl011};
 use vmm::devices::Device;
 use vmm::registry::Owner;
@@ -37,3 +39,33 @@ pub fn guest(v: &mut TestVmm, owner: Owner, ram: u64, vcpus: u32, boot_arg: u64)
     check_invariants(v);
     vm
 }
+
+/// The slot of vCPU `vcpu`'s TCB in VM `vm`.
+pub fn tcb(v: &TestVmm, vm: VmId, vcpu: u32) -> Slot {
+    v.registry().entry(vm).unwrap().vm().vcpu_caps(VcpuId(vcpu)).unwrap().0.slot()
+}
+
+/// The slot of vCPU `vcpu`'s vCPU object in VM `vm`.
+pub fn vcpu_obj(v: &TestVmm, vm: VmId, vcpu: u32) -> Slot {
+    v.registry().entry(vm).unwrap().vm().vcpu_caps(VcpuId(vcpu)).unwrap().1.slot()
+}
+
+/// Register `r` of vCPU `vcpu` of VM `vm`, as the kernel has it.
+pub fn reg(v: &TestVmm, vm: VmId, vcpu: u32, r: TcbReg) -> u64 {
+    v.kernel().tcb_reg(tcb(v, vm, vcpu), r).unwrap()
+}
+
+// seL4 16.0.0's fault labels (MCS, AArch64: `sel4/arch/faults.h`).
+pub const UNKNOWN_SYSCALL: u64 = 2;
+pub const USER_EXCEPTION: u64 = 3;
+pub const VM_FAULT: u64 = 6;
+pub const VGIC_MAINTENANCE: u64 = 7;
+pub const VCPU_FAULT: u64 = 8;
+pub const VPPI_EVENT: u64 = 9;
+
+// ESR_EL2 bits (Arm ARM, ESR_EL2 and the data-abort ISS).
+pub const IL: u64 = 1 << 25;
+pub const ISV: u64 = 1 << 24;
+pub const SSE: u64 = 1 << 21;
+pub const SF: u64 = 1 << 15;
+pub const WNR: u64 = 1 << 6;

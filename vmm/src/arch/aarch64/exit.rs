@@ -31,6 +31,19 @@ use crate::vm::VcpuState;
 use crate::{FaultOutcome, Vmm};
 use vmm_abi::{ClientId, VcpuId, VmId};
 
+/// A data abort outside every memslot, which a device may emulate: the VM
+/// and vCPU, the vCPU's TCB, the instruction's address, the address it
+/// reached and its syndrome.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Abort {
+    pub(super) id: VmId,
+    pub(super) vcpu: VcpuId,
+    pub(super) tcb: TcbCap,
+    pub(super) pc: u64,
+    pub(super) gpa: Gpa,
+    pub(super) esr: Esr,
+}
+
 /// What the VMM PD does after an exit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitAction {
@@ -194,10 +207,10 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             // would say Unmapped): straight to the devices, the common
             // exit of a running guest.
             Exit::DataAbort { pc, gpa, esr } if vm.memslots.find_gpa(gpa).is_none() => {
-                self.mmio(id, vcpu, tcb, pc, gpa, esr, console)
+                self.mmio(Abort { id, vcpu, tcb, pc, gpa, esr }, console)
             }
             Exit::DataAbort { pc, gpa, esr } => match self.stage2_fault(id, gpa, esr.wnr()) {
-                Ok(FaultOutcome::Unmapped) => self.mmio(id, vcpu, tcb, pc, gpa, esr, console),
+                Ok(FaultOutcome::Unmapped) => self.mmio(Abort { id, vcpu, tcb, pc, gpa, esr }, console),
                 other => self.after_map(id, gpa, other),
             },
             Exit::InstructionAbort { gpa, .. } => {
@@ -230,25 +243,15 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         }
     }
 
-    /// Emulates a device access of vCPU `vcpu`, whose TCB is `tcb`, and
-    /// moves the PC past it.
-    #[allow(clippy::too_many_arguments)]
-    fn mmio<C: Console + ?Sized>(
-        &mut self,
-        id: VmId,
-        vcpu: VcpuId,
-        tcb: TcbCap,
-        pc: u64,
-        gpa: Gpa,
-        esr: Esr,
-        console: &mut C,
-    ) -> ExitAction {
+    /// Emulates the device access `at` and moves the PC past it.
+    fn mmio<C: Console + ?Sized>(&mut self, at: Abort, console: &mut C) -> ExitAction {
+        let Abort { id, tcb, pc, gpa, esr, .. } = at;
         let Some(entry) = self.registry.entry_mut(id) else { return self.stop_vm(id, StopReason::NoSuchVcpu) };
         let (uart, offset) = match entry.vm.devices.find_mut(gpa) {
             Some((Device::Pl011(uart), offset)) => (uart, offset),
             Some((Device::Gic(frame), offset)) => {
                 let frame = *frame;
-                return self.gic_mmio(id, vcpu, tcb, pc, gpa, esr, frame, offset);
+                return self.gic_mmio(at, frame, offset);
             }
             None => return self.stop_vm(id, StopReason::Unmapped { gpa }),
         };

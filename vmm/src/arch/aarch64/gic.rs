@@ -22,7 +22,7 @@ use crate::vm::VcpuState;
 use crate::Vmm;
 use vmm_abi::{VcpuId, VmId};
 
-use super::exit::{ExitAction, StopReason};
+use super::exit::{Abort, ExitAction, StopReason};
 use super::vgic::{Effects, GicVersion, Vgic};
 
 /// ICC_SGI1R_EL1 and ICC_SGI0R_EL1 as a trapped MSR's syndrome names them
@@ -114,24 +114,14 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         self.gics.get(id)
     }
 
-    /// A guest access at `offset` in frame `frame` of its virtual GIC, by
-    /// vCPU `vcpu` whose TCB is `tcb`: performed on the model, the PC moved
-    /// past it, and what it made ready delivered.
+    /// The guest's access `at`, at `offset` in frame `frame` of its virtual
+    /// GIC: performed on the model, the PC moved past it, and what it made
+    /// ready delivered.
     // Kept out of line: its frame (the model's work) is then on the stack
     // only for an access to the GIC, not for every exit.
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn gic_mmio(
-        &mut self,
-        id: VmId,
-        vcpu: VcpuId,
-        tcb: TcbCap,
-        pc: u64,
-        gpa: Gpa,
-        esr: Esr,
-        frame: GicFrame,
-        offset: u64,
-    ) -> ExitAction {
+    pub(super) fn gic_mmio(&mut self, at: Abort, frame: GicFrame, offset: u64) -> ExitAction {
+        let Abort { id, vcpu, tcb, pc, gpa, esr } = at;
         let access = match Access::decode(gpa, esr) {
             Ok(a) => a,
             Err(error) => return self.stop_vm(id, StopReason::Mmio { gpa, error }),
