@@ -12,6 +12,10 @@ use vmm_trace::world::{region, PRIVILEGED, RAM_GPA, RAM_PAGES, RAM_VADDR};
 use crate::exits::{self, Ended};
 use crate::guest;
 use crate::start::Started;
+use vmm::addr::Gpa;
+use vmm::devices::pl011::{self, Pl011};
+use vmm::devices::Device;
+use vmm::registry::Owner;
 use vmm::StopReason;
 
 /// Instructions per counter tick: QEMU `virt`'s counter runs at 62.5 MHz.
@@ -20,8 +24,8 @@ const INSTRUCTIONS_PER_TICK: u64 = 16;
 /// VM create and destroy pairs measured.
 const VMS: u64 = 100;
 
-/// HVC round trips measured in one guest run.
-const HVCS: u64 = 10_000;
+/// Exit round trips (HVC or MMIO) measured in one guest run.
+const EXITS: u64 = 10_000;
 
 fn now() -> u64 {
     let t: u64;
@@ -63,7 +67,7 @@ fn lock(started: &mut Started, pages: u64) -> Result<u64, Errno> {
 
 /// Instructions per HVC exit round trip (guest `hvc`, seL4, the root task's
 /// fault handling and the core's PSCI, reply), over a guest run of
-/// [`HVCS`] of them.
+/// [`EXITS`] of them.
 fn hvc(started: &mut Started) -> Result<u64, Errno> {
     let vm = VmId(call(started, Request::CreateVm)? as u32);
     let r = (|| {
@@ -74,7 +78,32 @@ fn hvc(started: &mut Started) -> Result<u64, Errno> {
         let start = now();
         call(started, Request::RunVcpu { vm, vcpu: VcpuId(0), entry, arg: 0 })?;
         match exits::run_until_stopped(started.core, started.faults, started.reply) {
-            Ended::Stopped(StopReason::SystemOff) => Ok((now() - start) * INSTRUCTIONS_PER_TICK / HVCS),
+            Ended::Stopped(StopReason::SystemOff) => Ok((now() - start) * INSTRUCTIONS_PER_TICK / EXITS),
+            _ => Err(Errno::EIO),
+        }
+    })();
+    call(started, Request::DestroyVm { vm })?;
+    r
+}
+
+/// Instructions per MMIO exit round trip (a guest load from the emulated
+/// PL011, seL4, the root task's fault handling and the core's emulation,
+/// the register written and the PC moved, reply), over a guest run of
+/// [`EXITS`] of them.
+fn mmio(started: &mut Started) -> Result<u64, Errno> {
+    let vm = VmId(call(started, Request::CreateVm)? as u32);
+    let r = (|| {
+        call(started, Request::CreateVcpu { vm, vcpu: VcpuId(0) })?;
+        call(started, Request::SetMemoryRegion { vm, region: ram_slot(0, RAM_GPA, RAM_PAGES) })?;
+        call(started, Request::LockMemslot { vm, slot: 0, flags: LOCK_READ | LOCK_WRITE })?;
+        let uart = Device::Pl011(Pl011::new());
+        let owner = Owner::Client(PRIVILEGED);
+        started.core.register_device(owner, vm, Gpa(guest::UART_GPA), pl011::SIZE, uart).map_err(|e| e.errno())?;
+        let entry = RAM_GPA + guest::MMIO_LOOP_OFFSET;
+        let start = now();
+        call(started, Request::RunVcpu { vm, vcpu: VcpuId(0), entry, arg: 0 })?;
+        match exits::run_until_stopped(started.core, started.faults, started.reply) {
+            Ended::Stopped(StopReason::SystemOff) => Ok((now() - start) * INSTRUCTIONS_PER_TICK / EXITS),
             _ => Err(Errno::EIO),
         }
     })();
@@ -84,8 +113,9 @@ fn hvc(started: &mut Started) -> Result<u64, Errno> {
 
 /// Measures and prints every figure.
 pub fn run(started: &mut Started) {
-    if let Err(e) = guest::install_hvc_loop(RAM_VADDR, HVCS) {
-        sel4::debug_println!("roottask: bench: cannot install the HVC loop: {e}");
+    let loops = guest::install_hvc_loop(RAM_VADDR, EXITS).and_then(|()| guest::install_mmio_loop(RAM_VADDR, EXITS));
+    if let Err(e) = loops {
+        sel4::debug_println!("roottask: bench: cannot install the guest loops: {e}");
         return;
     }
     match vm_lifecycle(started) {
@@ -109,6 +139,10 @@ pub fn run(started: &mut Started) {
             large / small,
             large * 100 / small % 100
         );
+    }
+    match mmio(started) {
+        Ok(n) => sel4::debug_println!("bench: MMIO exit round trip: {n} instructions"),
+        Err(e) => sel4::debug_println!("bench: MMIO exit round trip failed: {}", e.code()),
     }
     match hvc(started) {
         Ok(n) => sel4::debug_println!("bench: HVC exit round trip: {n} instructions"),

@@ -1,7 +1,8 @@
 //! The root task's guests, written into guest RAM: the lifecycle check's,
 //! four instructions at its start that power the VM off through PSCI, as a
-//! guest's last act does; and the benchmark's, a loop of PSCI_VERSION
-//! calls, one HVC exit each, before the same power-off.
+//! guest's last act does; and the benchmark's: a loop of PSCI_VERSION
+//! calls, one HVC exit each, and a loop of loads from an emulated PL011's
+//! flag register, one MMIO exit each, each before the same power-off.
 
 use sel4::init_thread::slot;
 
@@ -12,6 +13,12 @@ const POWER_OFF: [u32; 4] = [0xd280_0100, 0xf2b0_8000, 0xd400_0002, 0x1400_0000]
 
 /// Where the HVC loop starts in guest RAM, clear of the power-off guest.
 pub const HVC_LOOP_OFFSET: u64 = 0x1000;
+
+/// Where the MMIO loop starts in guest RAM.
+pub const MMIO_LOOP_OFFSET: u64 = 0x3000;
+
+/// Where the MMIO loop's PL011 is: QEMU virt's address, outside RAM.
+pub const UART_GPA: u64 = 0x0900_0000;
 
 /// Where the probes start in guest RAM: [`PROBE_READ`], [`PROBE_WRITE`]
 /// and [`PROBE_FILL`] bytes past it.
@@ -59,6 +66,26 @@ pub fn install_hvc_loop(vaddr: u64, count: u64) -> Result<(), sel4::Error> {
         0x1400_0000,                // b .
     ];
     write(vaddr + HVC_LOOP_OFFSET, &code)
+}
+
+/// Writes the MMIO loop at `vaddr + MMIO_LOOP_OFFSET`: `count` (at most
+/// 65535) 32-bit loads from the flag register (UARTFR, 0x18) of the PL011
+/// at [`UART_GPA`], which has no effect, then SYSTEM_OFF: the load the
+/// Microkit exit benchmark's guest makes.
+pub fn install_mmio_loop(vaddr: u64, count: u64) -> Result<(), sel4::Error> {
+    let count = u32::try_from(count.min(0xffff)).unwrap_or(0xffff);
+    let code = [
+        0xd280_0013 | (count << 5), // movz x19, #count
+        0xd2a1_2001,                // movz x1, #0x0900, lsl #16: UART_GPA
+        0xb940_1822,                // ldr w2, [x1, #0x18]: UARTFR
+        0xf100_0673,                // subs x19, x19, #1
+        0x54ff_ffc1,                // b.ne the ldr above
+        0xd280_0100,                // movz x0, #0x0008
+        0xf2b0_8000,                // movk x0, #0x8400, lsl #16: SYSTEM_OFF
+        0xd400_0002,                // hvc #0
+        0x1400_0000,                // b .
+    ];
+    write(vaddr + MMIO_LOOP_OFFSET, &code)
 }
 
 /// Writes `code` at `vaddr` and cleans the data cache over it: the guest
