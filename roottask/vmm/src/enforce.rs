@@ -22,6 +22,8 @@ use crate::start::Started;
 const CODE_GPA: u64 = RAM_GPA;
 /// The probed memslot, backed by guest RAM 1 MiB in.
 const PROBED_GPA: u64 = 0x4100_0000;
+/// Where the probed memslot moves to.
+const MOVED_GPA: u64 = 0x4200_0000;
 /// The probed guest_memfd memslot.
 const PRIVATE_GPA: u64 = 0x5000_0000;
 const PAGES: u64 = 16;
@@ -162,6 +164,22 @@ fn locked_then_deleted(started: &mut Started) -> Result<bool, Errno> {
     Ok(a && b && c)
 }
 
+/// A moved memslot's old range faults, also after a lock had mapped it,
+/// and the slot reads at its new range (rule 3.6's move).
+fn moved(started: &mut Started) -> Result<bool, Errno> {
+    let moved_away = |s: &mut Started, vm| {
+        add(s, vm, probed(0))?;
+        lock_unlock(s, vm)?;
+        add(s, vm, MemoryRegion { guest_phys_addr: MOVED_GPA, ..probed(0) })
+    };
+    let (old, ()) = trial(started, moved_away, PROBE_READ, PROBED_GPA)?;
+    let (new, ()) = trial(started, moved_away, PROBE_READ, MOVED_GPA)?;
+    let want = Ended::Stopped(StopReason::Unmapped { gpa: Gpa(PROBED_GPA) });
+    let a = report("a moved memslot's old range faults, also after a lock mapped it", old.ended == want, &Seen(&old));
+    let b = report("a moved memslot reads at its new range", powered_off(&new), &Seen(&new));
+    Ok(a && b)
+}
+
 /// A new guest_memfd of VM `vm`, bound to its private slot; its handle.
 fn bound_memfd(started: &mut Started, vm: VmId) -> Result<GmemHandle, Errno> {
     let h = call(started, Request::CreateGuestMemfd { vm, size: PAGES * 4096, flags: 0 })? as u32;
@@ -227,9 +245,10 @@ fn internal(started: &mut Started) -> Result<bool, Errno> {
 
 /// Runs every check; prints one line each and a verdict.
 pub fn run(started: &mut Started) {
-    let groups: [(&str, fn(&mut Started) -> Result<bool, Errno>); 4] = [
+    let groups: [(&str, fn(&mut Started) -> Result<bool, Errno>); 5] = [
         ("READONLY", readonly),
         ("lock and delete", locked_then_deleted),
+        ("move", moved),
         ("guest_memfd", private_memory),
         ("internal VM", internal),
     ];
