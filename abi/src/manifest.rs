@@ -167,8 +167,9 @@ pub struct Dev {
     /// [`DEV_PL011`], [`DEV_GICV2_DIST`], [`DEV_GICV3_DIST`] or
     /// [`DEV_GICV3_REDIST`].
     pub kind: U32,
-    /// Zero.
-    pub pad: U32,
+    /// A PL011's interrupt, an SPI of the VM's virtual GIC (32 and up), or 0
+    /// for none; 0 for the GIC's frames.
+    pub irq: U32,
     /// Guest-physical base.
     pub base: U64,
     /// Size in bytes.
@@ -337,7 +338,9 @@ impl Manifest {
             || self.ram.iter().any(|r| !aligned(r.vmm_vaddr.get()) || !aligned(r.size.get()) || r.size.get() == 0)
             || self.files.iter().any(|f| !aligned(f.size.get()) || f.size.get() == 0 || !aligned(f.gpa.get()))
             || self.devices.iter().any(|d| {
-                !(DEV_PL011..=DEV_GICV3_REDIST).contains(&d.kind.get()) || d.pad.get() != 0 || d.size.get() == 0
+                !(DEV_PL011..=DEV_GICV3_REDIST).contains(&d.kind.get())
+                    || (d.irq.get() != 0 && (d.kind.get() != DEV_PL011 || d.irq.get() < 32))
+                    || d.size.get() == 0
             })
             || self.slots.iter().any(|s| {
                 let gmem = s.flags.get() & SLOT_GMEM != 0;
@@ -441,7 +444,7 @@ mod tests {
         m.devices
             .push(Dev {
                 kind: U32::new(DEV_PL011),
-                pad: U32::new(0),
+                irq: U32::new(0),
                 base: U64::new(0x900_0000),
                 size: U64::new(0x1000),
             })
@@ -494,6 +497,7 @@ mod tests {
             |m: &mut Manifest| m.slots[1].file = U32::new(5),
             |m: &mut Manifest| m.slots[0].pad = U32::new(1),
             |m: &mut Manifest| m.devices[0].kind = U32::new(9),
+            |m: &mut Manifest| m.devices[0].irq = U32::new(31),
             |m: &mut Manifest| m.devices[0].kind = U32::new(0),
             |m: &mut Manifest| m.devices[0].kind = U32::new(DEV_GICV3_REDIST + 1),
             |m: &mut Manifest| m.files[0].size = U64::new(100),

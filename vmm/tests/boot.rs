@@ -37,7 +37,7 @@ fn manifest() -> Manifest {
     m.slots.push(slot(1, SLOT_READONLY, 0x4800_0000, 8, RAM_VADDR + 8 * PAGE_SIZE, 0)).unwrap();
     m.slots.push(slot(2, SLOT_GMEM, 0x5000_0000, 4, 0, 0)).unwrap();
     m.devices
-        .push(Dev { kind: U32::new(DEV_PL011), pad: U32::new(0), base: U64::new(0x900_0000), size: U64::new(0x1000) })
+        .push(Dev { kind: U32::new(DEV_PL011), irq: U32::new(0), base: U64::new(0x900_0000), size: U64::new(0x1000) })
         .unwrap();
     m
 }
@@ -89,7 +89,7 @@ fn a_private_slot_past_its_file_is_refused() {
 const REDIST: u64 = 4 * 0x2_0000;
 
 fn dev(kind: u32, base: u64, size: u64) -> Dev {
-    Dev { kind: U32::new(kind), pad: U32::new(0), base: U64::new(base), size: U64::new(size) }
+    Dev { kind: U32::new(kind), irq: U32::new(0), base: U64::new(base), size: U64::new(size) }
 }
 
 /// The manifest's GIC records give the VM its virtual GIC (rule 6.10):
@@ -142,4 +142,18 @@ fn gic_records_that_do_not_make_one_gic_are_refused() {
         assert!(v.registry().entries().next().is_none());
         assert_eq!(v.kernel().state(), fresh.kernel().state());
     }
+}
+
+/// A PL011 record's interrupt connects the UART's line (rule 6.9).
+#[test]
+fn a_pl011_records_interrupt_connects_its_line() {
+    use vmm::devices::pl011::Pl011;
+    use vmm::devices::Device;
+    let mut v = world();
+    let mut m = manifest();
+    m.devices[0].irq = U32::new(33);
+    let id = v.build_from_manifest(&m, Owner::Internal, None).unwrap();
+    let devices: Vec<Device> = v.registry().entry(id).unwrap().vm().devices().iter().map(|r| r.device).collect();
+    assert_eq!(devices, [Device::Pl011(Pl011::with_irq(33))]);
+    assert_ne!(Device::Pl011(Pl011::with_irq(33)), Device::Pl011(Pl011::new()), "the line is part of the UART");
 }

@@ -17,8 +17,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::exit_guest::{
-    self, reg, tcb, vcpu_obj, IL, ISV, RAM_GPA, ROM_GPA, ROM_PAGES, SF, SLOT_PAGES, SSE, UART, UNKNOWN_SYSCALL,
-    USER_EXCEPTION, VCPU_FAULT, VGIC_MAINTENANCE, VM_FAULT, VPPI_EVENT, WNR,
+    self, reg, tcb, vcpu_obj, CR, DR, FBRD, FR, FR_RXFE, FR_TXFE, IBRD, IL, IMSC, ISV, LCR_H, PERIPH_ID0, RAM_GPA,
+    ROM_GPA, ROM_PAGES, SF, SLOT_PAGES, SSE, UART, UNKNOWN_SYSCALL, USER_EXCEPTION, VCPU_FAULT, VGIC_MAINTENANCE,
+    VM_FAULT, VPPI_EVENT, WNR,
 };
 use common::*;
 use vmm::arch::aarch64::esr::Esr;
@@ -116,16 +117,7 @@ const SPSR_EL1H_DAIF: u64 = (0b1111 << 6) | 0b0101;
 
 // ---- PL011 (PL011 TRM, register summary). ----
 
-const DR: u64 = 0x000;
-const FR: u64 = 0x018;
-const IBRD: u64 = 0x024;
-const FBRD: u64 = 0x028;
-const LCR_H: u64 = 0x02c;
-const CR: u64 = 0x030;
-const IMSC: u64 = 0x038;
-const PERIPH_ID0: u64 = 0xfe0;
-const FR_RXFE: u64 = 1 << 4;
-const FR_TXFE: u64 = 1 << 7;
+// The registers: `common::exit_guest`.
 
 // ---- The guests. ----
 

@@ -13,13 +13,15 @@
 mod common;
 
 use common::exit_guest::{
-    self, reg, tcb, vcpu_obj, IL, ISV, UART, VCPU_FAULT, VGIC_MAINTENANCE, VM_FAULT, VPPI_EVENT, WNR,
+    self, reg, tcb, vcpu_obj, DR, FR, FR_RXFE, ICR, IL, IMSC, ISV, MIS, RXIM, TXIM, UART, VCPU_FAULT, VGIC_MAINTENANCE,
+    VM_FAULT, VPPI_EVENT, WNR,
 };
 use common::*;
 use vmm::addr::Gpa;
 use vmm::arch::aarch64::regs::TcbReg;
 use vmm::arch::aarch64::vgic::{GicVersion, VgicError};
-use vmm::devices::pl011::Console;
+use vmm::devices::pl011::{self, Console, Pl011};
+use vmm::devices::Device;
 use vmm::kernel::Virq;
 use vmm::registry::Owner;
 use vmm::{ExitAction, StopReason};
@@ -265,4 +267,89 @@ fn a_vm_without_a_gic_keeps_its_direct_injection() {
     let vm = exit_guest::guest(&mut v, A, 0, 1, 0);
     v.irq_line(A, vm, 40, 1).unwrap();
     assert_eq!(injected(&v, vm, 0), [(Virq::plain(40), 0)]);
+}
+
+// ---- The PL011's interrupts through the virtual GIC (rules 6.9, 6.10). ----
+
+// The PL011's registers: `common::exit_guest`.
+
+/// A running VM of `A` with one vCPU, a GICv2 whose distributor forwards
+/// `SPI` to vCPU 0, and a PL011 at `UART` whose line drives `SPI`.
+fn uart_guest() -> (Box<TestVmm>, VmId) {
+    let mut v = world();
+    let vm = v.create_vm(A).unwrap();
+    v.create_vcpu(A, vm, VcpuId(0)).unwrap();
+    v.set_memory_region(A, vm, &ram_region(0, exit_guest::RAM_GPA, exit_guest::SLOT_PAGES, 0)).unwrap();
+    v.register_device(A, vm, Gpa(UART), pl011::SIZE, Device::Pl011(Pl011::with_irq(SPI))).unwrap();
+    v.register_gic(A, vm, GicVersion::V2, Gpa(GICD), None).unwrap();
+    v.run_vcpu(A, vm, VcpuId(0), exit_guest::RAM_GPA, 0).unwrap();
+    enable_spi(&mut v, vm);
+    (v, vm)
+}
+
+/// vCPU 0's 32-bit access at `offset` of the UART: a store of `value`
+/// from x2, or a load into x5 (returned).
+fn uart_access(v: &mut TestVmm, vm: VmId, offset: u64, store: Option<u64>) -> u64 {
+    if let Some(value) = store {
+        v.set_reg(A, vm, VcpuId(0), 2, value).unwrap();
+    }
+    let pc = reg(v, vm, 0, TcbReg::Pc);
+    let esr = match store {
+        Some(_) => dabt(4, 2, true),
+        None => dabt(4, 5, false),
+    };
+    assert_eq!(exit(v, vm, 0, VM_FAULT, &[pc, UART + offset, 0, esr]), ExitAction::Resume);
+    reg(v, vm, 0, TcbReg::X(5))
+}
+
+#[test]
+fn console_input_raises_the_uarts_receive_interrupt_until_the_guest_reads_it() {
+    let (mut v, vm) = uart_guest();
+    // Masked: the byte waits in the FIFO, the line stays low.
+    assert_eq!(v.console_input(A, vm, b'a'), Ok(true));
+    assert!(injected(&v, vm, 0).is_empty());
+    assert_eq!(uart_access(&mut v, vm, FR, None) & FR_RXFE, 0, "the FIFO holds a byte");
+    // Unmasking it raises the line: the SPI goes into a list register.
+    uart_access(&mut v, vm, IMSC, Some(RXIM));
+    assert_eq!(injected(&v, vm, 0), [(Virq::plain(SPI as u16), 0)]);
+    assert_eq!(uart_access(&mut v, vm, MIS, None), RXIM);
+    // The guest reads the byte: the FIFO is empty, the line low.
+    assert_eq!(uart_access(&mut v, vm, DR, None), u64::from(b'a'));
+    assert_eq!(uart_access(&mut v, vm, FR, None) & FR_RXFE, FR_RXFE);
+    assert_eq!(uart_access(&mut v, vm, MIS, None), 0);
+    // Its EOI frees the list register; the next byte comes in again.
+    assert_eq!(exit(&mut v, vm, 0, VGIC_MAINTENANCE, &[0]), ExitAction::Resume);
+    assert_eq!(v.console_input(A, vm, b'b'), Ok(true));
+    assert_eq!(injected(&v, vm, 0).len(), 2);
+    assert_eq!(uart_access(&mut v, vm, DR, None), u64::from(b'b'));
+}
+
+#[test]
+fn a_sent_byte_raises_the_transmit_interrupt_until_cleared() {
+    let (mut v, vm) = uart_guest();
+    uart_access(&mut v, vm, IMSC, Some(TXIM));
+    assert!(injected(&v, vm, 0).is_empty(), "nothing sent yet");
+    uart_access(&mut v, vm, DR, Some(u64::from(b'x')));
+    assert_eq!(injected(&v, vm, 0), [(Virq::plain(SPI as u16), 0)]);
+    assert_eq!(uart_access(&mut v, vm, MIS, None), TXIM);
+    uart_access(&mut v, vm, ICR, Some(TXIM));
+    assert_eq!(uart_access(&mut v, vm, MIS, None), 0);
+}
+
+#[test]
+fn the_receive_fifo_holds_sixteen_bytes_and_drops_the_rest() {
+    let (mut v, vm) = uart_guest();
+    for i in 0..16u8 {
+        assert_eq!(v.console_input(A, vm, b'0' + i), Ok(true), "byte {i}");
+    }
+    assert_eq!(v.console_input(A, vm, b'!'), Ok(false), "an overrun drops the byte");
+    for i in 0..16u8 {
+        assert_eq!(uart_access(&mut v, vm, DR, None), u64::from(b'0' + i));
+    }
+    assert_eq!(uart_access(&mut v, vm, DR, None), 0, "an empty FIFO reads 0");
+    // A VM without a UART, and another client's VM, take no input.
+    let mut w = world();
+    let bare = w.create_vm(A).unwrap();
+    assert_eq!(w.console_input(A, bare, b'a').map_err(|e| e.errno()), Err(Errno::ENOENT));
+    assert_eq!(v.console_input(B, vm, b'a').map_err(|e| e.errno()), Err(Errno::EPERM));
 }

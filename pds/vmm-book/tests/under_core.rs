@@ -131,7 +131,7 @@ fn manifest(internal: bool) -> Manifest {
     m.slots.push(slot(0, SLOT_LOCKABLE, RAM_GPA, HALF, RAM_VMM)).unwrap();
     m.slots.push(slot(2, SLOT_LOCKABLE, RAM_GPA + HALF, HALF, RAM_VMM + HALF)).unwrap();
     m.slots.push(slot(1, SLOT_GMEM, PRIVATE_GPA, PRIVATE_SIZE, 0)).unwrap();
-    let uart = Dev { kind: U32::new(DEV_PL011), pad: U32::new(0), base: U64::new(0x900_0000), size: U64::new(0x1000) };
+    let uart = Dev { kind: U32::new(DEV_PL011), irq: U32::new(0), base: U64::new(0x900_0000), size: U64::new(0x1000) };
     m.devices.push(uart).unwrap();
     let mut buf = [0u8; 4096];
     let n = m.encode(&mut buf).unwrap();

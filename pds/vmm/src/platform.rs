@@ -64,7 +64,11 @@ impl Platform for MicrokitPlatform {
                 debug_println!("{}: VM {}: a client's VM cannot have a virtual GIC: refused", self.pd, vm.0);
                 return Err(Errno::EOPNOTSUPP);
             }
-            if let Err(e) = devices.register(Gpa(d.base.get()), d.size.get(), Device::Pl011(Pl011::new())) {
+            let uart = match d.irq.get() {
+                0 => Pl011::new(),
+                irq => Pl011::with_irq(irq),
+            };
+            if let Err(e) = devices.register(Gpa(d.base.get()), d.size.get(), Device::Pl011(uart)) {
                 debug_println!("{}: VM {} cannot have its devices ({e}): refused", self.pd, vm.0);
                 return Err(vmm::Error::from(e).errno());
             }

@@ -79,7 +79,8 @@ pub fn manifest(vm: &Vm) -> Result<Manifest, String> {
         let kind = match d.kind {
             DeviceKind::Pl011 => DEV_PL011,
         };
-        let rec = Dev { kind: U32::new(kind), pad: U32::new(0), base: U64::new(d.base), size: U64::new(d.size) };
+        let irq = U32::new(d.irq.unwrap_or(0));
+        let rec = Dev { kind: U32::new(kind), irq, base: U64::new(d.base), size: U64::new(d.size) };
         m.devices.push(rec).map_err(|_| too_many("devices", vm.devices.len(), m.devices.capacity()))?;
     }
     if let Some(gic) = &vm.gic {
@@ -92,7 +93,7 @@ pub fn manifest(vm: &Vm) -> Result<Manifest, String> {
                 (true, "distributor") => DEV_GICV3_DIST,
                 (true, _) => DEV_GICV3_REDIST,
             };
-            let rec = Dev { kind: U32::new(kind), pad: U32::new(0), base: U64::new(base), size: U64::new(size) };
+            let rec = Dev { kind: U32::new(kind), irq: U32::new(0), base: U64::new(base), size: U64::new(size) };
             m.devices
                 .push(rec)
                 .map_err(|_| too_many("devices and GIC frames", vm.devices.len() + 2, m.devices.capacity()))?;

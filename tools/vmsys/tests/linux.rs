@@ -200,6 +200,9 @@ fn the_boot_manifest_carries_the_gic_frames_the_vmm_emulates() {
     use vmm_abi::manifest::{DEV_GICV2_DIST, DEV_GICV3_DIST, DEV_GICV3_REDIST, DEV_PL011};
     // GICv2: the distributor only (the CPU interface is the hardware's).
     assert_eq!(devices(VIRT), [(DEV_PL011, 0x900_0000, 0x1000), (DEV_GICV2_DIST, 0x800_0000, 0x1000)]);
+    // The UART's interrupt goes with it.
+    let m = vmsys::boot_manifest::manifest(&parse(VIRT).vms[0]).unwrap();
+    assert_eq!(m.devices.iter().map(|d| d.irq.get()).collect::<Vec<_>>(), [33, 0]);
     let v3 = edit(&edit(VIRT, "version = 2", "version = 3"), "cpu = 0x08010000 ", "redist = 0x080a0000");
     assert_eq!(
         devices(&v3),

@@ -55,6 +55,8 @@ crate::errors! {
         Overlap => EEXIST, "device range overlaps another device",
         /// The table is full.
         Full => ENOSPC, "too many devices",
+        /// Console input for a VM with no PL011.
+        NoUart => ENOENT, "the VM has no PL011 to take console input",
         /// A second virtual GIC for one VM.
         GicExists => EEXIST, "the VM already has a virtual GIC",
         /// Redistributors given to a GICv2 or missing from a GICv3, or a
@@ -93,5 +95,10 @@ impl DeviceMap {
     /// Every region, by address.
     pub fn iter(&self) -> impl Iterator<Item = &Region> {
         self.regions.iter()
+    }
+
+    /// Every region, by address, mutably.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Region> {
+        self.regions.iter_mut()
     }
 }

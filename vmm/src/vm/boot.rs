@@ -96,9 +96,14 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
                 DEV_GICV3_REDIST if redist.is_none() => redist = Some((n, base)),
                 DEV_GICV2_DIST | DEV_GICV3_DIST => return Err(BootError::Device(n, DeviceError::GicExists.into())),
                 DEV_GICV3_REDIST => return Err(refused(n)),
-                _ => self
-                    .register_device(owner, id, base, d.size.get(), Device::Pl011(Pl011::new()))
-                    .map_err(|e| BootError::Device(n, e))?,
+                _ => {
+                    let uart = match d.irq.get() {
+                        0 => Pl011::new(),
+                        irq => Pl011::with_irq(irq),
+                    };
+                    self.register_device(owner, id, base, d.size.get(), Device::Pl011(uart))
+                        .map_err(|e| BootError::Device(n, e))?
+                }
             }
         }
         // Each record's size must be the frame the vGIC emulates.

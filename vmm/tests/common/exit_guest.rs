@@ -69,3 +69,20 @@ pub const ISV: u64 = 1 << 24;
 pub const SSE: u64 = 1 << 21;
 pub const SF: u64 = 1 << 15;
 pub const WNR: u64 = 1 << 6;
+
+// PL011 registers and bits (PL011 TRM, 3.2 and 3.3).
+pub const DR: u64 = 0x000;
+pub const FR: u64 = 0x018;
+pub const IBRD: u64 = 0x024;
+pub const FBRD: u64 = 0x028;
+pub const LCR_H: u64 = 0x02c;
+pub const CR: u64 = 0x030;
+pub const IMSC: u64 = 0x038;
+pub const MIS: u64 = 0x040;
+pub const ICR: u64 = 0x044;
+pub const PERIPH_ID0: u64 = 0xfe0;
+pub const FR_RXFE: u64 = 1 << 4;
+pub const FR_TXFE: u64 = 1 << 7;
+/// IMSC, RIS, MIS and ICR: receive and transmit.
+pub const RXIM: u64 = 1 << 4;
+pub const TXIM: u64 = 1 << 5;

@@ -22,7 +22,7 @@ use crate::arch::aarch64::regs::TcbReg;
 use crate::arch::aarch64::vgic::VgicError;
 use crate::caps::TcbCap;
 use crate::devices::pl011::Console;
-use crate::devices::Device;
+use crate::devices::{Device, DeviceError};
 use crate::error::Error;
 use crate::kernel::{During, Invocation, Kernel, Refused};
 use crate::platform::Platform;
@@ -154,6 +154,27 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         Ok(vm.devices.register(base, size, device)?)
     }
 
+    /// Console input for VM `id`: `byte` goes into the receive FIFO of its
+    /// first PL011, whose interrupt line then rises (rule 6.9). False, and
+    /// the byte dropped, if the FIFO is full; `ENOENT` if the VM has no
+    /// PL011.
+    pub fn console_input(&mut self, caller: Caller, id: VmId, byte: u8) -> Result<bool, Error> {
+        let vm = &mut self.registry.get_mut(caller, id)?.vm;
+        let uart = vm.devices.iter_mut().find_map(|r| match &mut r.device {
+            Device::Pl011(u) => Some(u),
+            _ => None,
+        });
+        let Some(uart) = uart else { return Err(DeviceError::NoUart.into()) };
+        let before = uart.line();
+        let taken = uart.receive(byte);
+        if let Some(irq) = uart.irq().filter(|_| uart.line() != before) {
+            if let Err(e) = self.device_line(id, irq, true) {
+                let _ = self.stop_vm(id, StopReason::Kernel(e));
+            }
+        }
+        Ok(taken)
+    }
+
     /// The listed VM and vCPU whose TCB is in `tcb` (a Microkit VMM learns
     /// of a fault by the faulting vCPU's id, which names its TCB slot).
     pub fn vcpu_by_tcb(&self, tcb: crate::caps::Slot) -> Option<(VmId, VcpuId)> {
@@ -262,6 +283,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         // At most one register read and one write of the result: what an
         // exit costs on seL4 is mostly invocations.
         let k = &mut self.kernel;
+        let line_before = uart.line();
         let result = if access.write {
             let value = match access.reg {
                 Some(r) => match k.tcb_read_register(tcb, TcbReg::X(r)).during(Invocation::TcbReadRegisters) {
@@ -274,13 +296,16 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             None
         } else {
             // A load into xzr still reads the device (reads can have effects).
-            let raw = uart.read(offset);
+            let raw = uart.load(offset);
             access.reg.map(|r| (TcbReg::X(r), access.load_result(raw)))
         };
-        match k
+        // The UART's interrupt line, if the access moved it.
+        let line = uart.irq().filter(|_| uart.line() != line_before).map(|irq| (irq, uart.line()));
+        let r = k
             .tcb_write_result(tcb, result, pc.wrapping_add(esr.instruction_len()))
             .during(Invocation::TcbWriteRegisters)
-        {
+            .and_then(|()| line.map_or(Ok(()), |(irq, level)| self.device_line(id, irq, level)));
+        match r {
             Ok(()) => ExitAction::Resume,
             Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
         }

@@ -23,7 +23,7 @@ use crate::Vmm;
 use vmm_abi::{VcpuId, VmId};
 
 use super::exit::{Abort, ExitAction, StopReason};
-use super::vgic::{Effects, GicVersion, Vgic};
+use super::vgic::{Effects, GicVersion, Line, Vgic};
 
 /// ICC_SGI1R_EL1 and ICC_SGI0R_EL1 as a trapped MSR's syndrome names them
 /// (Op0 3, Op1 0, CRn 12, CRm 11; Op2 5 and 7), with the ISS's Rt and
@@ -201,6 +201,21 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             Ok(()) => ExitAction::Resume,
             Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
         })
+    }
+
+    /// The interrupt line of one of VM `id`'s devices, interrupt `irq`,
+    /// went to `level`: the VM's virtual GIC takes it and delivers what it
+    /// makes ready. A VM without a GIC has nothing to take it.
+    #[inline(never)]
+    pub(super) fn device_line(&mut self, id: VmId, irq: u32, level: bool) -> Result<(), Refused> {
+        let Some(model) = self.gics.get_mut(id) else { return Ok(()) };
+        // The VMM connected the line; an id that is not an SPI has nowhere
+        // to go, and nothing changes.
+        let Ok(fx) = model.set_level(Line::Spi(irq), level) else { return Ok(()) };
+        if let Some(e) = self.registry.entry_mut(id) {
+            e.vm.lines.set(irq, level);
+        }
+        self.deliver(id, fx)
     }
 
     /// Puts into the list registers of each vCPU in `fx.kick` what the

@@ -74,7 +74,7 @@ impl Lines {
     }
 
     /// Sets the level of line `irq`.
-    fn set(&mut self, irq: u32, level: bool) {
+    pub(crate) fn set(&mut self, irq: u32, level: bool) {
         if let Some(w) = self.0.get_mut((irq / 64) as usize) {
             let bit = 1u64 << (irq % 64);
             if level {
