@@ -65,18 +65,22 @@ fn lock(started: &mut Started, pages: u64) -> Result<u64, Errno> {
     r
 }
 
-/// Instructions per HVC exit round trip (guest `hvc`, seL4, the root task's
-/// fault handling and the core's PSCI, reply), over a guest run of
-/// [`EXITS`] of them.
-fn hvc(started: &mut Started) -> Result<u64, Errno> {
+/// Instructions per exit round trip of the guest loop at `offset` in
+/// guest RAM ([`EXITS`] exits, then the power-off), in a VM whose code slot
+/// is locked and to which `devices` has given what the loop reaches.
+fn round_trip(
+    started: &mut Started,
+    offset: u64,
+    devices: impl FnOnce(&mut Started, VmId) -> Result<(), Errno>,
+) -> Result<u64, Errno> {
     let vm = VmId(call(started, Request::CreateVm)? as u32);
     let r = (|| {
         call(started, Request::CreateVcpu { vm, vcpu: VcpuId(0) })?;
         call(started, Request::SetMemoryRegion { vm, region: ram_slot(0, RAM_GPA, RAM_PAGES) })?;
         call(started, Request::LockMemslot { vm, slot: 0, flags: LOCK_READ | LOCK_WRITE })?;
-        let entry = RAM_GPA + guest::HVC_LOOP_OFFSET;
+        devices(started, vm)?;
         let start = now();
-        call(started, Request::RunVcpu { vm, vcpu: VcpuId(0), entry, arg: 0 })?;
+        call(started, Request::RunVcpu { vm, vcpu: VcpuId(0), entry: RAM_GPA + offset, arg: 0 })?;
         match exits::run_until_stopped(started.core, started.faults, started.reply) {
             Ended::Stopped(StopReason::SystemOff) => Ok((now() - start) * INSTRUCTIONS_PER_TICK / EXITS),
             _ => Err(Errno::EIO),
@@ -86,29 +90,21 @@ fn hvc(started: &mut Started) -> Result<u64, Errno> {
     r
 }
 
-/// Instructions per MMIO exit round trip (a guest load from the emulated
+/// Instructions per HVC exit round trip: guest `hvc`, seL4, the root
+/// task's fault handling and the core's PSCI, reply.
+fn hvc(started: &mut Started) -> Result<u64, Errno> {
+    round_trip(started, guest::HVC_LOOP_OFFSET, |_, _| Ok(()))
+}
+
+/// Instructions per MMIO exit round trip: a guest load from the emulated
 /// PL011, seL4, the root task's fault handling and the core's emulation,
-/// the register written and the PC moved, reply), over a guest run of
-/// [`EXITS`] of them.
+/// the register written and the PC moved, reply.
 fn mmio(started: &mut Started) -> Result<u64, Errno> {
-    let vm = VmId(call(started, Request::CreateVm)? as u32);
-    let r = (|| {
-        call(started, Request::CreateVcpu { vm, vcpu: VcpuId(0) })?;
-        call(started, Request::SetMemoryRegion { vm, region: ram_slot(0, RAM_GPA, RAM_PAGES) })?;
-        call(started, Request::LockMemslot { vm, slot: 0, flags: LOCK_READ | LOCK_WRITE })?;
+    round_trip(started, guest::MMIO_LOOP_OFFSET, |started, vm| {
         let uart = Device::Pl011(Pl011::new());
         let owner = Owner::Client(PRIVILEGED);
-        started.core.register_device(owner, vm, Gpa(guest::UART_GPA), pl011::SIZE, uart).map_err(|e| e.errno())?;
-        let entry = RAM_GPA + guest::MMIO_LOOP_OFFSET;
-        let start = now();
-        call(started, Request::RunVcpu { vm, vcpu: VcpuId(0), entry, arg: 0 })?;
-        match exits::run_until_stopped(started.core, started.faults, started.reply) {
-            Ended::Stopped(StopReason::SystemOff) => Ok((now() - start) * INSTRUCTIONS_PER_TICK / EXITS),
-            _ => Err(Errno::EIO),
-        }
-    })();
-    call(started, Request::DestroyVm { vm })?;
-    r
+        started.core.register_device(owner, vm, Gpa(guest::UART_GPA), pl011::SIZE, uart).map_err(|e| e.errno())
+    })
 }
 
 /// Measures and prints every figure.
