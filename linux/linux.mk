@@ -46,4 +46,4 @@ linux-guest: $(LINUX_OUT)/Image $(LINUX_OUT)/busybox
 linux-floor: linux-guest
 	@command -v $(QEMU) >/dev/null || { echo "linux-floor: $(QEMU) not found: install qemu-system-arm"; exit 1; }
 	linux/console $(LINUX_OUT)/floor.log $(LINUX_TIMEOUT) $(LINUX_QEMU_FLOOR)
-	@echo "linux-floor: bare QEMU virt, no hypervisor, 2 CPUs, -icount shift=0,sleep=off: $$(grep -a -o 'reached /init at [0-9.]* s' $(LINUX_OUT)/floor.log) of the guest's uptime"
+	@echo "linux-floor: bare QEMU virt, no hypervisor, 2 CPUs, -icount shift=0,sleep=off, in the guest's uptime: $$(grep -a -o 'reached /init at [0-9.]* s' $(LINUX_OUT)/floor.log), the self-test done and the $$(grep -a -o 'shell at [0-9.]* s' $(LINUX_OUT)/floor.log)"
