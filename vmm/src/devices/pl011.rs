@@ -101,6 +101,17 @@ impl Pl011 {
         self.ris & self.imsc != 0
     }
 
+    /// Its interrupt and line level now, if the line is connected: taken
+    /// before an access, for [`Pl011::moved`] after it.
+    pub fn watch(&self) -> Option<(u32, bool)> {
+        self.irq.map(|irq| (irq, self.line()))
+    }
+
+    /// Its interrupt and new level, if its line moved since `watched`.
+    pub fn moved(&self, watched: Option<(u32, bool)>) -> Option<(u32, bool)> {
+        watched.filter(|&(_, before)| self.line() != before).map(|(irq, _)| (irq, self.line()))
+    }
+
     /// Takes `byte` of console input into the receive FIFO; false, and the
     /// byte dropped, if the FIFO is full (as the hardware's overrun).
     pub fn receive(&mut self, byte: u8) -> bool {

@@ -165,12 +165,11 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             _ => None,
         });
         let Some(uart) = uart else { return Err(DeviceError::NoUart.into()) };
-        let before = uart.line();
+        let watched = uart.watch();
         let taken = uart.receive(byte);
-        if let Some(irq) = uart.irq().filter(|_| uart.line() != before) {
-            if let Err(e) = self.device_line(id, irq, true) {
-                let _ = self.stop_vm(id, StopReason::Kernel(e));
-            }
+        if let Some((irq, level)) = uart.moved(watched) {
+            // An interrupt that is not an SPI of the VM's GIC goes nowhere.
+            let _ = self.spi_level(id, irq, level);
         }
         Ok(taken)
     }
@@ -283,7 +282,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         // At most one register read and one write of the result: what an
         // exit costs on seL4 is mostly invocations.
         let k = &mut self.kernel;
-        let line_before = uart.line();
+        let watched = uart.watch();
         let result = if access.write {
             let value = match access.reg {
                 Some(r) => match k.tcb_read_register(tcb, TcbReg::X(r)).during(Invocation::TcbReadRegisters) {
@@ -299,15 +298,16 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             let raw = uart.load(offset);
             access.reg.map(|r| (TcbReg::X(r), access.load_result(raw)))
         };
-        // The UART's interrupt line, if the access moved it.
-        let line = uart.irq().filter(|_| uart.line() != line_before).map(|irq| (irq, uart.line()));
-        let r = k
-            .tcb_write_result(tcb, result, pc.wrapping_add(esr.instruction_len()))
-            .during(Invocation::TcbWriteRegisters)
-            .and_then(|()| line.map_or(Ok(()), |(irq, level)| self.device_line(id, irq, level)));
-        match r {
-            Ok(()) => ExitAction::Resume,
-            Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
+        let moved = uart.moved(watched);
+        let r = k.tcb_write_result(tcb, result, pc.wrapping_add(esr.instruction_len()));
+        if let Err(e) = r.during(Invocation::TcbWriteRegisters) {
+            return self.stop_vm(id, StopReason::Kernel(e));
+        }
+        // The UART's interrupt line, if the access moved it; an interrupt
+        // that is not an SPI of the VM's GIC goes nowhere.
+        match moved.map(|(irq, level)| self.spi_level(id, irq, level)) {
+            Some(Ok(Some(stopped))) => stopped,
+            _ => ExitAction::Resume,
         }
     }
 

@@ -23,7 +23,7 @@ use crate::Vmm;
 use vmm_abi::{VcpuId, VmId};
 
 use super::exit::{Abort, ExitAction, StopReason};
-use super::vgic::{Effects, GicVersion, Line, Vgic};
+use super::vgic::{Effects, GicVersion, Line, Vgic, VgicError};
 
 /// ICC_SGI1R_EL1 and ICC_SGI0R_EL1 as a trapped MSR's syndrome names them
 /// (Op0 3, Op1 0, CRn 12, CRm 11; Op2 5 and 7), with the ISS's Rt and
@@ -171,16 +171,16 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
     #[inline(never)]
     pub(super) fn gic_sysreg(&mut self, id: VmId, vcpu: VcpuId, tcb: TcbCap, esr: Esr) -> Option<ExitAction> {
         let iss = esr.0 & 0x1ff_ffff;
+        // A read (direction 1) of a write-only register is not emulated.
+        if esr.ec() != EC_SYSREG || iss & 1 == 1 {
+            return None;
+        }
         let group1 = match iss & SYSREG_MASK {
             SGI1R => true,
             SGI0R => false,
             _ => return None,
         };
-        // A read (direction 1) of a write-only register is not emulated.
-        if esr.ec() != EC_SYSREG || iss & 1 == 1 {
-            return None;
-        }
-        self.registry.entry(id)?;
+        // The caller found the VM; the registers exist on a GICv3 only.
         self.gics.get(id).filter(|m| m.version() == GicVersion::V3)?;
         let rt = (iss >> 5 & 0x1f) as u8;
         let value = match rt {
@@ -203,19 +203,19 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         })
     }
 
-    /// The interrupt line of one of VM `id`'s devices, interrupt `irq`,
-    /// went to `level`: the VM's virtual GIC takes it and delivers what it
-    /// makes ready. A VM without a GIC has nothing to take it.
+    /// SPI `irq` of VM `id`'s virtual GIC goes to `level` (IRQ_LINE, or a
+    /// device's line) and what that makes ready is delivered. `Err`, and
+    /// nothing changed, if the VM has no GIC or `irq` is not one of its
+    /// SPIs. A delivery the kernel refuses stops the VM: the level is set
+    /// all the same, and the stop is returned for the caller to report.
     #[inline(never)]
-    pub(super) fn device_line(&mut self, id: VmId, irq: u32, level: bool) -> Result<(), Refused> {
-        let Some(model) = self.gics.get_mut(id) else { return Ok(()) };
-        // The VMM connected the line; an id that is not an SPI has nowhere
-        // to go, and nothing changes.
-        let Ok(fx) = model.set_level(Line::Spi(irq), level) else { return Ok(()) };
+    pub(super) fn spi_level(&mut self, id: VmId, irq: u32, level: bool) -> Result<Option<ExitAction>, VgicError> {
+        let model = self.gics.get_mut(id).ok_or(VgicError::NoSuchIrq)?;
+        let fx = model.set_level(Line::Spi(irq), level)?;
         if let Some(e) = self.registry.entry_mut(id) {
             e.vm.lines.set(irq, level);
         }
-        self.deliver(id, fx)
+        Ok(self.deliver(id, fx).err().map(|e| self.stop_vm(id, StopReason::Kernel(e))))
     }
 
     /// Puts into the list registers of each vCPU in `fx.kick` what the

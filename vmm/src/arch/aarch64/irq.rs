@@ -97,15 +97,11 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             return Err(VmError::BadIrq.into());
         }
         let high = level == 1;
-        if let Some(model) = self.gics.get_mut(id) {
-            let fx = model.set_level(Line::Spi(irq), high).map_err(|_| VmError::BadIrq)?;
-            vm.lines.set(irq, high);
+        if self.gics.get(id).is_some() {
             // The line is set: that is the request, done. Delivering what
             // it made ready is the VM's, as at an exit: an injection the
-            // kernel refuses stops the VM and tells its owner why.
-            if let Err(e) = self.deliver(id, fx) {
-                let _ = self.stop_vm(id, StopReason::Kernel(e));
-            }
+            // kernel refuses stops the VM.
+            self.spi_level(id, irq, high).map_err(|_| VmError::BadIrq)?;
             return Ok(());
         }
         if high && !vm.lines.level(irq) {
