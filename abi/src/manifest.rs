@@ -176,6 +176,13 @@ pub struct Dev {
     pub size: U64,
 }
 
+impl Dev {
+    /// A PL011's interrupt, if the record gives one (0: none).
+    pub fn interrupt(&self) -> Option<u32> {
+        Some(self.irq.get()).filter(|&irq| irq != 0)
+    }
+}
+
 /// Why a manifest was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ManifestError {

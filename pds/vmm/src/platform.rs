@@ -64,10 +64,7 @@ impl Platform for MicrokitPlatform {
                 debug_println!("{}: VM {}: a client's VM cannot have a virtual GIC: refused", self.pd, vm.0);
                 return Err(Errno::EOPNOTSUPP);
             }
-            let uart = match d.irq.get() {
-                0 => Pl011::new(),
-                irq => Pl011::with_irq(irq),
-            };
+            let uart = d.interrupt().map_or_else(Pl011::new, Pl011::with_irq);
             if let Err(e) = devices.register(Gpa(d.base.get()), d.size.get(), Device::Pl011(uart)) {
                 debug_println!("{}: VM {} cannot have its devices ({e}): refused", self.pd, vm.0);
                 return Err(vmm::Error::from(e).errno());

@@ -9,7 +9,7 @@
 //! names the record that broke a rule and leaves nothing behind.
 
 use crate::addr::Gpa;
-use crate::arch::aarch64::vgic::{GicVersion, Vgic};
+use crate::arch::aarch64::vgic::{frame_sizes, GicVersion};
 use crate::devices::pl011::Pl011;
 use crate::devices::{Device, DeviceError};
 use crate::error::Error;
@@ -97,23 +97,20 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
                 DEV_GICV2_DIST | DEV_GICV3_DIST => return Err(BootError::Device(n, DeviceError::GicExists.into())),
                 DEV_GICV3_REDIST => return Err(refused(n)),
                 _ => {
-                    let uart = match d.irq.get() {
-                        0 => Pl011::new(),
-                        irq => Pl011::with_irq(irq),
-                    };
+                    let uart = d.interrupt().map_or_else(Pl011::new, Pl011::with_irq);
                     self.register_device(owner, id, base, d.size.get(), Device::Pl011(uart))
                         .map_err(|e| BootError::Device(n, e))?
                 }
             }
         }
         // Each record's size must be the frame the vGIC emulates.
-        let frames = gic.and_then(|(_, version, _)| Vgic::new(version, self.config.vcpu_limit).ok());
+        let frames = gic.and_then(|(_, version, _)| frame_sizes(version, self.config.vcpu_limit));
         let size_of = |n: usize| m.devices.get(n).map_or(0, |d| d.size.get());
-        if let (Some((n, _, _)), Some(f)) = (gic, &frames) {
-            if size_of(n) != f.dist_size() {
+        if let (Some((n, _, _)), Some((dist_size, redist_size))) = (gic, frames) {
+            if size_of(n) != dist_size {
                 return Err(refused(n));
             }
-            if let Some((r, _)) = redist.filter(|(r, _)| size_of(*r) != f.redist_size()) {
+            if let Some((r, _)) = redist.filter(|(r, _)| size_of(*r) != redist_size) {
                 return Err(refused(r));
             }
         }

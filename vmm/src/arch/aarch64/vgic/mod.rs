@@ -101,6 +101,19 @@ pub const REDIST_STRIDE: u64 = 0x2_0000;
 // A GICv2 has at most eight CPU interfaces, and a vCPU set is a byte.
 const _: () = assert!(MAX_VCPUS <= 8 && SPIS.is_multiple_of(32) && SGIS == PPI_BASE);
 
+/// The sizes of the distributor frame and of the redistributor region
+/// (none on a GICv2) of a vGIC for `vcpus` vCPUs; `None` for a count the
+/// vGIC cannot serve (0, or above MAX_VCPUS).
+pub fn frame_sizes(version: GicVersion, vcpus: u32) -> Option<(u64, u64)> {
+    if vcpus == 0 || vcpus as usize > MAX_VCPUS {
+        return None;
+    }
+    Some(match version {
+        GicVersion::V2 => (DIST_SIZE_V2, 0),
+        GicVersion::V3 => (DIST_SIZE_V3, REDIST_STRIDE * u64::from(vcpus)),
+    })
+}
+
 /// The architecture version the guest sees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GicVersion {
@@ -235,19 +248,13 @@ impl Vgic {
 
     /// Size of the distributor frame, where [`Vgic::dist_read`] answers.
     pub fn dist_size(&self) -> u64 {
-        match self.version {
-            GicVersion::V2 => DIST_SIZE_V2,
-            GicVersion::V3 => DIST_SIZE_V3,
-        }
+        frame_sizes(self.version, self.vcpus()).map_or(0, |(dist, _)| dist)
     }
 
     /// Size of the redistributor region (GICv3: one per vCPU, contiguous;
     /// GICv2: none).
     pub fn redist_size(&self) -> u64 {
-        match self.version {
-            GicVersion::V2 => 0,
-            GicVersion::V3 => REDIST_STRIDE * u64::from(self.vcpus),
-        }
+        frame_sizes(self.version, self.vcpus()).map_or(0, |(_, redist)| redist)
     }
 
     /// A load of `size` bytes (1, 2, 4 or 8, as [`Access`] has it) at
