@@ -10,7 +10,7 @@ use zerocopy::little_endian::{U32, U64};
 
 use vmm::arch::aarch64::vgic::GicVersion;
 
-use crate::check::linux;
+use crate::check::linux::{self, Window};
 use crate::description::{Backing, Budget, Control, DeviceKind, Vm};
 
 /// The largest manifest the capacities allow: a header and every record.
@@ -87,10 +87,10 @@ pub fn manifest(vm: &Vm) -> Result<Manifest, String> {
         let frames = linux::windows(gic, vm.vcpus).ok_or("its [vm.gic] is not a GIC the VMM emulates")?;
         let v3 = linux::version(gic) == Some(GicVersion::V3);
         // The CPU interface is the hardware's, mapped by system.xml: no record.
-        for (name, base, size) in frames.into_iter().filter(|f| f.0 != "CPU interface") {
-            let kind = match (v3, name) {
+        for (window, base, size) in frames.into_iter().filter(|f| f.0.emulated()) {
+            let kind = match (v3, window) {
                 (false, _) => DEV_GICV2_DIST,
-                (true, "distributor") => DEV_GICV3_DIST,
+                (true, Window::Distributor) => DEV_GICV3_DIST,
                 (true, _) => DEV_GICV3_REDIST,
             };
             let rec = Dev { kind: U32::new(kind), irq: U32::new(0), base: U64::new(base), size: U64::new(size) };

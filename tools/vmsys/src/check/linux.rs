@@ -6,7 +6,7 @@
 //! own (`vmm::arch::aarch64::vgic`), so the description cannot promise the
 //! guest a GIC the VMM does not emulate.
 
-use vmm::arch::aarch64::vgic::{GicVersion, Vgic, IRQS, SPI_BASE};
+use vmm::arch::aarch64::vgic::{frame_sizes, GicVersion, IRQS, SPI_BASE};
 
 use super::{overlap, Ctx};
 use crate::description::{Backing, Gic, Vm};
@@ -28,18 +28,46 @@ pub fn version(gic: &Gic) -> Option<GicVersion> {
     }
 }
 
-/// The guest-physical windows of `gic` for `vcpus` vCPUs, with their
-/// names: the distributor, and the CPU interface (GICv2) or the
-/// redistributors (GICv3). `None` if the version or the count is not one
-/// the vGIC takes.
-pub fn windows(gic: &Gic, vcpus: u32) -> Option<Vec<(&'static str, u64, u64)>> {
-    let vgic = Vgic::new(version(gic)?, vcpus).ok()?;
-    let mut w = vec![("distributor", gic.dist, vgic.dist_size())];
-    match vgic.version() {
-        GicVersion::V2 => w.push(("CPU interface", gic.cpu?, GICC_SIZE)),
-        GicVersion::V3 => w.push(("redistributors", gic.redist?, vgic.redist_size())),
+/// One of a GIC's guest-physical windows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Window {
+    /// The distributor, which the VMM emulates.
+    Distributor,
+    /// A GICv2's CPU interface: the hardware's virtual one, mapped there.
+    CpuInterface,
+    /// A GICv3's redistributors, which the VMM emulates.
+    Redistributors,
+}
+
+impl Window {
+    /// Whether the VMM emulates it (its accesses must trap).
+    pub fn emulated(self) -> bool {
+        self != Window::CpuInterface
     }
-    Some(w)
+}
+
+impl std::fmt::Display for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Window::Distributor => "distributor",
+            Window::CpuInterface => "CPU interface",
+            Window::Redistributors => "redistributors",
+        })
+    }
+}
+
+/// The guest-physical windows of `gic` for `vcpus` vCPUs: the distributor,
+/// and the CPU interface (GICv2) or the redistributors (GICv3), each with
+/// its base and size. `None` if the version or the count is not one the
+/// vGIC takes.
+pub fn windows(gic: &Gic, vcpus: u32) -> Option<Vec<(Window, u64, u64)>> {
+    let version = version(gic)?;
+    let (dist_size, redist_size) = frame_sizes(version, vcpus)?;
+    let second = match version {
+        GicVersion::V2 => (Window::CpuInterface, gic.cpu?, GICC_SIZE),
+        GicVersion::V3 => (Window::Redistributors, gic.redist?, redist_size),
+    };
+    Some(vec![(Window::Distributor, gic.dist, dist_size), second])
 }
 
 /// Checks one VM's GIC, device interrupts and Linux boot addresses.

@@ -293,9 +293,9 @@ fn others_in_vm(ctx: &mut Ctx, vm: &Vm, m: &Map) {
 fn emulated(vm: &Vm) -> Vec<(String, u64, u64, u32)> {
     let mut out: Vec<_> = vm.devices.iter().map(|d| (d.kind.to_string(), d.base, d.size, d.line)).collect();
     if let Some(gic) = &vm.gic {
-        for (name, base, size) in linux::windows(gic, vm.vcpus).unwrap_or_default() {
-            if name != "CPU interface" {
-                out.push((format!("GIC {name}"), base, size, gic.line));
+        for (window, base, size) in linux::windows(gic, vm.vcpus).unwrap_or_default() {
+            if window.emulated() {
+                out.push((format!("GIC {window}"), base, size, gic.line));
             }
         }
     }
