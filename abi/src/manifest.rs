@@ -26,7 +26,7 @@ use crate::Errno;
 /// "VMMF".
 pub const MAGIC: [u8; 4] = *b"VMMF";
 /// The format this core reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// VMs a VMM configured from a boot manifest keeps at once: the one the
 /// manifest describes (a client may re-create it once the old one is gone,
 /// its guest_memfd files closed).
@@ -36,6 +36,10 @@ pub const MAX_SLOTS: usize = 32;
 
 /// The VM is internal: the VMM creates and starts it at initialisation.
 pub const VM_INTERNAL: u32 = 1 << 0;
+/// The guest is Linux: its kernel Image is loaded at `entry`, its device
+/// tree at `dtb` (the boot vCPU's x0, as arm64 Linux's boot protocol asks)
+/// and its initramfs at `initrd`.
+pub const VM_LINUX: u32 = 1 << 1;
 /// The client has no memlock limit.
 pub const CLIENT_PRIVILEGED: u32 = 1 << 0;
 /// A slot's backing is a guest_memfd file (`file` names it), else RAM.
@@ -78,6 +82,10 @@ pub(crate) struct Header {
     pub(crate) client_flags: U32,
     /// The client's memlock budget in pages.
     pub(crate) memlock_pages: U64,
+    /// With [`VM_LINUX`], where the device tree goes; else 0.
+    pub(crate) dtb: U64,
+    /// With [`VM_LINUX`], where the initramfs goes; else 0.
+    pub(crate) initrd: U64,
     /// Count of [`Ram`] records.
     pub(crate) ram: U16,
     /// Count of [`SlotEntry`] records.
@@ -235,7 +243,7 @@ impl core::fmt::Display for ManifestError {
 /// A checked manifest.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Manifest {
-    /// [`VM_INTERNAL`].
+    /// [`VM_INTERNAL`], [`VM_LINUX`].
     pub vm_flags: u32,
     /// vCPUs.
     pub vcpus: u32,
@@ -247,6 +255,10 @@ pub struct Manifest {
     pub client_flags: u32,
     /// Memlock budget in pages.
     pub memlock_pages: u64,
+    /// With [`VM_LINUX`], the device tree's address; else 0.
+    pub dtb: u64,
+    /// With [`VM_LINUX`], the initramfs's address; else 0.
+    pub initrd: u64,
     /// Guest RAM.
     pub ram: Vec<Ram, MAX_RAM_REGIONS>,
     /// Memslots.
@@ -322,6 +334,8 @@ impl Manifest {
             client_channel: h.client_channel.get(),
             client_flags: h.client_flags.get(),
             memlock_pages: h.memlock_pages.get(),
+            dtb: h.dtb.get(),
+            initrd: h.initrd.get(),
             ..Manifest::default()
         };
         let rest = records(body, h.ram.get(), &mut m.ram)?;
@@ -338,7 +352,13 @@ impl Manifest {
     /// The format's own rules (the memslot rules proper are the core's,
     /// applied when the slots are set).
     fn check(&self) -> Result<(), ManifestError> {
-        let bad = self.vm_flags & !VM_INTERNAL != 0
+        // A Linux guest's images are page-aligned; no other guest has any.
+        let linux_images = match self.linux() {
+            true => self.dtb != 0 && self.initrd != 0 && aligned(self.dtb) && aligned(self.initrd),
+            false => self.dtb == 0 && self.initrd == 0,
+        };
+        let bad = self.vm_flags & !(VM_INTERNAL | VM_LINUX) != 0
+            || !linux_images
             || self.client_flags & !CLIENT_PRIVILEGED != 0
             || self.vcpus == 0
             || self.vcpus as usize > MAX_VCPUS
@@ -401,6 +421,8 @@ impl Manifest {
             client_channel: U32::new(self.client_channel),
             client_flags: U32::new(self.client_flags),
             memlock_pages: U64::new(self.memlock_pages),
+            dtb: U64::new(self.dtb),
+            initrd: U64::new(self.initrd),
             ram: count(self.ram.len()),
             slots: count(self.slots.len()),
             files: count(self.files.len()),
@@ -414,6 +436,11 @@ impl Manifest {
     /// True for an internal VM.
     pub fn internal(&self) -> bool {
         self.vm_flags & VM_INTERNAL != 0
+    }
+
+    /// True for a Linux guest.
+    pub fn linux(&self) -> bool {
+        self.vm_flags & VM_LINUX != 0
     }
 }
 
@@ -475,6 +502,18 @@ mod tests {
     }
 
     #[test]
+    fn a_linux_guest_round_trips_with_its_images() {
+        let mut m = sample();
+        (m.vm_flags, m.dtb, m.initrd) = (VM_INTERNAL | VM_LINUX, 0x4800_0000, 0x4820_0000);
+        let mut buf = [0u8; 1024];
+        let n = m.encode(&mut buf).unwrap();
+        let back = Manifest::parse(&buf[..n]).unwrap();
+        assert!(back.linux() && back.internal());
+        assert_eq!((back.dtb, back.initrd), (0x4800_0000, 0x4820_0000));
+        assert!(!sample().linux());
+    }
+
+    #[test]
     fn every_corruption_is_refused() {
         let mut buf = [0u8; 1024];
         let n = sample().encode(&mut buf).unwrap();
@@ -500,7 +539,14 @@ mod tests {
         let mut buf = [0u8; 1024];
         for broken in [
             |m: &mut Manifest| m.vcpus = 0,
-            |m: &mut Manifest| m.vm_flags = 2,
+            |m: &mut Manifest| m.vm_flags = 4,
+            // A Linux guest without its images, or with one unaligned, and
+            // images for a guest that is not Linux.
+            |m: &mut Manifest| m.vm_flags = VM_LINUX,
+            |m: &mut Manifest| (m.vm_flags, m.dtb, m.initrd) = (VM_LINUX, 0x4800_0000, 0),
+            |m: &mut Manifest| (m.vm_flags, m.dtb, m.initrd) = (VM_LINUX, 0x4800_0008, 0x4820_0000),
+            |m: &mut Manifest| m.dtb = 0x4800_0000,
+            |m: &mut Manifest| m.initrd = 0x4820_0000,
             |m: &mut Manifest| m.slots[1].file = U32::new(5),
             |m: &mut Manifest| m.slots[0].pad = U32::new(1),
             |m: &mut Manifest| m.devices[0].kind = U32::new(9),

@@ -4,7 +4,7 @@
 
 use vmm_abi::manifest::{
     Dev, File, Manifest, Ram, SlotEntry, CLIENT_PRIVILEGED, DEV_GICV2_DIST, DEV_GICV3_DIST, DEV_GICV3_REDIST,
-    DEV_PL011, MAX_SLOTS, SLOT_GMEM, SLOT_LOCKABLE, SLOT_READONLY, VM_INTERNAL,
+    DEV_PL011, MAX_SLOTS, SLOT_GMEM, SLOT_LOCKABLE, SLOT_READONLY, VM_INTERNAL, VM_LINUX,
 };
 use zerocopy::little_endian::{U32, U64};
 
@@ -32,6 +32,9 @@ pub fn manifest(vm: &Vm) -> Result<Manifest, String> {
             }
         }
         Control::Unclear => return Err("it is neither internal nor controlled by a client".into()),
+    }
+    if let Some(l) = &vm.linux {
+        (m.vm_flags, m.dtb, m.initrd) = (m.vm_flags | VM_LINUX, l.dtb, l.initrd);
     }
     let too_many = |what: &str, n: usize, cap: usize| format!("{n} {what}; a boot manifest holds at most {cap}");
     for r in &vm.ram {

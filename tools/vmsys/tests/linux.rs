@@ -213,3 +213,20 @@ fn the_boot_manifest_carries_the_gic_frames_the_vmm_emulates() {
         ]
     );
 }
+
+#[test]
+fn the_boot_manifest_tells_the_vmm_where_the_images_go() {
+    use vmm_abi::manifest::{VM_INTERNAL, VM_LINUX};
+    let d = parse(VIRT);
+    let m = vmsys::boot_manifest::manifest(&d.vms[0]).unwrap();
+    assert_eq!(m.vm_flags, VM_INTERNAL | VM_LINUX);
+    assert_eq!((m.entry, m.dtb, m.initrd), (0x4020_0000, 0x4800_0000, 0x4820_0000));
+    // And it survives the wire.
+    let bytes = vmsys::boot_manifest::encode(&m).unwrap();
+    assert_eq!(vmm_abi::manifest::Manifest::parse(&bytes).unwrap(), m);
+    // A VM that is not Linux has none.
+    let mut vm = d.vms[0].clone();
+    vm.linux = None;
+    let m = vmsys::boot_manifest::manifest(&vm).unwrap();
+    assert_eq!((m.vm_flags, m.dtb, m.initrd), (VM_INTERNAL, 0, 0));
+}

@@ -94,7 +94,7 @@ fn the_command_writes_manifests_the_vmm_verifies() {
         // The VMM checks the version before anything else, then the
         // checksum over every byte.
         let mut b = bytes.clone();
-        b[4] = 2;
+        b[4] = vmm_abi::manifest::VERSION as u8 + 1;
         assert_eq!(Manifest::parse(&b), Err(ManifestError::BadVersion));
         let mut b = bytes.clone();
         let last = b.len() - 1;
