@@ -7,13 +7,22 @@ use vmm::caps::{ObjectType, Rights, Slot, SlotRange};
 use vmm::kernel::KernelError;
 use vmm_abi::limits::{page_aligned, GUEST_PHYS_LIMIT, PAGE_BITS};
 
-use crate::cap_table::{Cap, CapTable, Object, Parent, Root, TABLE_SLOTS};
+use crate::cap_table::{Cap, CapTable, Object, Parent, Root};
 use crate::static_map::{Frame, StaticMap, MAX_PRIVATE_PAGES};
 
 /// The core's CSpace: names the backend binds, far above every slot number
 /// Microkit gives a PD (all below 2^10), so none can be taken for a real
-/// capability.
-pub const CORE_SLOTS: SlotRange = SlotRange { base: Slot(1 << 32), len: TABLE_SLOTS as u64 };
+/// capability. The table holds the first [`crate::TABLE_SLOTS`]; a name past them
+/// is an empty slot that never holds a capability (a copy into it is
+/// refused with ENOMEM, as a full CNode refuses one). Those names are for
+/// the pages of large RAM memslots: each page of a memslot has a name for
+/// its mapping, used only when the guest faults on the page or it is
+/// locked, and neither happens to RAM Microkit maps in 2 MiB pages (a
+/// Linux guest's 256 MiB take 65,536 names).
+pub const CORE_SLOTS: SlotRange = SlotRange { base: Slot(1 << 32), len: CORE_NAMES };
+
+/// Names in the core's CSpace: 4 GiB of memslots in 4 KiB pages.
+const CORE_NAMES: u64 = 1 << 20;
 
 /// The names of the RAM frames, page `i` of the manifest's shared RAM at
 /// `RAM_FRAME_SLOTS + i`; clear of [`CORE_SLOTS`].
@@ -98,7 +107,13 @@ impl<'t> Book<'t> {
 
     /// The table index of `slot`, which must be empty.
     fn empty(&self, slot: Slot) -> Result<u16, KernelError> {
-        let i = self.caps.index(slot).ok_or(KernelError::InvalidCapability)?;
+        let Some(i) = self.caps.index(slot) else {
+            return Err(if CORE_SLOTS.contains(slot) {
+                KernelError::NotEnoughMemory
+            } else {
+                KernelError::InvalidCapability
+            });
+        };
         match self.caps.get(i) {
             Some(_) => Err(KernelError::DeleteFirst),
             None => Ok(i),
@@ -190,7 +205,13 @@ impl<'t> Book<'t> {
         if self.map.ram_frame(slot).is_some() {
             return Err(KernelError::Unsupported);
         }
-        let i = self.caps.index(slot).ok_or(KernelError::InvalidCapability)?;
+        let i = match self.caps.index(slot) {
+            Some(i) => i,
+            // A name past the table: always empty, and deleting an empty
+            // slot succeeds.
+            None if CORE_SLOTS.contains(slot) => return Ok(None),
+            None => return Err(KernelError::InvalidCapability),
+        };
         let gone = self.caps.remove(i).map(|c| c.object);
         if gone == Some(Object::VSpace) {
             // The VSpace goes, and every mapping in it.

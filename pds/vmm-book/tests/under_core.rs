@@ -16,7 +16,7 @@ use vmm_abi::manifest::{
 };
 use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, LOCK_READ, LOCK_WRITE};
 use vmm_abi::{ClientId, Errno, GmemHandle, VcpuId, VmId};
-use vmm_book::{Book, CapTable, StaticMap, CORE_SLOTS, RAM_FRAME_SLOTS};
+use vmm_book::{Book, CapTable, StaticMap, CORE_SLOTS, RAM_FRAME_SLOTS, TABLE_SLOTS};
 use zerocopy::little_endian::{U32, U64};
 
 const RAM_GPA: u64 = 0x4000_0000;
@@ -336,6 +336,15 @@ fn the_book_keeps_the_rules_of_sel4_for_frames_body() {
     book.page_table_map(s(60), s(0), RAM_GPA).unwrap();
     // Slots outside the core's range are no capability.
     assert_eq!(book.copy(Slot(5), s(11), Rights::READ), Err(KernelError::InvalidCapability));
+    // Names past the table are empty slots that hold nothing: deleting one
+    // succeeds, nothing can be put there, and nothing is read from there.
+    let past = s(TABLE_SLOTS as u64);
+    assert!(CORE_SLOTS.contains(past));
+    assert_eq!(book.delete(past), Ok(None));
+    assert_eq!(book.copy(past, s(10), Rights::READ_WRITE), Err(KernelError::NotEnoughMemory));
+    assert_eq!(book.copy(past, RAM_FRAME_SLOTS, Rights::READ_WRITE), Err(KernelError::NotEnoughMemory));
+    assert_eq!(book.retype(ObjectType::Frame, past), Err(KernelError::NotEnoughMemory));
+    assert_eq!(book.copy(s(12), past, Rights::READ), Err(KernelError::InvalidCapability));
     // After a vCPU ran, no frame is new.
     book.delete(s(11)).unwrap();
     book.resumed();
