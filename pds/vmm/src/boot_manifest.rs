@@ -16,6 +16,8 @@ pub struct Mapped {
     pub ram_size: u64,
     /// The channel of the client, if system.xml gives this PD one.
     pub client: Option<u32>,
+    /// Where the board's UART is mapped in this PD (0: not mapped).
+    pub uart_vaddr: usize,
 }
 
 /// Why the manifest was refused.

@@ -1,9 +1,10 @@
 //! The guest image in the VM's shared RAM.
 //!
-//! The VMM embeds the guest ELF and copies it into the RAM at
-//! initialisation, and again before the first run of a VM other than the
-//! one that last ran (a re-created VM gets the image fresh, not what the
-//! previous guest left of it). Each time it cleans the data cache over
+//! The VMM embeds its guest (the build chooses: the test guest's ELF, or a
+//! Linux guest's kernel Image, device tree and initramfs) and copies it into
+//! the RAM at initialisation, and again before the first run of a VM other
+//! than the one that last ran (a re-created VM gets the image fresh, not
+//! what the previous guest left of it). Each time it cleans the data cache over
 //! what it wrote, through its own VSpace capability ([`crate::cache`]):
 //! the guest starts with its MMU and caches off and reads memory, not the
 //! VMM's dirty cache lines.
@@ -11,16 +12,34 @@
 use vmm_abi::VmId;
 
 use crate::cache;
-use crate::loader::{self, GuestRam, LoadError};
+use crate::loader::{self, GuestRam, LinuxImages, LinuxPlaces, LoadError};
 
-/// The guest, built for aarch64-unknown-none and linked at guest RAM's base.
-static IMAGE: &[u8] = include_bytes!(env!("VMM_GUEST_ELF", "VMM_GUEST_ELF must name the guest ELF"));
+/// What the build embedded. A build constructs one of the two, so the
+/// other is dead code in it.
+#[allow(dead_code)]
+enum Payload {
+    /// The test guest, built for aarch64-unknown-none and linked at guest
+    /// RAM's base.
+    Elf(&'static [u8]),
+    /// A Linux guest.
+    Linux(LinuxImages),
+}
+
+// `PAYLOAD`, written by the build script from `VMM_GUEST_ELF` or
+// `VMM_LINUX_DIR`.
+include!(concat!(env!("OUT_DIR"), "/payload.rs"));
 
 /// Why the image could not be put in place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ImageError {
     /// The image does not fit the RAM, or is no AArch64 executable.
     Load(LoadError),
+    /// The boot manifest describes a Linux guest and the build embedded
+    /// the test guest, or the other way round.
+    Kind {
+        /// True if the manifest's guest is Linux.
+        manifest_linux: bool,
+    },
     /// seL4 refused to clean the data cache.
     Clean(sel4::Error),
 }
@@ -29,6 +48,12 @@ impl core::fmt::Display for ImageError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             ImageError::Load(e) => write!(f, "guest image refused: {e}"),
+            ImageError::Kind { manifest_linux: true } => {
+                f.write_str("the boot manifest describes a Linux guest; this VMM embeds the test guest")
+            }
+            ImageError::Kind { manifest_linux: false } => {
+                f.write_str("the boot manifest describes the test guest; this VMM embeds a Linux guest")
+            }
             ImageError::Clean(e) => write!(f, "cannot clean the data cache over the guest image: {e}"),
         }
     }
@@ -41,7 +66,7 @@ pub struct Loaded {
     pub entry: u64,
     /// The bytes of the image file.
     pub image_bytes: usize,
-    /// The VMM addresses written and cleaned.
+    /// The VMM addresses written and cleaned: from the first to the last.
     pub cleaned: (u64, u64),
 }
 
@@ -62,14 +87,18 @@ pub struct GuestImage {
     size: u64,
     /// Where the VM sees it.
     gpa: u64,
+    /// Where a Linux guest's images go; `None` for the test guest.
+    linux: Option<LinuxPlaces>,
     state: State,
 }
 
 impl GuestImage {
     /// The RAM mapped at `vaddr` (`size` bytes) in this PD and at `gpa` in
-    /// the VM; nothing is loaded yet.
-    pub fn new(vaddr: u64, size: u64, gpa: u64) -> GuestImage {
-        GuestImage { vaddr, size, gpa, state: State::Fresh }
+    /// the VM, for a Linux guest whose images go at `linux` or (`None`) the
+    /// test guest; nothing is loaded yet ([`GuestImage::load`] refuses the
+    /// other kind of guest than the build embedded).
+    pub fn new(vaddr: u64, size: u64, gpa: u64, linux: Option<LinuxPlaces>) -> GuestImage {
+        GuestImage { vaddr, size, gpa, linux, state: State::Fresh }
     }
 
     /// Copies the image into the RAM and cleans the data cache over it.
@@ -83,11 +112,25 @@ impl GuestImage {
         // nowhere else; the VM does not run while this slice lives.
         let ram = unsafe { core::slice::from_raw_parts_mut(vaddr as *mut u8, size) };
         let mut ram = GuestRam { base: self.gpa, ram };
-        let loaded = loader::load(IMAGE, &mut ram).map_err(ImageError::Load)?;
-        let end = vaddr.saturating_add(loaded.written);
-        cache::clean_data(vaddr, end).map_err(ImageError::Clean)?;
+        let (entry, bytes, written) = match (&PAYLOAD, &self.linux) {
+            (Payload::Elf(image), None) => {
+                let loaded = loader::load(image, &mut ram).map_err(ImageError::Load)?;
+                (loaded.entry, image.len(), [0..loaded.written, 0..0, 0..0])
+            }
+            (Payload::Linux(images), Some(at)) => {
+                let written = loader::load_linux(images, at, &mut ram).map_err(ImageError::Load)?;
+                (at.entry, images.image.len() + images.dtb.len() + images.initrd.len(), written)
+            }
+            (Payload::Linux(_), None) => return Err(ImageError::Kind { manifest_linux: false }),
+            (Payload::Elf(_), Some(_)) => return Err(ImageError::Kind { manifest_linux: true }),
+        };
+        for r in written.iter().filter(|r| !r.is_empty()) {
+            cache::clean_data(vaddr + r.start, vaddr + r.end).map_err(ImageError::Clean)?;
+        }
+        let first = written.iter().filter(|r| !r.is_empty()).map(|r| r.start).min().unwrap_or(0);
+        let last = written.iter().map(|r| r.end).max().unwrap_or(0);
         self.state = State::Fresh;
-        Ok(Loaded { entry: loaded.entry, image_bytes: IMAGE.len(), cleaned: (self.vaddr, end as u64) })
+        Ok(Loaded { entry, image_bytes: bytes, cleaned: ((vaddr + first) as u64, (vaddr + last) as u64) })
     }
 
     /// True if the RAM must be loaded again before `vm` first runs: another

@@ -21,8 +21,10 @@ use crate::backend::MicrokitKernel;
 use crate::boot_manifest::{self, Mapped};
 use crate::console::Console;
 use crate::guest_image::GuestImage;
+use crate::loader::LinuxPlaces;
 use crate::platform::MicrokitPlatform;
 use crate::refusal::Refusal;
+use crate::serial::Serial;
 use crate::stack;
 use crate::vcpu_caps::{VmVcpu, MAX_VCPU_ID};
 
@@ -50,6 +52,11 @@ pub struct Instance {
     vmm: Core,
     manifest: Manifest,
     console: Console,
+    /// The internal VM, once built.
+    internal: Option<VmId>,
+    /// A byte of console input the guest's full receive FIFO could not
+    /// take: it goes first, and the board's UART is not read until it has.
+    pending: Option<u8>,
     /// Whose exit a fault from each Microkit vCPU is, found once per
     /// request instead of once per exit: only a request (or building the
     /// internal VM) changes which core vCPU a Microkit TCB is, never an
@@ -75,18 +82,26 @@ impl Instance {
         let layout = StaticMap::new(&manifest, RAM_FRAME_SLOTS).map_err(Refusal::Layout)?;
         // Cannot be absent: boot_manifest::load insists on one RAM record.
         let gpa = manifest.ram.first().map_or(0, |r| r.gpa.get());
-        let mut image = GuestImage::new(mapped.ram_vaddr, mapped.ram_size, gpa);
+        let linux = manifest.linux().then_some(LinuxPlaces {
+            entry: manifest.entry,
+            dtb: manifest.dtb,
+            initrd: manifest.initrd,
+        });
+        // Infallible: one more early return here, and the compiler keeps
+        // two copies of the core (28 KiB each) in this frame, past the stack.
+        let mut image = GuestImage::new(mapped.ram_vaddr, mapped.ram_size, gpa, linux);
         let loaded = image.load().map_err(Refusal::Image)?;
         if loaded.entry != manifest.entry {
             return Err(Refusal::Entry { image: loaded.entry, manifest: manifest.entry });
         }
+        let mut vm = heapless::String::new();
+        let _ = write!(vm, "vm{}", pd.strip_prefix("vmm").unwrap_or(pd));
+        let console = Console::new(vm.clone(), Serial::new(mapped.uart_vaddr));
         let platform = MicrokitPlatform::new(pd, manifest.devices.clone(), layout.clone(), image);
         let kernel = MicrokitKernel::new(u64::from(manifest.vcpus), layout, caps);
         let vmm = Vmm::new(kernel, platform, config).map_err(Refusal::Core)?;
-        let mut vm = heapless::String::new();
-        let _ = write!(vm, "vm{}", pd.strip_prefix("vmm").unwrap_or(pd));
-        let console = Console::new(vm.clone());
-        let this = place.write(Instance { pd, vm, vmm, manifest, console, vcpus: [None; MAX_VCPU_ID as usize + 1] });
+        let vcpus = [None; MAX_VCPU_ID as usize + 1];
+        let this = place.write(Instance { pd, vm, vmm, manifest, console, internal: None, pending: None, vcpus });
         match this.manifest.internal() {
             true => debug_println!("{pd}: VMM of {}, an internal VM; boot manifest verified", this.vm),
             false => debug_println!(
@@ -109,12 +124,14 @@ impl Instance {
         Ok(this)
     }
 
-    /// Builds the internal VM from the manifest and starts vCPU 0 in the
-    /// guest's normal mode.
+    /// Builds the internal VM from the manifest and starts vCPU 0: the test
+    /// guest in its normal mode, Linux with its device tree's address in x0.
     fn start_internal(&mut self) {
         let (pd, vm) = (self.pd, &self.vm);
-        match self.vmm.build_from_manifest(&self.manifest, Owner::Internal, Some(board::guest_mode::NORMAL)) {
+        let arg = if self.manifest.linux() { self.manifest.dtb } else { board::guest_mode::NORMAL };
+        match self.vmm.build_from_manifest(&self.manifest, Owner::Internal, Some(arg)) {
             Ok(id) => {
+                self.internal = Some(id);
                 debug_println!(
                     "{pd}: built {vm} (VM id {}) from its boot manifest and started it at {:#x}",
                     id.0,
@@ -132,6 +149,27 @@ impl Instance {
         let response = self.vmm.handle(ClientId(channel.index() as u32), label, payload);
         self.map_vcpus();
         response
+    }
+
+    /// Console input: the bytes the board's UART has received go to the
+    /// internal VM's PL011 while its receive FIFO has room. When it is full,
+    /// the byte waits here and the UART's receive interrupt is masked until
+    /// the guest has read some (retried after each of its exits): typed
+    /// input is never dropped.
+    pub fn input(&mut self) {
+        let Instance { console, vmm, internal, pending, .. } = self;
+        let Some(serial) = console.serial() else { return };
+        loop {
+            let Some(byte) = pending.take().or_else(|| serial.receive()) else { break };
+            let Some(id) = *internal else { continue };
+            if let Ok(false) = vmm.console_input(Owner::Internal, id, byte) {
+                *pending = Some(byte);
+                serial.receiving(false);
+                return;
+            }
+        }
+        serial.clear();
+        serial.receiving(true);
     }
 
     /// Finds the core's VM and vCPU of each Microkit vCPU.
@@ -156,7 +194,11 @@ impl Instance {
         // Decoded before the core makes any invocation, which would reuse
         // the IPC buffer.
         let decoded = with_msg_regs(|r| fault::decode(label, r.get(..count).unwrap_or(&[])));
-        match self.vmm.handle_decoded_exit(id, vcpu, decoded, &mut self.console) {
+        let action = self.vmm.handle_decoded_exit(id, vcpu, decoded, &mut self.console);
+        if self.pending.is_some() {
+            self.input();
+        }
+        match action {
             ExitAction::Resume => Reply::Resume,
             ExitAction::ResumeWith(regs) => {
                 // Word by word: nine stores are fewer instructions than the

@@ -1,10 +1,19 @@
-//! Loads the embedded guest ELF image into the VM's shared RAM.
+//! Loads the embedded guest into the VM's shared RAM: the test guest's ELF
+//! image, or a Linux guest's kernel Image, device tree and initramfs.
 //!
-//! The guest is linked at the guest-physical base of its RAM (the board
-//! table's `GUEST_RAM_BASE`) and runs with its MMU off, so a segment's
-//! virtual address is its guest-physical address. Each `PT_LOAD` segment is
-//! copied through the VMM's own mapping of that RAM and the rest of its
-//! memory size zeroed; a segment outside the RAM refuses the image.
+//! The test guest is linked at the guest-physical base of its RAM (the
+//! board table's `GUEST_RAM_BASE`) and runs with its MMU off, so a
+//! segment's virtual address is its guest-physical address. Each `PT_LOAD`
+//! segment is copied through the VMM's own mapping of that RAM and the rest
+//! of its memory size zeroed; a segment outside the RAM refuses the image.
+//!
+//! A Linux guest's three images go where its boot manifest says, each
+//! checked first as arm64 Linux's boot protocol asks
+//! (`Documentation/arch/arm64/booting.rst`): the Image by its header's
+//! magic, `text_offset` bytes past a 2 MiB boundary, with its whole
+//! `image_size` (its BSS included) in RAM; the device tree by its magic,
+//! 8-byte aligned, at most 2 MiB and within one 2 MiB block; none of the
+//! three overlapping another. Nothing is written unless all of it holds.
 
 /// Why an image was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,6 +24,14 @@ pub enum LoadError {
     Truncated,
     /// A segment, or the entry point, lies outside guest RAM.
     OutsideRam,
+    /// Not an arm64 Linux kernel Image (no "ARM\x64" magic).
+    NotLinuxImage,
+    /// The Image's address is not `text_offset` past a 2 MiB boundary.
+    MisplacedImage,
+    /// Not a flattened device tree, or one Linux cannot take where it goes.
+    NotDeviceTree,
+    /// Two of a Linux guest's images overlap.
+    Overlap,
 }
 
 impl core::fmt::Display for LoadError {
@@ -23,6 +40,12 @@ impl core::fmt::Display for LoadError {
             LoadError::NotAarch64Elf => "not a 64-bit little-endian AArch64 ELF executable",
             LoadError::Truncated => "a header or segment lies outside the image",
             LoadError::OutsideRam => "a segment or the entry point lies outside guest RAM",
+            LoadError::NotLinuxImage => "not an arm64 Linux kernel Image",
+            LoadError::MisplacedImage => "the kernel Image is not text_offset bytes past a 2 MiB boundary",
+            LoadError::NotDeviceTree => {
+                "the device tree has no FDT magic, or is misaligned, over 2 MiB or across a 2 MiB boundary"
+            }
+            LoadError::Overlap => "the kernel Image, the device tree and the initramfs overlap",
         })
     }
 }
@@ -118,4 +141,80 @@ pub fn load(image: &[u8], ram: &mut GuestRam<'_>) -> Result<Loaded, LoadError> {
         }
     }
     Ok(Loaded { entry, written })
+}
+
+/// A Linux guest's images, as embedded.
+#[derive(Clone, Copy)]
+pub struct LinuxImages {
+    /// The kernel Image.
+    pub image: &'static [u8],
+    /// The flattened device tree.
+    pub dtb: &'static [u8],
+    /// The initramfs.
+    pub initrd: &'static [u8],
+}
+
+/// Where a Linux guest's images go (guest-physical), from its boot manifest.
+#[derive(Clone, Copy, Debug)]
+pub struct LinuxPlaces {
+    /// The Image, where vCPU 0 enters.
+    pub entry: u64,
+    /// The device tree.
+    pub dtb: u64,
+    /// The initramfs.
+    pub initrd: u64,
+}
+
+/// arm64 Image header fields (booting.rst): `text_offset`, `image_size`
+/// and the magic.
+const IMAGE_TEXT_OFFSET: usize = 8;
+const IMAGE_SIZE: usize = 16;
+const IMAGE_MAGIC: usize = 0x38;
+const ARM64_MAGIC: u32 = 0x644d_5241;
+/// A flattened device tree's magic, big-endian.
+const FDT_MAGIC: u32 = 0xd00d_feed;
+const BLOCK_2M: u64 = 0x20_0000;
+
+/// Loads a Linux guest's `images` into `ram` at `at`; the RAM offsets
+/// written (Image, device tree, initramfs), each to be cleaned before the
+/// guest runs. Checks everything before it writes anything.
+pub fn load_linux(
+    images: &LinuxImages,
+    at: &LinuxPlaces,
+    ram: &mut GuestRam<'_>,
+) -> Result<[core::ops::Range<usize>; 3], LoadError> {
+    if u32_at(images.image, IMAGE_MAGIC)? != ARM64_MAGIC {
+        return Err(LoadError::NotLinuxImage);
+    }
+    let text_offset = u64_at(images.image, IMAGE_TEXT_OFFSET)?;
+    // 0 in the oldest Images: then the kernel's own size is the file's.
+    let image_size = match u64_at(images.image, IMAGE_SIZE)? {
+        0 => images.image.len() as u64,
+        n => n.max(images.image.len() as u64),
+    };
+    if at.entry.checked_sub(text_offset).is_none_or(|base| base % BLOCK_2M != 0) {
+        return Err(LoadError::MisplacedImage);
+    }
+    let dtb_len = images.dtb.len() as u64;
+    let dtb_magic = images.dtb.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let dtb_end = at.dtb.saturating_add(dtb_len);
+    if dtb_magic != Some(FDT_MAGIC)
+        || at.dtb % 8 != 0
+        || dtb_len > BLOCK_2M
+        || at.dtb / BLOCK_2M != dtb_end.saturating_sub(1) / BLOCK_2M
+    {
+        return Err(LoadError::NotDeviceTree);
+    }
+    let kernel = ram.range(at.entry, image_size)?;
+    let dtb = ram.range(at.dtb, dtb_len)?;
+    let initrd = ram.range(at.initrd, images.initrd.len() as u64)?;
+    let apart = |a: &core::ops::Range<usize>, b: &core::ops::Range<usize>| a.end <= b.start || b.end <= a.start;
+    if !apart(&kernel, &dtb) || !apart(&kernel, &initrd) || !apart(&dtb, &initrd) {
+        return Err(LoadError::Overlap);
+    }
+    let image = kernel.start..kernel.start + images.image.len();
+    for (range, bytes) in [(&image, images.image), (&dtb, images.dtb), (&initrd, images.initrd)] {
+        ram.ram.get_mut(range.clone()).ok_or(LoadError::OutsideRam)?.copy_from_slice(bytes);
+    }
+    Ok([image, dtb, initrd])
 }

@@ -35,6 +35,7 @@ mod instance;
 mod loader;
 mod platform;
 mod refusal;
+mod serial;
 mod stack;
 mod vcpu_caps;
 
@@ -55,6 +56,9 @@ use instance::{Instance, Reply};
 
 /// `client_channel` when system.xml gives this instance no client.
 const NO_CLIENT: usize = usize::MAX;
+
+/// `serial_irq` when system.xml gives this instance no UART.
+const NO_SERIAL: usize = usize::MAX;
 
 /// seL4's largest message, in bytes (`seL4_MsgMaxLength` words).
 const MSG_MAX_BYTES: usize = 120 * 8;
@@ -81,6 +85,7 @@ fn init() -> VmmPd {
         ram_vaddr: *var!(guest_ram_vaddr: usize = 0) as u64,
         ram_size: *var!(guest_ram_size: usize = 0) as u64,
         client: (client != NO_CLIENT).then(|| u32::try_from(client).ok()).flatten(),
+        uart_vaddr: *var!(uart_vaddr: usize = 0),
     };
     let (Some(place), Some(caps)) = (INSTANCE.try_uninit(), CAPS.try_take()) else {
         debug_println!("{pd}: refusing to start: started before");
@@ -138,6 +143,16 @@ impl Handler for VmmPd {
     }
 
     fn notified(&mut self, channels: ChannelSet) -> Result<(), Self::Error> {
+        let serial = *var!(serial_irq: usize = NO_SERIAL);
+        if serial != NO_SERIAL && channels.contains(Channel::new(serial)) {
+            if let VmmPd::Running(vmm) = self {
+                vmm.input();
+            }
+            Channel::new(serial).irq_ack().ok();
+            if channels.iter().all(|c| c.index() == serial) {
+                return Ok(());
+            }
+        }
         let pd = match self {
             VmmPd::Running(_) => pd_name().unwrap_or("vmm"),
             VmmPd::Refused { pd } => pd,
