@@ -47,3 +47,84 @@ linux-floor: linux-guest
 	@command -v $(QEMU) >/dev/null || { echo "linux-floor: $(QEMU) not found: install qemu-system-arm"; exit 1; }
 	linux/console $(LINUX_OUT)/floor.log $(LINUX_TIMEOUT) $(LINUX_QEMU_FLOOR)
 	@echo "linux-floor: bare QEMU virt, no hypervisor, 2 CPUs, -icount shift=0,sleep=off, in the guest's uptime: $$(grep -a -o 'reached /init at [0-9.]* s' $(LINUX_OUT)/floor.log), the self-test done and the $$(grep -a -o 'shell at [0-9.]* s' $(LINUX_OUT)/floor.log)"
+
+# The Linux guest under the VMM, on seL4 (an SDK needed):
+#
+#   make run-linux     boot linux/system.xml (one VMM PD, vmm_linux, and its
+#                      VM) in QEMU: type at the busybox prompt; `exit`
+#                      powers the guest off (Ctrl-a x quits QEMU)
+#   make test-linux    boot it headless: the self-test, commands typed at
+#                      the shell, the power-off
+#
+# The VMM PD embeds the guest's Image, device tree and initramfs
+# (VMM_LINUX_DIR) instead of the test guest.
+
+LINUX_B := $(B)/linux
+LINUX_SYSTEM_XML := linux/system.xml
+LINUX_MANIFEST_DIR := $(LINUX_B)/manifests
+LINUX_MANIFESTS_RS := $(LINUX_B)/manifests.rs
+LINUX_PDS_DIR := $(LINUX_B)/pds-target
+LINUX_LOADER_IMG := $(LINUX_B)/loader.img
+LINUX_QEMU_CMD = $(QEMU) $(QEMU_MACHINE) -nographic $(QEMU_SERIAL) \
+	-device loader,file=$(LINUX_LOADER_IMG),addr=$(LOADER_ADDR),cpu-num=0
+
+.PHONY: linux-manifests linux-pds linux-loader run-linux test-linux
+
+ifeq ($(SDK_TOOL),)
+linux-manifests linux-pds linux-loader run-linux test-linux:
+	@echo "make $@ skipped: no Microkit SDK at $(MICROKIT_SDK) (set MICROKIT_SDK to a Microkit 2.3.0 SDK to boot Linux under the VMM)"
+else ifneq ($(MICROKIT_BOARD),qemu_virt_aarch64)
+linux-manifests linux-pds linux-loader run-linux test-linux:
+	@echo "make $@ skipped: the Linux system (linux/system.xml, linux/virt.toml) is QEMU virt's; $(MICROKIT_BOARD) has none yet"
+else
+linux-manifests:
+	$(call write-manifests,$(LINUX_DESCRIPTION),$(LINUX_SYSTEM_XML),$(LINUX_MANIFEST_DIR),$(LINUX_MANIFESTS_RS))
+
+linux-pds: linux-guest linux-manifests $(TARGET_SPEC) kernel-config-check
+	cd pds && RUSTC=$(TARGET_RUSTC) VMM_LINUX_DIR=$(abspath $(LINUX_OUT)) VMM_MANIFESTS_RS=$(abspath $(LINUX_MANIFESTS_RS)) \
+	RUSTFLAGS="-Clinker=$(LLD)" \
+	$(CARGO) build -p vmm-pd --release --target $(abspath $(TARGET_SPEC)) -Zjson-target-spec \
+	    -Zbuild-std=core,alloc,compiler_builtins -Zbuild-std-features=compiler-builtins-mem \
+	    --target-dir $(abspath $(LINUX_PDS_DIR))
+
+linux-loader: linux-pds
+	$(MICROKIT_SDK)/bin/microkit $(LINUX_SYSTEM_XML) --search-path $(LINUX_PDS_DIR)/aarch64-sel4-microkit/release \
+	    --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) -o $(LINUX_LOADER_IMG) -r $(LINUX_B)/report.txt
+	@echo "built $(LINUX_LOADER_IMG)"
+
+run-linux: linux-loader
+	$(LINUX_QEMU_CMD)
+
+test-linux: linux-loader
+	@command -v $(QEMU) >/dev/null || { echo "test-linux: $(QEMU) not found: install qemu-system-arm"; exit 1; }
+	linux/console $(LINUX_B)/serial.log $(LINUX_TIMEOUT) $(LINUX_QEMU_CMD)
+endif
+
+# The boot's figures (`make bench-linux`), in QEMU virtual time under
+# -icount shift=0,sleep=off (one instruction a nanosecond, the same on every
+# run), from the guest's own /proc/uptime: the floor (bare QEMU virt, no
+# hypervisor, 2 CPUs) and the guest under the VMM (release seL4 and VMM,
+# 2 vCPUs on one core), the same kernel, initramfs and device tree.
+.PHONY: bench-linux
+ifeq ($(SDK_TOOL),)
+bench-linux:
+	@echo "make $@ skipped: no Microkit SDK at $(MICROKIT_SDK) (set MICROKIT_SDK to a Microkit 2.3.0 SDK to boot Linux under the VMM)"
+else ifneq ($(MICROKIT_BOARD),qemu_virt_aarch64)
+bench-linux:
+	@echo "make $@ skipped: the Linux system (linux/system.xml, linux/virt.toml) is QEMU virt's; $(MICROKIT_BOARD) has none yet"
+else
+LINUX_BENCH_B := build/$(MICROKIT_BOARD)-release/linux
+bench-linux: linux-floor
+	$(MAKE) MICROKIT_CONFIG=release linux-loader
+	linux/console $(LINUX_BENCH_B)/bench.log $(LINUX_TIMEOUT) $(QEMU) $(QEMU_MACHINE) -nographic $(QEMU_SERIAL) \
+	    -icount shift=0,sleep=off -device loader,file=$(LINUX_BENCH_B)/loader.img,addr=$(LOADER_ADDR),cpu-num=0
+	@floor=$$(grep -a -o 'reached /init at [0-9.]*' $(LINUX_OUT)/floor.log | grep -o '[0-9.]*$$'); \
+	vmm=$$(grep -a -o 'reached /init at [0-9.]*' $(LINUX_BENCH_B)/bench.log | grep -o '[0-9.]*$$'); \
+	fshell=$$(grep -a -o 'shell at [0-9.]*' $(LINUX_OUT)/floor.log | grep -o '[0-9.]*$$'); \
+	vshell=$$(grep -a -o 'shell at [0-9.]*' $(LINUX_BENCH_B)/bench.log | grep -o '[0-9.]*$$'); \
+	echo "Linux boot on $(MICROKIT_BOARD), guest uptime in QEMU virtual time (-icount shift=0,sleep=off):"; \
+	printf '%-34s %10s %16s\n' "" "/init" "shell (after the self-test)"; \
+	printf '%-34s %9ss %15ss\n' "floor: bare QEMU, 2 CPUs" "$$floor" "$$fshell"; \
+	printf '%-34s %9ss %15ss\n' "under the VMM: seL4, 2 vCPUs" "$$vmm" "$$vshell"; \
+	awk -v v="$$vmm" -v f="$$floor" 'BEGIN { printf "VMM/floor at /init: %.2fx (target 1.25x)\n", v / f }'
+endif
