@@ -82,6 +82,13 @@ pub trait Platform {
     fn can_revoke(&self) -> bool {
         true
     }
+
+    /// The guests' virtual count (`CNTVCT_EL0`) now, if this deployment
+    /// can read it. Without it a waiting vCPU has no deadline the VMM can
+    /// watch, so WFI never suspends a vCPU (rule 6.11): it returns at once.
+    fn now(&mut self) -> Option<u64> {
+        None
+    }
 }
 
 /// A platform with no shared resources and nothing to add.

@@ -25,7 +25,7 @@ use crate::registry::{Caller, RegistryError};
 use crate::Vmm;
 use memslots::MemslotTable;
 use stage2::Stage2;
-pub use vcpu::{Vcpu, VcpuState};
+pub use vcpu::{Idle, Vcpu, VcpuState};
 use vmm_abi::limits::MAX_VCPUS;
 use vmm_abi::{VcpuId, VmId};
 
@@ -166,7 +166,7 @@ impl Vm {
     /// Sets the state of vCPU `id` (ignored for ids out of range).
     pub(crate) fn set_vcpu_state(&mut self, id: VcpuId, state: VcpuState) {
         if let Some(v) = self.vcpu_mut(id) {
-            v.state = state;
+            v.set_state(state);
         }
     }
 
@@ -254,7 +254,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         };
         for v in vm.vcpus.iter_mut().filter(|v| v.state == VcpuState::Running) {
             note(k.tcb_suspend(v.caps().0).during(Invocation::TcbSuspend));
-            v.state = VcpuState::Stopped;
+            v.set_state(VcpuState::Stopped);
         }
         for slot in vm.memslots.iter() {
             note(memslots::unmap_slot(k, slot));
@@ -287,7 +287,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             let (tcb, vc) = v.caps();
             note(k.cnode_delete(tcb.slot()).during(Invocation::CNodeDelete));
             note(k.cnode_delete(vc.slot()).during(Invocation::CNodeDelete));
-            v.state = VcpuState::Absent;
+            v.set_state(VcpuState::Absent);
         }
         vm.stage2.rollback(k, 0);
         note(k.cnode_delete(vm.fixed.base).during(Invocation::CNodeDelete));

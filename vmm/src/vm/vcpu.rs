@@ -42,12 +42,34 @@ pub struct Vcpu {
     vcpu: VCpuCap,
     pub(crate) state: VcpuState,
     pub(crate) irqs: VcpuIrqs,
+    /// A running vCPU's WFI (rule 6.11).
+    pub(crate) idle: Idle,
+}
+
+/// Whether a running vCPU waits in WFI, its TCB suspended (rule 6.11).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Idle {
+    /// It runs (or is not running at all).
+    Awake,
+    /// It waits for an interrupt, or until its virtual timer's deadline.
+    Waiting {
+        /// The guests' count at which its timer fires, if it is set.
+        deadline: Option<u64>,
+    },
 }
 
 impl Vcpu {
     /// A vCPU not yet created, whose objects will be in these slots.
     pub(crate) fn new(tcb: TcbCap, vcpu: VCpuCap) -> Vcpu {
-        Vcpu { tcb, vcpu, state: VcpuState::Absent, irqs: VcpuIrqs::default() }
+        Vcpu { tcb, vcpu, state: VcpuState::Absent, irqs: VcpuIrqs::default(), idle: Idle::Awake }
+    }
+
+    /// Moves it to `state`; only a running vCPU can wait.
+    pub(crate) fn set_state(&mut self, state: VcpuState) {
+        self.state = state;
+        if state != VcpuState::Running {
+            self.idle = Idle::Awake;
+        }
     }
 
     /// Its TCB and vCPU object.

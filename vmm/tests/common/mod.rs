@@ -68,6 +68,8 @@ pub struct Hooks {
     pub backable: Option<std::ops::Range<u64>>,
     pub cannot_revoke: bool,
     pub uart: Option<u64>,
+    /// The guests' count the platform reads (`None`: it has no clock).
+    pub now: Option<u64>,
 }
 
 /// Hooks compare by their effect (shared resources enabled), not by the log
@@ -123,6 +125,9 @@ impl Platform for Hooks {
     }
     fn can_revoke(&self) -> bool {
         !self.cannot_revoke
+    }
+    fn now(&mut self) -> Option<u64> {
+        self.now
     }
 }
 

@@ -27,6 +27,11 @@ impl Esr {
         (self.0 >> 26 & 0x3f) as u8
     }
 
+    /// A trapped WFx (EC 0x01) was WFE, not WFI: ISS bit 0, TI.
+    pub(crate) fn wfe(self) -> bool {
+        self.bit(0)
+    }
+
     /// Instruction length: true for a 32-bit instruction (bit 25).
     pub(crate) fn il(self) -> bool {
         self.bit(25)

@@ -52,7 +52,8 @@ pub enum ExitAction {
     /// Reply to an `hvc` (UnknownSyscall) with these registers: x0-x7 and
     /// the PC ([`fault::HVC_REPLY_REGS`]). The vCPU resumes with them.
     ResumeWith([u64; fault::HVC_REPLY_REGS]),
-    /// Do not reply: this vCPU stays off (PSCI CPU_OFF); the VM goes on.
+    /// Do not reply: this vCPU stays off (PSCI CPU_OFF) or waits for an
+    /// interrupt (WFI, rule 6.11); the VM goes on.
     Park,
     /// The VM stopped. Do not reply; tell `notify` (the owner; none for an
     /// internal VM) why.
@@ -239,10 +240,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             }
             Exit::Hvc(ref call) => self.hvc(id, vcpu, call),
             Exit::Smc { esr } => self.smc(id, vcpu, tcb, esr),
-            Exit::Wfx { esr } => match self.advance(tcb, esr) {
-                Ok(()) => ExitAction::Resume,
-                Err(e) => self.stop_vm(id, StopReason::Kernel(e)),
-            },
+            Exit::Wfx { esr } => self.wfx(id, vcpu, tcb, esr),
             Exit::Trap { esr } => match self.gic_sysreg(id, vcpu, tcb, esr) {
                 Some(action) => action,
                 None => self.stop_vm(id, StopReason::UnhandledTrap { ec: esr.ec() }),
@@ -372,7 +370,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             };
             for v in e.vm.vcpus.iter_mut().filter(|v| v.state == VcpuState::Running) {
                 let _ = self.kernel.tcb_suspend(v.caps().0);
-                v.state = VcpuState::Stopped;
+                v.set_state(VcpuState::Stopped);
             }
         }
         ExitAction::Stop { reason, notify }

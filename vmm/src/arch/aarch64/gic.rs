@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::kernel::{During, Invocation, Kernel, Refused, Virq};
 use crate::platform::Platform;
 use crate::registry::Caller;
-use crate::vm::VcpuState;
+use crate::vm::{Idle, VcpuState};
 use crate::Vmm;
 use vmm_abi::{VcpuId, VmId};
 
@@ -226,6 +226,8 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
     pub(super) fn deliver(&mut self, id: VmId, fx: Effects) -> Result<(), Refused> {
         let (Some(entry), Some(model)) = (self.registry.entry(id), self.gics.get_mut(id)) else { return Ok(()) };
         let vm = &entry.vm;
+        // The waiting vCPUs that got an interrupt, woken after (rule 6.11).
+        let mut woken = 0u32;
         for v in fx.kick.iter() {
             let Some(vcpu) = vm.vcpus.get(v.0 as usize).filter(|c| c.state != VcpuState::Absent) else {
                 continue;
@@ -236,10 +238,18 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
                 let Ok(irq) = u16::try_from(p.intid) else { break };
                 let virq = Virq { irq, priority: p.priority >> 3, group1: p.group1 };
                 self.kernel.vcpu_inject_irq(vc, virq, p.lr).during(Invocation::VcpuInjectIrq)?;
+                if vcpu.idle != Idle::Awake {
+                    woken |= 1 << (v.0 % 32);
+                }
                 if model.load(v, p).is_err() {
                     break;
                 }
             }
+        }
+        while woken != 0 {
+            let v = woken.trailing_zeros();
+            woken &= woken - 1;
+            self.wake(id, VcpuId(v))?;
         }
         Ok(())
     }

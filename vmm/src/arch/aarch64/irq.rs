@@ -136,6 +136,13 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             };
             // The kernel keeps it masked until acknowledged: at its EOI.
             v.irqs.ppis_pending |= 1 << bit;
+            // A running vCPU's timer: the time to wake the VM's waiting
+            // vCPUs whose deadline has passed (rule 6.11).
+            if let Some(now) = self.hooks.now() {
+                if let Err(e) = self.wake_due(id, now) {
+                    return self.stop_vm(id, StopReason::Kernel(e));
+                }
+            }
             return match self.deliver(id, fx) {
                 Ok(()) => ExitAction::Resume,
                 Err(e) => self.stop_vm(id, StopReason::Kernel(e)),

@@ -251,7 +251,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         for (other, v) in (0..).map(VcpuId).zip(vm.vcpus.iter_mut()) {
             if other != vcpu && other != boot.vcpu && v.state == VcpuState::Running {
                 let _ = self.kernel.tcb_suspend(v.caps().0);
-                v.state = VcpuState::Stopped;
+                v.set_state(VcpuState::Stopped);
             }
         }
         Psci::Reset { vcpu: boot.vcpu, entry: boot.entry, arg: boot.arg }

@@ -126,6 +126,14 @@ impl Vgic {
         Ok(Eoi { intid: loaded.map(|l| l.intid), effects: self.effects() })
     }
 
+    /// True if `vcpu` has an interrupt in a list register, or one ready to
+    /// go into one: a WFI of it would end at once.
+    pub fn busy(&self, vcpu: VcpuId) -> bool {
+        let loaded =
+            self.index(vcpu).ok().and_then(|v| self.lrs.get(v)).is_some_and(|l| l.0.iter().any(Option::is_some));
+        loaded || self.next_for(vcpu).is_some()
+    }
+
     /// The interrupt in list register `lr` of `vcpu`, if any.
     pub fn loaded(&self, vcpu: VcpuId, lr: u8) -> Option<u32> {
         let v = self.index(vcpu).ok()?;
