@@ -77,6 +77,10 @@ enum Command {
         /// The initramfs the VMM loads with it (its size is in the tree).
         #[arg(long)]
         initrd: PathBuf,
+        /// Words added to the description's kernel command line (a
+        /// benchmark's variant of the guest).
+        #[arg(long)]
+        append: Option<String>,
         /// The device tree blob to write.
         #[arg(short, long)]
         out: PathBuf,
@@ -168,7 +172,7 @@ fn run(command: Command) -> Result<(), Vec<Diag>> {
             let log = trace::run(seed, random).map_err(|e| vec![Diag::file("trace", e)])?;
             print!("{log}");
         }
-        Command::Fdt { system, vm, initrd, out } => {
+        Command::Fdt { system, vm, initrd, append, out } => {
             let desc = match Description::parse(&system.display().to_string(), &inputs::read(&system)?)? {
                 d if d.system_xml.is_some() => checked(&System { system: system.clone(), xml: None })?.desc,
                 d => match check::check_description(&d) {
@@ -176,7 +180,12 @@ fn run(command: Command) -> Result<(), Vec<Diag>> {
                     diags => return Err(diags),
                 },
             };
-            let v = desc.vm(&vm).ok_or_else(|| vec![Diag::file(&desc.file, format!("describes no VM {vm}"))])?;
+            let mut v =
+                desc.vm(&vm).ok_or_else(|| vec![Diag::file(&desc.file, format!("describes no VM {vm}"))])?.clone();
+            if let (Some(linux), Some(words)) = (v.linux.as_mut(), &append) {
+                linux.bootargs = format!("{} {words}", linux.bootargs);
+            }
+            let v = &v;
             let size = std::fs::metadata(&initrd)
                 .map_err(|e| vec![Diag::file(&initrd.display().to_string(), format!("cannot read: {e}"))])?
                 .len();
