@@ -29,6 +29,23 @@ impl Console {
         Console { vm, line: [0; LINE], len: 0, serial, line_start: true }
     }
 
+    /// Prints a line of the VMM's own: on the board's UART if this console
+    /// has it (so that a release build, whose kernel prints nothing, shows
+    /// it), else on the debug console.
+    pub fn say(&mut self, pd: &str, args: core::fmt::Arguments<'_>) {
+        match &self.serial {
+            Some(s) => {
+                let mut out = SerialOut(s);
+                if !self.line_start {
+                    s.send(b"\r\n");
+                    self.line_start = true;
+                }
+                let _ = core::fmt::write(&mut out, format_args!("{pd}: {args}\r\n"));
+            }
+            None => debug_println!("{pd}: {args}"),
+        }
+    }
+
     /// The board's UART, if this console prints on it.
     pub fn serial(&self) -> Option<&Serial> {
         self.serial.as_ref()
@@ -43,6 +60,16 @@ impl Console {
         let text = core::str::from_utf8(line).unwrap_or("<not UTF-8>");
         debug_println!("{}| {text}", self.vm);
         self.len = 0;
+    }
+}
+
+/// The board's UART as a `core::fmt::Write`.
+struct SerialOut<'a>(&'a Serial);
+
+impl core::fmt::Write for SerialOut<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.0.send(s.as_bytes());
+        Ok(())
     }
 }
 

@@ -54,6 +54,9 @@ pub struct Instance {
     console: Console,
     /// The internal VM, once built.
     internal: Option<VmId>,
+    /// The VM's exits by kind (the boot figures).
+    #[cfg(feature = "exit-counts")]
+    exits: crate::exit_counts::ExitCounts,
     /// A byte of console input the guest's full receive FIFO could not
     /// take: it goes first, and the board's UART is not read until it has.
     pending: Option<u8>,
@@ -101,7 +104,20 @@ impl Instance {
         let kernel = MicrokitKernel::new(u64::from(manifest.vcpus), layout, caps);
         let vmm = Vmm::new(kernel, platform, config).map_err(Refusal::Core)?;
         let vcpus = [None; MAX_VCPU_ID as usize + 1];
-        let this = place.write(Instance { pd, vm, vmm, manifest, console, internal: None, pending: None, vcpus });
+        #[cfg(feature = "exit-counts")]
+        let exits = crate::exit_counts::ExitCounts::new(&manifest.devices);
+        let this = place.write(Instance {
+            pd,
+            vm,
+            vmm,
+            manifest,
+            console,
+            internal: None,
+            #[cfg(feature = "exit-counts")]
+            exits,
+            pending: None,
+            vcpus,
+        });
         match this.manifest.internal() {
             true => debug_println!("{pd}: VMM of {}, an internal VM; boot manifest verified", this.vm),
             false => debug_println!(
@@ -194,7 +210,11 @@ impl Instance {
         // Decoded before the core makes any invocation, which would reuse
         // the IPC buffer.
         let decoded = with_msg_regs(|r| fault::decode(label, r.get(..count).unwrap_or(&[])));
+        #[cfg(feature = "exit-counts")]
+        let (start, kind) = (crate::exit_counts::now(), self.exits.kind(&decoded));
         let action = self.vmm.handle_decoded_exit(id, vcpu, decoded, &mut self.console);
+        #[cfg(feature = "exit-counts")]
+        self.exits.add(kind, start);
         if self.pending.is_some() {
             self.input();
         }
@@ -214,7 +234,9 @@ impl Instance {
             ExitAction::Park => Reply::Stopped,
             ExitAction::Stop { reason, notify } => {
                 self.console.flush();
-                debug_println!("{}: stopped: {}", self.vm, reason);
+                #[cfg(feature = "exit-counts")]
+                self.console.say(self.pd, format_args!("{}", self.exits));
+                self.console.say(self.vm.as_str(), format_args!("stopped: {reason}"));
                 debug_println!("{}: stack used so far: {} of {} bytes", self.pd, stack::used(), stack::SIZE);
                 if let Some(client) = notify {
                     Channel::new(client.0 as usize).notify();

@@ -30,6 +30,8 @@ mod backend;
 mod boot_manifest;
 mod cache;
 mod console;
+#[cfg(feature = "exit-counts")]
+mod exit_counts;
 mod guest_image;
 mod instance;
 mod loader;
