@@ -12,7 +12,7 @@
 use vmm_abi::VmId;
 
 use crate::cache;
-use crate::loader::{self, GuestRam, LinuxImages, LinuxPlaces, LoadError};
+use guest_loader::{self as loader, GuestRam, LinuxImages, LinuxPlaces, LoadError};
 
 /// What the build embedded. A build constructs one of the two, so the
 /// other is dead code in it.

@@ -15,13 +15,13 @@ use vmm_abi::{ClientId, VcpuId, VmId};
 
 use core::mem::MaybeUninit;
 
+use guest_loader::LinuxPlaces;
 use vmm_book::{CapTable, StaticMap, CORE_SLOTS, RAM_FRAME_SLOTS};
 
 use crate::backend::MicrokitKernel;
 use crate::boot_manifest::{self, Mapped};
 use crate::console::Console;
 use crate::guest_image::GuestImage;
-use crate::loader::LinuxPlaces;
 use crate::platform::MicrokitPlatform;
 use crate::refusal::Refusal;
 use crate::serial::Serial;

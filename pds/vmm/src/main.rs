@@ -34,7 +34,6 @@ mod console;
 mod exit_counts;
 mod guest_image;
 mod instance;
-mod loader;
 mod platform;
 mod refusal;
 mod serial;

@@ -230,3 +230,37 @@ fn the_boot_manifest_tells_the_vmm_where_the_images_go() {
     let m = vmsys::boot_manifest::manifest(&vm).unwrap();
     assert_eq!((m.vm_flags, m.dtb, m.initrd), (VM_INTERNAL, 0, 0));
 }
+
+#[test]
+fn the_fdt_command_adds_words_to_the_command_line_and_nothing_else() {
+    let dir = std::env::temp_dir().join(format!("vmsys-fdt-append-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let initrd = dir.join("initramfs.cpio");
+    std::fs::write(&initrd, vec![0u8; 4096]).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let fdt_of = |extra: &[&str], out: &str| {
+        let out = dir.join(out);
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_vmsys"))
+            .current_dir(&root)
+            .args(["fdt", "--system", "linux/virt.toml", "--vm", "linux", "--initrd"])
+            .arg(&initrd)
+            .args(extra)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+        std::fs::read(out).unwrap()
+    };
+    let plain = fdt_of(&[], "plain.dtb");
+    let bench = fdt_of(&["--append", "bench=1"], "bench.dtb");
+    let bootargs = |blob: &[u8]| {
+        let t = fdt::Fdt::new(blob).unwrap();
+        let v = prop(&t, "/chosen", "bootargs");
+        String::from_utf8(v.strip_suffix(&[0]).unwrap().to_vec()).unwrap()
+    };
+    assert_eq!(bootargs(&plain), "console=ttyAMA0 shell=1");
+    assert_eq!(bootargs(&bench), "console=ttyAMA0 shell=1 bench=1");
+    assert_eq!(plain, tree(VIRT, 4096), "without --append, the description's tree");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -14,6 +14,11 @@
 //! `image_size` (its BSS included) in RAM; the device tree by its magic,
 //! 8-byte aligned, at most 2 MiB and within one 2 MiB block; none of the
 //! three overlapping another. Nothing is written unless all of it holds.
+//!
+//! A host crate (`no_std`, tested on the host, where `cargo test
+//! --workspace` runs its tests); the VMM PD uses it for its embedded guest.
+
+#![no_std]
 
 /// Why an image was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,14 +197,14 @@ pub fn load_linux(
         0 => images.image.len() as u64,
         n => n.max(images.image.len() as u64),
     };
-    if at.entry.checked_sub(text_offset).is_none_or(|base| base % BLOCK_2M != 0) {
+    if at.entry.checked_sub(text_offset).is_none_or(|base| !base.is_multiple_of(BLOCK_2M)) {
         return Err(LoadError::MisplacedImage);
     }
     let dtb_len = images.dtb.len() as u64;
     let dtb_magic = images.dtb.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
     let dtb_end = at.dtb.saturating_add(dtb_len);
     if dtb_magic != Some(FDT_MAGIC)
-        || at.dtb % 8 != 0
+        || !at.dtb.is_multiple_of(8)
         || dtb_len > BLOCK_2M
         || at.dtb / BLOCK_2M != dtb_end.saturating_sub(1) / BLOCK_2M
     {
