@@ -74,6 +74,10 @@ pub struct Vmm<K, A, const VMS: usize = MAX_VMS> {
     gics: Gics<VMS>,
     gmem: GmemTable,
     charges: Charges,
+    /// A client's VM that a request's delivery of an interrupt stopped
+    /// (rule 6.10), whose owner the deployment is yet to tell
+    /// ([`Vmm::take_stopped`]).
+    stopped: Option<(vmm_abi::ClientId, vmm_abi::VmId)>,
 }
 
 impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
@@ -89,6 +93,7 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
             gics: Gics::default(),
             gmem: GmemTable::default(),
             charges: Charges::default(),
+            stopped: None,
         })
     }
 

@@ -353,3 +353,22 @@ fn the_receive_fifo_holds_sixteen_bytes_and_drops_the_rest() {
     assert_eq!(w.console_input(A, bare, b'a').map_err(|e| e.errno()), Err(Errno::ENOENT));
     assert_eq!(v.console_input(B, vm, b'a').map_err(|e| e.errno()), Err(Errno::EPERM));
 }
+
+#[test]
+fn an_irq_line_whose_delivery_the_kernel_refuses_stops_the_vm_and_its_owner_is_told_once() {
+    let (mut v, vm) = gic_guest();
+    enable_spi(&mut v, vm);
+    assert_eq!(v.take_stopped(), None, "nothing stopped yet");
+    // The injection is the first invocation the request makes.
+    v.kernel_mut().fail_nth(0, vmm::kernel::KernelError::InvalidArgument);
+    v.irq_line(A, vm, SPI, 1).unwrap();
+    assert!(!v.kernel().tcb_running(tcb(&v, vm, 0)), "the VM stopped");
+    assert_eq!(v.take_stopped(), Some((ClientId(1), vm)));
+    assert_eq!(v.take_stopped(), None, "told once");
+    // A delivery that succeeds tells nobody.
+    let (mut v, vm) = gic_guest();
+    enable_spi(&mut v, vm);
+    v.irq_line(A, vm, SPI, 0).unwrap();
+    v.irq_line(A, vm, SPI, 1).unwrap();
+    assert_eq!(v.take_stopped(), None);
+}

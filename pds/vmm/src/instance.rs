@@ -164,6 +164,12 @@ impl Instance {
     pub fn request(&mut self, channel: Channel, label: u64, payload: &[u8]) -> Response {
         let response = self.vmm.handle(ClientId(channel.index() as u32), label, payload);
         self.map_vcpus();
+        // An interrupt the request delivered that the kernel refused
+        // stopped the VM: its owner is told, as of a stop at an exit.
+        if let Some((owner, id)) = self.vmm.take_stopped() {
+            debug_println!("{}: VM {} stopped: the kernel refused to deliver an interrupt", self.vm, id.0);
+            Channel::new(owner.0 as usize).notify();
+        }
         response
     }
 

@@ -14,7 +14,7 @@ use crate::registry::Caller;
 use crate::vm::{VcpuState, VmError};
 use crate::Vmm;
 use vmm_abi::limits::{MAX_IRQ, MIN_IRQ};
-use vmm_abi::{VcpuId, VmId};
+use vmm_abi::{ClientId, VcpuId, VmId};
 
 use super::exit::{ExitAction, StopReason};
 use super::fault::ExitError;
@@ -87,6 +87,13 @@ impl Lines {
 }
 
 impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
+    /// The client's VM the last request stopped while delivering an
+    /// interrupt (IRQ_LINE, rule 6.10), and its owner, for the deployment to
+    /// tell as it tells of a stop at an exit; each is given once.
+    pub fn take_stopped(&mut self) -> Option<(ClientId, VmId)> {
+        self.stopped.take()
+    }
+
     /// IRQ_LINE: set line `irq` to `level`. With a virtual GIC the line is
     /// one of its SPIs and the distributor decides where it goes (rule
     /// 6.10); without, a rising edge injects it into vCPU 0 (a level that
@@ -100,8 +107,12 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         if self.gics.get(id).is_some() {
             // The line is set: that is the request, done. Delivering what
             // it made ready is the VM's, as at an exit: an injection the
-            // kernel refuses stops the VM.
-            self.spi_level(id, irq, high).map_err(|_| VmError::BadIrq)?;
+            // kernel refuses stops the VM, and its owner is to be told.
+            if let Some(ExitAction::Stop { notify: Some(owner), .. }) =
+                self.spi_level(id, irq, high).map_err(|_| VmError::BadIrq)?
+            {
+                self.stopped = Some((owner, id));
+            }
             return Ok(());
         }
         if high && !vm.lines.level(irq) {
