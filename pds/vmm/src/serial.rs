@@ -7,19 +7,15 @@
 
 use core::ptr::{read_volatile, write_volatile};
 
-/// PL011 registers (offsets in bytes) and bits.
-const DR: usize = 0x00;
-const FR: usize = 0x18;
-const CR: usize = 0x30;
-const IMSC: usize = 0x38;
-const ICR: usize = 0x44;
-const FR_RXFE: u32 = 1 << 4;
-const FR_TXFF: u32 = 1 << 5;
-const CR_UARTEN: u32 = 1 << 0;
-const CR_TXE: u32 = 1 << 8;
-const CR_RXE: u32 = 1 << 9;
+use vmm::devices::pl011::reg::{CR, DR, FR, ICR, IMSC};
+use vmm::devices::pl011::{CR_RXE, CR_TXE, CR_UARTEN, FR_RXFE, FR_TXFF};
+
+/// The receive-timeout interrupt, which the core's model (one byte a
+/// trigger) has no use for and a real UART raises for bytes below its
+/// FIFO's trigger level.
+const INT_RT: u32 = 1 << 6;
 /// Receive and receive-timeout interrupts.
-const INT_RX: u32 = (1 << 4) | (1 << 6);
+const INT_RX: u32 = vmm::devices::pl011::INT_RX as u32 | INT_RT;
 
 /// The board's UART, mapped uncached at `base` in this PD.
 pub struct Serial {
@@ -34,25 +30,25 @@ impl Serial {
             return None;
         }
         let s = Serial { base: vaddr };
-        s.write(CR, s.read(CR) | CR_UARTEN | CR_TXE | CR_RXE);
+        s.write(CR, s.read(CR) | (CR_UARTEN | CR_TXE | CR_RXE) as u32);
         s.write(IMSC, s.read(IMSC) | INT_RX);
         Some(s)
     }
 
-    fn read(&self, reg: usize) -> u32 {
+    fn read(&self, reg: u64) -> u32 {
         // SAFETY: system.xml maps the UART's 4 KiB register block at `base`,
         // uncached, in this PD; every offset used is a register in it.
-        unsafe { read_volatile((self.base + reg) as *const u32) }
+        unsafe { read_volatile((self.base + reg as usize) as *const u32) }
     }
 
-    fn write(&self, reg: usize, value: u32) {
+    fn write(&self, reg: u64, value: u32) {
         // SAFETY: as in `read`.
-        unsafe { write_volatile((self.base + reg) as *mut u32, value) }
+        unsafe { write_volatile((self.base + reg as usize) as *mut u32, value) }
     }
 
     /// The next byte received, if one waits.
     pub fn receive(&self) -> Option<u8> {
-        if self.read(FR) & FR_RXFE != 0 {
+        if u64::from(self.read(FR)) & FR_RXFE != 0 {
             return None;
         }
         Some(self.read(DR) as u8)
@@ -75,7 +71,7 @@ impl Serial {
     /// Writes `bytes`, waiting while the transmit FIFO is full.
     pub fn send(&self, bytes: &[u8]) {
         for &b in bytes {
-            while self.read(FR) & FR_TXFF != 0 {}
+            while u64::from(self.read(FR)) & FR_TXFF != 0 {}
             self.write(DR, u32::from(b));
         }
     }

@@ -30,7 +30,7 @@ pub mod reg {
     /// Line control.
     pub(crate) const LCR_H: u64 = 0x02c;
     /// Control.
-    pub(crate) const CR: u64 = 0x030;
+    pub const CR: u64 = 0x030;
     /// Interrupt mask set/clear.
     pub const IMSC: u64 = 0x038;
     /// Raw interrupt status.
@@ -55,6 +55,14 @@ pub const INT_TX: u16 = 1 << 5;
 pub const RX_FIFO: usize = 16;
 /// FR: transmit FIFO empty.
 pub const FR_TXFE: u64 = 1 << 7;
+/// FR: transmit FIFO full (never, in this model: a byte written is sent).
+pub const FR_TXFF: u64 = 1 << 5;
+/// CR: the UART enabled.
+pub const CR_UARTEN: u64 = 1 << 0;
+/// CR: transmitter enabled.
+pub const CR_TXE: u64 = 1 << 8;
+/// CR: receiver enabled.
+pub const CR_RXE: u64 = 1 << 9;
 /// PeriphID0-3 and PCellID0-3: part 0x011, designer ARM (0x41), revision
 /// 1, and the PrimeCell id 0xb105f00d, as QEMU's PL011 reports them.
 pub(crate) const ID: [u8; 8] = [0x11, 0x10, 0x14, 0x00, 0x0d, 0xf0, 0x05, 0xb1];
