@@ -11,6 +11,8 @@
 use vmm::arch::aarch64::fault::{Exit, ExitError};
 use vmm_abi::manifest::{Dev, DEV_PL011};
 
+use crate::counter::now;
+
 /// The kinds counted, in the order printed.
 const KINDS: [&str; 9] = [
     "mmio pl011",
@@ -32,15 +34,6 @@ pub struct ExitCounts {
     uart: Option<(u64, u64)>,
     /// The GIC's emulated frames.
     gic: heapless::Vec<(u64, u64), 2>,
-}
-
-/// The count now.
-pub fn now() -> u64 {
-    let count: u64;
-    // SAFETY: reads a system register EL0 may read (seL4's
-    // EXPORT_PCNT_USER, which kernel-config/ requires); no memory is touched.
-    unsafe { core::arch::asm!("isb", "mrs {}, cntpct_el0", out(reg) count, options(nomem, nostack)) };
-    count
 }
 
 impl ExitCounts {

@@ -217,7 +217,7 @@ impl Instance {
         // the IPC buffer.
         let decoded = with_msg_regs(|r| fault::decode(label, r.get(..count).unwrap_or(&[])));
         #[cfg(feature = "exit-counts")]
-        let (start, kind) = (crate::exit_counts::now(), self.exits.kind(&decoded));
+        let (start, kind) = (crate::counter::now(), self.exits.kind(&decoded));
         let action = self.vmm.handle_decoded_exit(id, vcpu, decoded, &mut self.console);
         #[cfg(feature = "exit-counts")]
         self.exits.add(kind, start);

@@ -30,6 +30,7 @@ mod backend;
 mod boot_manifest;
 mod cache;
 mod console;
+mod counter;
 #[cfg(feature = "exit-counts")]
 mod exit_counts;
 mod guest_image;
