@@ -46,19 +46,22 @@ impl<K: Kernel, A: Platform, const VMS: usize> Vmm<K, A, VMS> {
         if let Err(e) = self.advance(tcb, esr) {
             return self.stop_vm(id, StopReason::Kernel(e));
         }
+        // Only a VM with a virtual GIC has vCPUs that wait: without one,
+        // there is no clock to read and nobody to wake.
+        if self.gics.get(id).is_none() {
+            return ExitAction::Resume;
+        }
         let Some(now) = self.hooks.now() else { return ExitAction::Resume };
         if let Err(e) = self.wake_due(id, now) {
             return self.stop_vm(id, StopReason::Kernel(e));
         }
-        let Some(model) = self.gics.get(id) else { return ExitAction::Resume };
-        if esr.wfe() || model.busy(vcpu) {
+        if esr.wfe() || self.gics.get(id).is_none_or(|m| m.busy(vcpu)) {
             return ExitAction::Resume;
         }
         let Some(entry) = self.registry.entry(id) else { return ExitAction::Resume };
-        let awake = |(v, c): &(VcpuId, &crate::vm::Vcpu)| {
-            *v != vcpu && c.state() == VcpuState::Running && c.idle == Idle::Awake
-        };
-        if !entry.vm.vcpus().any(|p| awake(&p)) {
+        let others_awake =
+            entry.vm.vcpus().any(|(v, c)| v != vcpu && c.state() == VcpuState::Running && c.idle == Idle::Awake);
+        if !others_awake {
             return ExitAction::Resume;
         }
         let Some((_, vc)) = entry.vm.vcpu(vcpu).map(|v| v.caps()) else { return ExitAction::Resume };
