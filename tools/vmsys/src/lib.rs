@@ -5,8 +5,11 @@
 //! [`sdf`]) and against the core's own rules ([`check`]); it gives each VMM
 //! its boot manifest ([`boot_manifest`]); scenarios of client requests and
 //! guest exits run against the core on the seL4 model ([`sim`]); and the
-//! system can be drawn ([`graph`]).
+//! system can be drawn ([`graph`]). Around the deployments it writes a Linux
+//! guest's device tree ([`fdt`]) and initramfs ([`initramfs`]), and the root
+//! task's boot image ([`boot_image`]).
 
+pub mod boot_image;
 pub mod boot_manifest;
 pub mod check;
 pub mod description;

@@ -14,13 +14,13 @@ use clap::{Args, Parser, Subcommand};
 use vmsys::description::Description;
 use vmsys::diag::Diag;
 use vmsys::inputs::{self, Inputs};
-use vmsys::{boot_manifest, check, fdt, graph, initramfs, sim, trace};
+use vmsys::{boot_image, boot_manifest, check, fdt, graph, initramfs, sim, trace};
 
 #[derive(Parser)]
 #[command(
     name = "vmsys",
     version,
-    about = "One description of the VMs of a seL4 Microkit system: check, manifest, sim, graph, a Linux guest's device tree and initramfs"
+    about = "One description of the VMs of a seL4 Microkit system: check, manifest, sim, graph, a Linux guest's device tree and initramfs, the root task's boot image"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -97,6 +97,21 @@ enum Command {
         #[arg(short, long)]
         out: PathBuf,
     },
+    /// Write the root task's boot image: the SDK's kernel loader with the kernel and the root task.
+    BootImage {
+        /// The Microkit SDK's loader for the board and configuration (`elf/loader.elf`).
+        #[arg(long)]
+        loader: PathBuf,
+        /// The seL4 kernel (`elf/sel4.elf`).
+        #[arg(long)]
+        kernel: PathBuf,
+        /// The root task's ELF file.
+        #[arg(long)]
+        root_task: PathBuf,
+        /// The image to write (QEMU loads it at the loader's address).
+        #[arg(short, long)]
+        out: PathBuf,
+    },
     /// Draw the system (PDs, VMs, memory regions, channels) as SVG.
     Graph {
         #[command(flatten)]
@@ -137,6 +152,10 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), Vec<Diag>> {
         std::fs::create_dir_all(dir).map_err(fail)?;
     }
     std::fs::write(path, bytes).map_err(fail)
+}
+
+fn read_bytes(p: &Path) -> Result<Vec<u8>, Vec<Diag>> {
+    std::fs::read(p).map_err(|e| vec![Diag::file(&p.display().to_string(), format!("cannot read: {e}"))])
 }
 
 fn run(command: Command) -> Result<(), Vec<Diag>> {
@@ -194,12 +213,24 @@ fn run(command: Command) -> Result<(), Vec<Diag>> {
             println!("{}: {} bytes, the device tree of {vm} (initramfs {size} bytes)", out.display(), blob.len());
         }
         Command::Initramfs { busybox, init, out } => {
-            let read_bytes = |p: &Path| {
-                std::fs::read(p).map_err(|e| vec![Diag::file(&p.display().to_string(), format!("cannot read: {e}"))])
-            };
             let archive = initramfs::initramfs(&read_bytes(&busybox)?, &read_bytes(&init)?);
             write(&out, &archive)?;
             println!("{}: {} bytes, busybox and {} as /init", out.display(), archive.len(), init.display());
+        }
+        Command::BootImage { loader, kernel, root_task, out } => {
+            let (image, at) = boot_image::image(&read_bytes(&loader)?, &read_bytes(&kernel)?, &read_bytes(&root_task)?)
+                .map_err(|e| vec![Diag::file(&out.display().to_string(), e)])?;
+            write(&out, &image)?;
+            println!(
+                "{}: {} bytes, loaded at {:#x}: kernel at {:#x}..{:#x}, root task at {:#x}..{:#x}",
+                out.display(),
+                image.len(),
+                at.loader,
+                at.kernel.0,
+                at.kernel.1,
+                at.root_task.0,
+                at.root_task.1
+            );
         }
         Command::Graph { system, out } => {
             let i = inputs::load(&system.system, system.xml.as_deref())?;
