@@ -33,8 +33,6 @@ PYTHON ?= python3
 TEST_TIMEOUT ?= 60
 # Seconds `make test-roottask` waits (its lifecycle check runs 1000 cycles).
 ROOTTASK_TIMEOUT ?= 300
-# The C compiler for the kernel loader's assembly.
-CROSS_CC ?= aarch64-linux-gnu-gcc
 # The linker for both targets: rust-lld if present, else Debian's ld.lld.
 LLD ?= $(firstword $(foreach l,rust-lld ld.lld ld.lld-22 ld.lld-19,$(shell command -v $(l) 2>/dev/null)))
 
@@ -82,9 +80,6 @@ PDS_TARGET_DIR := $(B)/pds-target
 PDS_OUT := $(PDS_TARGET_DIR)/aarch64-sel4-microkit/release
 ROOTTASK_TARGET_DIR := $(B)/roottask-target
 ROOTTASK_ELF := $(ROOTTASK_TARGET_DIR)/aarch64-sel4-microkit/release/vmm-roottask.elf
-ROOTTASK_LOADER_DIR := $(B)/roottask-loader
-ROOTTASK_TOOL_DIR := build/host-roottask-tool
-ROOTTASK_DTB := $(B)/qemu.dtb
 ROOTTASK_IMG := $(B)/roottask.img
 LOADER_IMG := $(B)/loader.img
 REPORT := $(B)/report.txt
@@ -211,15 +206,12 @@ pds: guest manifests $(TARGET_SPEC) kernel-config-check
 	    -Zbuild-std=core,alloc,compiler_builtins -Zbuild-std-features=compiler-builtins-mem \
 	    --target-dir $(abspath $(PDS_TARGET_DIR))
 
-# The root task's boot image: rust-sel4's kernel loader (built for this
-# kernel and platform), with the SDK's kernel, QEMU's device tree and the
-# root task appended by rust-sel4's tool. That loader knows QEMU virt's
-# platform and not the i.MX 8M Plus. A release kernel prints nothing, and the
-# root task has no serial driver of its own yet, so it is built for a debug
-# kernel only.
-ifneq ($(MICROKIT_BOARD)-$(MICROKIT_CONFIG),qemu_virt_aarch64-debug)
+# The root task is built for a debug kernel only: a release kernel prints
+# nothing, and the root task prints through the kernel (it has no serial
+# driver of its own).
+ifneq ($(MICROKIT_CONFIG),debug)
 roottask roottask-image test-roottask bench-roottask:
-	@echo "make $@ skipped for $(MICROKIT_BOARD) $(MICROKIT_CONFIG): the root task runs on qemu_virt_aarch64 with a debug kernel only (rust-sel4's kernel loader knows no other platform, and the root task prints through the kernel, which a release kernel cannot)"
+	@echo "make $@ skipped for $(MICROKIT_BOARD) $(MICROKIT_CONFIG): the root task runs with a debug kernel only (it prints through the kernel, which a release kernel cannot)"
 else
 # The VMM as seL4's root task, against the same kernel's headers.
 roottask: $(TARGET_SPEC) kernel-config-check
@@ -229,28 +221,21 @@ roottask: $(TARGET_SPEC) kernel-config-check
 	    --target-dir $(abspath $(ROOTTASK_TARGET_DIR))
 	@echo "built $(ROOTTASK_ELF)"
 
+# The root task's boot image: the SDK's own kernel loader for this board
+# and configuration, with the SDK's kernel and the root task (`vmsys
+# boot-image`, in the loader's format), loaded by QEMU where the Microkit
+# system's image is.
 roottask-image: roottask
-	cd roottask/loader && SEL4_KERNEL=$(abspath $(SDK_BOARD)/elf/sel4.elf) \
-	SEL4_PLATFORM_INFO=$(abspath $(SDK_BOARD)/platform_gen.json) CC_aarch64_unknown_none=$(CROSS_CC) \
-	RUSTC=$(TARGET_RUSTC) $(CARGO) build -Zbindeps --release --target aarch64-unknown-none \
-	    -Zbuild-std=core,alloc,compiler_builtins -Zbuild-std-features=compiler-builtins-mem \
-	    --target-dir $(abspath $(ROOTTASK_LOADER_DIR))
-	cd roottask/add-payload && env -u SEL4_INCLUDE_DIRS $(CARGO) build -Zbindeps --release \
-	    --target-dir $(abspath $(ROOTTASK_TOOL_DIR))
-	$(QEMU) $(QEMU_MACHINE) -machine dumpdtb=$(ROOTTASK_DTB) -nographic >/dev/null
-	tool=$$(ls -t $(ROOTTASK_TOOL_DIR)/release/deps/artifact/sel4-kernel-loader-add-payload-*/bin/* | grep -v '\.d$$' | head -n1); \
-	loader=$$(ls -t $(ROOTTASK_LOADER_DIR)/aarch64-unknown-none/release/deps/artifact/sel4-kernel-loader-*/bin/* | grep -v '\.d$$' | head -n1); \
-	$$tool --sel4-config $(SDK_BOARD)/include/kernel/gen_config.json --kernel $(SDK_BOARD)/elf/sel4.elf \
-	    --platform-info $(SDK_BOARD)/platform_gen.json --dtb $(ROOTTASK_DTB) \
-	    --loader $$loader --app $(ROOTTASK_ELF) -o $(ROOTTASK_IMG)
-	@echo "built $(ROOTTASK_IMG)"
+	env -u RUSTC_BOOTSTRAP -u SEL4_INCLUDE_DIRS $(CARGO) run -q -p vmsys \
+	    --target-dir $(abspath build/host-target) -- boot-image --loader $(SDK_BOARD)/elf/loader.elf \
+	    --kernel $(SDK_BOARD)/elf/sel4.elf --root-task $(ROOTTASK_ELF) -o $(ROOTTASK_IMG)
 
 # Boots the root task, checks its serial output, and holds every result of
 # the request trace it ran on seL4 to the same trace on the host model.
 test-roottask: roottask-image
 	@command -v $(QEMU) >/dev/null || { echo "test-roottask: $(QEMU) not found: install qemu-system-arm"; exit 1; }
 	pds/support/test-qemu roottask/expected-lines $(B)/roottask-serial.log $(ROOTTASK_TIMEOUT) \
-	    $(QEMU) $(QEMU_MACHINE) -nographic $(QEMU_SERIAL) -kernel $(ROOTTASK_IMG)
+	    $(QEMU) $(QEMU_MACHINE) -nographic $(QEMU_SERIAL) -device loader,file=$(ROOTTASK_IMG),addr=$(LOADER_ADDR),cpu-num=0
 	grep -a '^trace ' $(B)/roottask-serial.log >$(B)/trace-sel4.log
 	env -u RUSTC_BOOTSTRAP -u SEL4_INCLUDE_DIRS $(CARGO) run -q -p vmsys \
 	    --target-dir $(abspath build/host-target) -- trace >$(B)/trace-model.log
@@ -263,7 +248,7 @@ test-roottask: roottask-image
 bench-roottask: roottask-image
 	@command -v $(QEMU) >/dev/null || { echo "bench-roottask: $(QEMU) not found: install qemu-system-arm"; exit 1; }
 	pds/support/test-qemu roottask/bench-lines $(B)/roottask-bench.log $(ROOTTASK_TIMEOUT) \
-	    $(QEMU) $(QEMU_MACHINE) -icount shift=0 -nographic $(QEMU_SERIAL) -kernel $(ROOTTASK_IMG) >/dev/null
+	    $(QEMU) $(QEMU_MACHINE) -icount shift=0 -nographic $(QEMU_SERIAL) -device loader,file=$(ROOTTASK_IMG),addr=$(LOADER_ADDR),cpu-num=0 >/dev/null
 	@echo "root task on $(MICROKIT_BOARD) ($(MICROKIT_CONFIG) kernel), in instructions under QEMU -icount shift=0:"
 	@grep -a '^bench:' $(B)/roottask-bench.log
 endif
