@@ -387,6 +387,22 @@ impl Response {
         let code = i32::try_from(status.checked_neg()?).ok()?;
         Errno::from_code(code).map(|e| Response { result: Err(e) })
     }
+
+    /// What a client makes of a reply of `words` message registers whose
+    /// bytes are `bytes`: the value, the errno, or EIO for a reply that is
+    /// no response at all (shorter than the wire form, or a status that is
+    /// no errno).
+    pub fn from_reply(words: usize, bytes: &[u8]) -> Result<u64, Errno> {
+        let size = core::mem::size_of::<ResponseWire>();
+        if words * 8 < size {
+            return Err(Errno::EIO);
+        }
+        let wire = bytes.get(..size).and_then(|w| ResponseWire::read_from_bytes(w).ok());
+        match wire.as_ref().and_then(Response::from_wire) {
+            Some(r) => r.result,
+            None => Err(Errno::EIO),
+        }
+    }
 }
 
 /// Proofs over every input (`cargo kani -p vmm`).

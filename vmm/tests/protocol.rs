@@ -483,6 +483,21 @@ fn a_response_with_an_unknown_status_is_refused() {
 }
 
 #[test]
+fn a_client_reads_a_reply_as_its_value_its_errno_or_eio() {
+    let ok = Response { result: Ok(7) }.to_wire();
+    let busy = Response { result: Err(Errno::EBUSY) }.to_wire();
+    let mut long = [0u8; 24];
+    long[..16].copy_from_slice(ok.as_bytes());
+    assert_eq!(Response::from_reply(2, ok.as_bytes()), Ok(7));
+    assert_eq!(Response::from_reply(3, &long), Ok(7), "words past the wire form are ignored");
+    assert_eq!(Response::from_reply(2, busy.as_bytes()), Err(Errno::EBUSY));
+    assert_eq!(Response::from_reply(1, ok.as_bytes()), Err(Errno::EIO), "a reply of one word");
+    assert_eq!(Response::from_reply(2, &ok.as_bytes()[..8]), Err(Errno::EIO), "bytes short of the wire form");
+    let unknown = ResponseWire { status: u64le(-3i64 as u64), value: u64le(0) };
+    assert_eq!(Response::from_reply(2, unknown.as_bytes()), Err(Errno::EIO), "a status that is no errno");
+}
+
+#[test]
 fn handle_answers_with_the_errno_of_the_operation() {
     let (mut v, vm, _) = fixture();
     // One errno per layer: decode, registry, vCPU table.

@@ -5,10 +5,8 @@
 //! little-endian bytes. The answer is a `ResponseWire` in MR0-1.
 
 use sel4_microkit::{with_msg_bytes, with_msg_bytes_mut, Channel, MessageInfo};
-use zerocopy::FromBytes;
 
 use vmm_abi::protocol::{Request, Response, MAX_PAYLOAD};
-use vmm_abi::wire::ResponseWire;
 use vmm_abi::Errno;
 
 /// The protected-call channel to the VMM (system.xml).
@@ -27,14 +25,7 @@ pub fn call_raw(label: u64, payload: &[u8], words: usize) -> Answer {
         }
     });
     let reply = VMM.pp_call(MessageInfo::new(label, words));
-    if reply.count() < 2 {
-        return Err(Errno::EIO);
-    }
-    let wire = with_msg_bytes(|b| b.get(..16).and_then(|w| ResponseWire::read_from_bytes(w).ok()));
-    match wire.as_ref().and_then(Response::from_wire) {
-        Some(r) => r.result,
-        None => Err(Errno::EIO),
-    }
+    with_msg_bytes(|b| Response::from_reply(reply.count(), b))
 }
 
 /// Calls the VMM with a well-formed request.
