@@ -104,8 +104,22 @@ pub struct Loaded {
     pub written: usize,
 }
 
-/// Loads `image` into `ram`. Checks every segment before it writes any.
-pub fn load(image: &[u8], ram: &mut GuestRam<'_>) -> Result<Loaded, LoadError> {
+/// An ELF executable's header, as loading needs it.
+struct Header {
+    entry: u64,
+    phoff: usize,
+    phentsize: usize,
+    phnum: usize,
+}
+
+/// A `PT_LOAD` segment: its bytes in the file and where they go.
+struct Segment<'a> {
+    vaddr: u64,
+    memsz: u64,
+    data: &'a [u8],
+}
+
+fn header(image: &[u8]) -> Result<Header, LoadError> {
     let ident = image.get(..16).ok_or(LoadError::Truncated)?;
     // Magic, 64-bit, little-endian, executable, AArch64.
     if ident[..4] != *b"\x7fELF" || ident[4] != 2 || ident[5] != 1 {
@@ -114,38 +128,68 @@ pub fn load(image: &[u8], ram: &mut GuestRam<'_>) -> Result<Loaded, LoadError> {
     if u16_at(image, 16)? != 2 || u16_at(image, 18)? != EM_AARCH64 {
         return Err(LoadError::NotAarch64Elf);
     }
-    let entry = u64_at(image, 24)?;
-    let phoff = u64_at(image, 32)? as usize;
-    let phentsize = usize::from(u16_at(image, 54)?);
-    let phnum = usize::from(u16_at(image, 56)?);
-    ram.range(entry, 4)?;
+    Ok(Header {
+        entry: u64_at(image, 24)?,
+        phoff: u64_at(image, 32)? as usize,
+        phentsize: usize::from(u16_at(image, 54)?),
+        phnum: usize::from(u16_at(image, 56)?),
+    })
+}
 
+/// Program header `i`, if it is a `PT_LOAD` segment.
+fn segment<'a>(image: &'a [u8], h: &Header, i: usize) -> Result<Option<Segment<'a>>, LoadError> {
+    let ph = h.phoff.checked_add(i * h.phentsize).ok_or(LoadError::Truncated)?;
+    if u32_at(image, ph)? != PT_LOAD {
+        return Ok(None);
+    }
+    let offset = u64_at(image, ph + 8)? as usize;
+    let vaddr = u64_at(image, ph + 16)?;
+    let filesz = u64_at(image, ph + 32)?;
+    let memsz = u64_at(image, ph + 40)?;
+    if filesz > memsz {
+        return Err(LoadError::Truncated);
+    }
+    let end = offset.checked_add(filesz as usize).ok_or(LoadError::Truncated)?;
+    let data = image.get(offset..end).ok_or(LoadError::Truncated)?;
+    Ok(Some(Segment { vaddr, memsz, data }))
+}
+
+/// The addresses an ELF executable's `PT_LOAD` segments span: the lowest
+/// and one past the highest. What must be mapped before [`load`] can
+/// write it there (the root task maps a client's image so).
+pub fn extent(image: &[u8]) -> Result<core::ops::Range<u64>, LoadError> {
+    let h = header(image)?;
+    let mut span: Option<core::ops::Range<u64>> = None;
+    for i in 0..h.phnum {
+        if let Some(seg) = segment(image, &h, i)? {
+            let end = seg.vaddr.checked_add(seg.memsz).ok_or(LoadError::OutsideRam)?;
+            span = Some(match span {
+                Some(s) => s.start.min(seg.vaddr)..s.end.max(end),
+                None => seg.vaddr..end,
+            });
+        }
+    }
+    span.ok_or(LoadError::Truncated)
+}
+
+/// Loads `image` into `ram`. Checks every segment before it writes any.
+pub fn load(image: &[u8], ram: &mut GuestRam<'_>) -> Result<Loaded, LoadError> {
+    let h = header(image)?;
+    ram.range(h.entry, 4)?;
     let mut written = 0;
     for pass in 0..2 {
-        for i in 0..phnum {
-            let ph = phoff.checked_add(i * phentsize).ok_or(LoadError::Truncated)?;
-            if u32_at(image, ph)? != PT_LOAD {
-                continue;
-            }
-            let offset = u64_at(image, ph + 8)? as usize;
-            let vaddr = u64_at(image, ph + 16)?;
-            let filesz = u64_at(image, ph + 32)?;
-            let memsz = u64_at(image, ph + 40)?;
-            if filesz > memsz {
-                return Err(LoadError::Truncated);
-            }
-            let end = offset.checked_add(filesz as usize).ok_or(LoadError::Truncated)?;
-            let src = image.get(offset..end).ok_or(LoadError::Truncated)?;
-            let dst = ram.range(vaddr, memsz)?;
+        for i in 0..h.phnum {
+            let Some(seg) = segment(image, &h, i)? else { continue };
+            let dst = ram.range(seg.vaddr, seg.memsz)?;
             if pass == 1 {
                 written = written.max(dst.end);
-                let (data, bss) = ram.ram[dst].split_at_mut(filesz as usize);
-                data.copy_from_slice(src);
+                let (data, bss) = ram.ram[dst].split_at_mut(seg.data.len());
+                data.copy_from_slice(seg.data);
                 bss.fill(0);
             }
         }
     }
-    Ok(Loaded { entry, written })
+    Ok(Loaded { entry: h.entry, written })
 }
 
 /// A Linux guest's images, as embedded.

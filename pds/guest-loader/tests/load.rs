@@ -7,7 +7,7 @@
 //! device tree's magic 0xd00dfeed, 8-byte aligned, at most 2 MiB, within one
 //! 2 MiB block).
 
-use guest_loader::{load, load_linux, GuestRam, LinuxImages, LinuxPlaces, LoadError};
+use guest_loader::{extent, load, load_linux, GuestRam, LinuxImages, LinuxPlaces, LoadError};
 
 const BASE: u64 = 0x4000_0000;
 const RAM: usize = 0x80_0000; // 8 MiB
@@ -49,6 +49,27 @@ fn an_elf_segment_is_copied_and_the_rest_of_its_memory_zeroed() {
     assert_eq!(&mem[0x1000..0x1004], b"code");
     assert_eq!(&mem[0x1004..0x1010], &[0; 12]);
     assert_eq!(mem[0x1010], 0xaa, "nothing past the segment");
+}
+
+#[test]
+fn an_elf_s_extent_spans_its_segments_memory() {
+    assert_eq!(extent(&elf(BASE, BASE + 0x1000, b"code", 0x2345)), Ok(BASE + 0x1000..BASE + 0x3345));
+    let mut two = elf(BASE, BASE + 0x1000, b"code", 0x10);
+    two[56..58].copy_from_slice(&2u16.to_le_bytes());
+    // A second segment below the first, its header where the data was.
+    let mut ph = vec![0u8; 56];
+    ph[..4].copy_from_slice(&1u32.to_le_bytes());
+    ph[16..24].copy_from_slice(&BASE.to_le_bytes());
+    ph[40..48].copy_from_slice(&0x20u64.to_le_bytes());
+    two.truncate(120);
+    two.extend_from_slice(&ph);
+    two[64 + 8..64 + 16].copy_from_slice(&176u64.to_le_bytes());
+    two.extend_from_slice(b"code");
+    assert_eq!(extent(&two), Ok(BASE..BASE + 0x1010));
+    assert_eq!(extent(b"\x7fELF"), Err(LoadError::Truncated));
+    let mut not_aarch64 = elf(BASE, BASE, b"code", 4);
+    not_aarch64[18] = 62;
+    assert_eq!(extent(&not_aarch64), Err(LoadError::NotAarch64Elf));
 }
 
 #[test]
