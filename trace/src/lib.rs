@@ -1,7 +1,8 @@
 //! One request trace for the root task on seL4 and for the core on the host
 //! model, so that the two can be held to each other: the same
 //! configuration of the core ([`world`]), the same requests from the same
-//! seed ([`Trace`]) and the same line for each result ([`line`]). A
+//! seed (each client's [`ClientTrace`], served in the order of [`turn`])
+//! and the same line for each result ([`line`]). A
 //! difference between the two logs is a bug in the model or in the root
 //! task's backend.
 //!
@@ -46,16 +47,6 @@ impl Rng {
         (self.next_u64() % n.max(1) as u64) as usize
     }
 
-    /// One of the live entries of `ids` (id not 0), or `none` if none is.
-    fn pick_live(&mut self, ids: &[(u32, ClientId); 4], none: (u32, ClientId)) -> (u32, ClientId) {
-        let live = ids.iter().filter(|e| e.0 != 0).count() as u64;
-        if live == 0 {
-            return none;
-        }
-        let k = (self.next_u64() % live) as usize;
-        ids.iter().filter(|e| e.0 != 0).nth(k).copied().unwrap_or(none)
-    }
-
     /// One of `items`, which must not be empty (the lists below are not).
     fn pick<T: Copy>(&mut self, items: &[T], default: T) -> T {
         let n = items.len() as u64;
@@ -69,7 +60,7 @@ impl Rng {
 const RAM_BYTES: u64 = RAM_PAGES * 4096;
 
 /// The client scenario: what a client does with one VM, in order.
-fn scenario() -> [(ClientId, Request); 12] {
+fn scenario() -> [(ClientId, Request); SCENARIO] {
     let vm = VmId(1);
     let c = CLIENT;
     let ram = region(0, 0, RAM_GPA, 16 * 4096, RAM_VADDR, 0);
@@ -90,67 +81,109 @@ fn scenario() -> [(ClientId, Request); 12] {
     ]
 }
 
-/// The trace: the client scenario, then `random` requests drawn from
-/// `seed` for both clients. Each result is given back ([`Trace::record`]),
-/// so that most requests name VMs and guest_memfds that exist; two runs
-/// whose results agree make the same requests, and the first result that
-/// differs shows where. No vCPU is run: the model has no guest to run.
-#[derive(Clone, Debug)]
-pub struct Trace {
-    rng: Rng,
-    at: usize,
-    random: usize,
-    /// The VM ids CREATE_VM gave and not destroyed, with their owners
-    /// (id 0: none), newest last.
-    vms: [(u32, ClientId); 4],
-    /// The guest_memfd handles CREATE_GUEST_MEMFD gave and not closed,
-    /// with their VMs' owners (0: none).
-    handles: [(u32, ClientId); 4],
+/// How many requests the client scenario has.
+pub const SCENARIO: usize = 12;
+
+/// The order the VMM serves the clients' requests in: request `i` of the
+/// trace is the next of this client's. First the client scenario (all
+/// [`CLIENT`]'s), then the two clients in turn, [`PRIVILEGED`] first.
+/// Each client sends its own requests; the VMM holds a request that comes
+/// out of turn until its turn, so the order is the same on every run.
+pub fn turn(i: usize) -> ClientId {
+    match i.checked_sub(SCENARIO) {
+        None => CLIENT,
+        Some(j) if j % 2 == 0 => PRIVILEGED,
+        Some(_) => CLIENT,
+    }
 }
 
-/// Puts `entry` in place of the oldest of `ids`.
-fn remember(ids: &mut [(u32, ClientId); 4], entry: (u32, ClientId)) {
+/// How many requests `client` sends in a trace of `random` random
+/// requests (as [`turn`] shares them out).
+pub fn requests(client: ClientId, random: usize) -> usize {
+    match client {
+        CLIENT => SCENARIO + random / 2,
+        PRIVILEGED => random.div_ceil(2),
+        _ => 0,
+    }
+}
+
+/// One client's part of the trace: for [`CLIENT`] the client scenario, then
+/// its share of `random` requests drawn from `seed` and its identity. Each
+/// result is given back ([`ClientTrace::record`]), so that most requests
+/// name VMs and guest_memfds the client made; one in four names an id
+/// next to the newest it has seen, which is often the other client's (VM
+/// ids and handles are shared counters), and now and then one that never
+/// existed. A client knows only its own results: it runs alone in its
+/// protection domain on seL4. Two runs whose results agree make the same
+/// requests, and the first result that differs shows where. No vCPU is run:
+/// the model has no guest to run.
+#[derive(Clone, Debug)]
+pub struct ClientTrace {
+    client: ClientId,
+    rng: Rng,
+    at: usize,
+    total: usize,
+    /// The VM ids CREATE_VM gave this client and not destroyed (0: none),
+    /// newest last.
+    vms: [u32; 4],
+    /// The guest_memfd handles CREATE_GUEST_MEMFD gave this client and not
+    /// closed (0: none).
+    handles: [u32; 4],
+    /// The newest VM id and handle this client was given.
+    newest: (u32, u32),
+}
+
+/// Puts `id` in place of the oldest of `ids`.
+fn remember(ids: &mut [u32; 4], id: u32) {
     ids.rotate_left(1);
     if let Some(last) = ids.last_mut() {
-        *last = entry;
+        *last = id;
     }
 }
 
 /// Forgets `id`.
-fn forget(ids: &mut [(u32, ClientId); 4], id: u32) {
-    for e in ids.iter_mut().filter(|e| e.0 == id) {
-        e.0 = 0;
+fn forget(ids: &mut [u32; 4], id: u32) {
+    for e in ids.iter_mut().filter(|e| **e == id) {
+        *e = 0;
     }
 }
 
-impl Trace {
-    /// The trace of `seed` with `random` random requests.
-    pub fn new(seed: u64, random: usize) -> Trace {
-        Trace { rng: Rng(seed | 1), at: 0, random, vms: [(0, CLIENT); 4], handles: [(0, CLIENT); 4] }
+impl ClientTrace {
+    /// `client`'s part of the trace of `seed` with `random` random requests.
+    pub fn new(seed: u64, client: ClientId, random: usize) -> ClientTrace {
+        let rng = Rng((seed ^ u64::from(client.0).rotate_left(32)) | 1);
+        ClientTrace {
+            client,
+            rng,
+            at: 0,
+            total: requests(client, random),
+            vms: [0; 4],
+            handles: [0; 4],
+            newest: (0, 0),
+        }
     }
 
-    fn random_request(&mut self) -> (ClientId, Request) {
+    /// An id this client was given and still has, mostly; one time in
+    /// four one next to the newest it has seen, or one that never was.
+    fn pick_id(r: &mut Rng, ids: &[u32; 4], newest: u32) -> u32 {
+        let live = ids.iter().filter(|&&id| id != 0).count() as u64;
+        match r.next_u64() % 8 {
+            0 | 1 => r.pick(&[0, 99, newest.saturating_add(1), newest.saturating_sub(1), newest.saturating_sub(2)], 0),
+            _ if live == 0 => newest.max(1),
+            _ => {
+                let k = (r.next_u64() % live) as usize;
+                ids.iter().filter(|&&id| id != 0).nth(k).copied().unwrap_or(1)
+            }
+        }
+    }
+
+    fn random_request(&mut self) -> Request {
         let r = &mut self.rng;
-        // Mostly a VM or handle that was given out, now and then one that
-        // never was.
-        let (vm, owner) = match r.next_u64() % 8 {
-            0 => (r.pick(&[0, 99], 0), CLIENT),
-            _ => r.pick_live(&self.vms, (1, CLIENT)),
-        };
-        let vm = VmId(vm);
-        let handle = match r.next_u64() % 8 {
-            0 => r.pick(&[0, 99], 0),
-            _ => r.pick_live(&self.handles, (1, CLIENT)).0,
-        };
-        // Mostly the owner, now and then the other client.
-        let client = match (r.next_u64() % 8, owner) {
-            (0, c) if c == CLIENT => PRIVILEGED,
-            (0, _) => CLIENT,
-            (_, c) => c,
-        };
+        let vm = VmId(Self::pick_id(r, &self.vms, self.newest.0));
+        let handle = Self::pick_id(r, &self.handles, self.newest.1);
         let vcpu = VcpuId(r.pick(&[0, 1, 2], 0));
         let slot = r.pick(&[0, 1, 2, 3], 0);
-        let req = match r.next_u64() % 16 {
+        match r.next_u64() % 16 {
             0 | 14 => Request::CreateVm,
             1 | 15 => Request::DestroyVm { vm },
             2 | 3 => Request::CreateVcpu { vm, vcpu },
@@ -159,8 +192,7 @@ impl Trace {
                 let gpa = r.pick(&[RAM_GPA, RAM_GPA + 0x1_0000, RAM_GPA + 0x10_0000, 0x5000_0000, RAM_GPA + 0x800], 0);
                 let size = r.pick(&[0, 4096, 16 * 4096, 64 * 4096, 4097], 4096);
                 let vaddr = r.pick(&[RAM_VADDR, RAM_VADDR + 0x1_0000, RAM_VADDR + RAM_BYTES - 4096, 0x1000], RAM_VADDR);
-                let gmem = handle;
-                let mut region = region(slot, flags, gpa, size, vaddr, gmem);
+                let mut region = region(slot, flags, gpa, size, vaddr, handle);
                 region.guest_memfd_offset = r.pick(&[0, 0, 4096, 3], 0);
                 Request::SetMemoryRegion { vm, region }
             }
@@ -176,35 +208,37 @@ impl Trace {
             },
             12 => Request::UnlockMemslot { vm, slot, flags: r.pick(&[UNLOCK_ALL, 0, 2], UNLOCK_ALL) },
             _ => Request::GetReg { vm, vcpu, reg: r.pick(&[0, 1, 31, 32, 200], 0) },
-        };
-        (client, req)
+        }
     }
-}
 
-impl Trace {
-    /// Takes the result of the request [`Trace::next_request`] gave last.
-    pub fn record(&mut self, client: ClientId, req: &Request, result: Result<u64, Errno>) {
+    /// Takes the result of the request [`ClientTrace::next_request`] gave last.
+    pub fn record(&mut self, req: &Request, result: Result<u64, Errno>) {
         match (req, result) {
-            (Request::CreateVm, Ok(id)) => remember(&mut self.vms, (id as u32, client)),
-            (Request::CreateGuestMemfd { .. }, Ok(h)) => remember(&mut self.handles, (h as u32, client)),
+            (Request::CreateVm, Ok(id)) => {
+                remember(&mut self.vms, id as u32);
+                self.newest.0 = id as u32;
+            }
+            (Request::CreateGuestMemfd { .. }, Ok(h)) => {
+                remember(&mut self.handles, h as u32);
+                self.newest.1 = h as u32;
+            }
             (Request::DestroyVm { vm }, Ok(_)) => forget(&mut self.vms, vm.0),
             (Request::CloseGuestMemfd { handle }, Ok(_)) => forget(&mut self.handles, handle.0),
             _ => {}
         }
     }
 
-    /// The next request and its client; `None` at the end.
-    pub fn next_request(&mut self) -> Option<(ClientId, Request)> {
-        let first = scenario();
+    /// The client's next request; `None` at the end.
+    pub fn next_request(&mut self) -> Option<Request> {
         let i = self.at;
-        self.at = self.at.saturating_add(1);
-        if let Some(step) = first.get(i) {
-            return Some(*step);
+        if i >= self.total {
+            return None;
         }
-        if i < first.len().saturating_add(self.random) {
-            return Some(self.random_request());
+        self.at += 1;
+        match scenario().get(i) {
+            Some(&(c, req)) if c == self.client => Some(req),
+            _ => Some(self.random_request()),
         }
-        None
     }
 }
 
@@ -233,24 +267,35 @@ pub struct Ran {
     pub last_handle: u32,
 }
 
+impl Ran {
+    /// Counts in the ids `req`'s `result` gave.
+    pub fn saw(&mut self, req: &Request, result: Result<u64, Errno>) {
+        match (req, result) {
+            (Request::CreateVm, Ok(id)) => self.last_vm = self.last_vm.max(id as u32),
+            (Request::CreateGuestMemfd { .. }, Ok(h)) => self.last_handle = self.last_handle.max(h as u32),
+            _ => {}
+        }
+    }
+}
+
 /// Runs the trace of `seed` with `random` random requests on `vmm`, one
-/// [`line`] per result into `out`.
+/// [`line`] per result into `out`: each client's part, in the order
+/// [`turn`] gives, as the VMM serves the two clients on seL4.
 pub fn run<K: vmm::kernel::Kernel, A: vmm::platform::Platform, const V: usize, W: Write>(
     vmm: &mut vmm::Vmm<K, A, V>,
     seed: u64,
     random: usize,
     out: &mut W,
 ) -> Result<Ran, fmt::Error> {
-    let mut trace = Trace::new(seed, random);
+    let mut clients = [ClientTrace::new(seed, CLIENT, random), ClientTrace::new(seed, PRIVILEGED, random)];
     let mut ran = Ran::default();
-    while let Some((client, req)) = trace.next_request() {
+    for i in 0..SCENARIO + random {
+        let client = turn(i);
+        let Some(trace) = clients.iter_mut().find(|t| t.client == client) else { break };
+        let Some(req) = trace.next_request() else { break };
         let (label, result) = send(vmm, client, &req);
-        trace.record(client, &req, result);
-        match (&req, result) {
-            (Request::CreateVm, Ok(id)) => ran.last_vm = id as u32,
-            (Request::CreateGuestMemfd { .. }, Ok(h)) => ran.last_handle = h as u32,
-            _ => {}
-        }
+        trace.record(&req, result);
+        ran.saw(&req, result);
         line(out, ran.requests, client, label, result)?;
         ran.requests += 1;
     }
