@@ -81,6 +81,7 @@ PDS_OUT := $(PDS_TARGET_DIR)/aarch64-sel4-microkit/release
 ROOTTASK_TARGET_DIR := $(B)/roottask-target
 ROOTTASK_ELF := $(ROOTTASK_TARGET_DIR)/aarch64-sel4-microkit/release/vmm-roottask.elf
 ROOTTASK_IMG := $(B)/roottask.img
+ROOTTASK_CLIENT_ELF := $(ROOTTASK_TARGET_DIR)/aarch64-sel4-microkit/release/vmm-roottask-client.elf
 LOADER_IMG := $(B)/loader.img
 REPORT := $(B)/report.txt
 
@@ -213,9 +214,14 @@ ifneq ($(MICROKIT_CONFIG),debug)
 roottask roottask-image test-roottask bench-roottask:
 	@echo "make $@ skipped for $(MICROKIT_BOARD) $(MICROKIT_CONFIG): the root task runs with a debug kernel only (it prints through the kernel, which a release kernel cannot)"
 else
-# The VMM as seL4's root task, against the same kernel's headers.
+# The VMM as seL4's root task, against the same kernel's headers, with its
+# clients' program embedded (built first).
 roottask: $(TARGET_SPEC) kernel-config-check
 	cd roottask && RUSTC=$(TARGET_RUSTC) RUSTFLAGS="-Clinker=$(LLD)" \
+	$(CARGO) build -p vmm-roottask-client --release --target $(abspath $(TARGET_SPEC)) -Zjson-target-spec \
+	    -Zbuild-std=core,alloc,compiler_builtins -Zbuild-std-features=compiler-builtins-mem \
+	    --target-dir $(abspath $(ROOTTASK_TARGET_DIR))
+	cd roottask && RUSTC=$(TARGET_RUSTC) RUSTFLAGS="-Clinker=$(LLD)" VMM_CLIENT_ELF=$(abspath $(ROOTTASK_CLIENT_ELF)) \
 	$(CARGO) build -p vmm-roottask --release --target $(abspath $(TARGET_SPEC)) -Zjson-target-spec \
 	    -Zbuild-std=core,alloc,compiler_builtins -Zbuild-std-features=compiler-builtins-mem \
 	    --target-dir $(abspath $(ROOTTASK_TARGET_DIR))

@@ -20,6 +20,7 @@
 #![no_main]
 
 mod bench;
+mod clients;
 mod enforce;
 mod exits;
 mod guest;
@@ -42,7 +43,7 @@ fn main(bootinfo: &sel4::BootInfoPtr) -> ! {
     match start::start(bootinfo) {
         Ok(started) => {
             let at_start = lifecycle::counts(started.core);
-            trace::run(started.core, vmm_trace::SEED, vmm_trace::RANDOM);
+            trace::run(started.core, &started.clients, vmm_trace::SEED, vmm_trace::RANDOM);
             if lifecycle::counts(started.core) == at_start {
                 sel4::debug_println!(
                     "roottask: the trace and its cleanup left the untyped memory and the slots as they were"

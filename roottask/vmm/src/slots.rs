@@ -10,8 +10,9 @@ use vmm::caps::{Slot, SlotRange};
 const CHUNK_SLOTS: u64 = crate::untyped::CHUNKS as u64;
 
 /// Slots for the backend's own objects: a scheduling context per vCPU and
-/// a scratch slot, and the few objects made at start.
-pub const PRIVATE_SLOTS: usize = 256;
+/// a scratch slot, and the objects made at start (the clients' among
+/// them, about twenty each).
+pub const PRIVATE_SLOTS: usize = 384;
 
 /// The division of the empty slots.
 #[derive(Clone, Debug)]

@@ -1,6 +1,6 @@
 //! Start-up: the root CNode divided, the untyped pool filled, the root
-//! task's own objects made, guest RAM mapped into the root task, and the
-//! core configured over the backend.
+//! task's own objects made, guest RAM mapped into the root task, the
+//! clients started, and the core configured over the backend.
 
 use core::fmt;
 
@@ -14,6 +14,7 @@ use vmm::Vmm;
 use vmm_trace::world::{self, CORE_SLOTS, RAM_PAGES, RAM_VADDR, VMS};
 use vmm_untyped::PoolError;
 
+use crate::clients::{self, Clients, Spawner};
 use crate::kernel::{Authority, Record, RootKernel, GUEST_CNODE_BITS};
 use crate::slots::{Layout, Private};
 use crate::untyped::{boot_untypeds, Pool, SeL4};
@@ -29,6 +30,8 @@ pub struct Started {
     pub faults: Endpoint,
     /// The reply object faults are received with (MCS).
     pub reply: Reply,
+    /// The clients' endpoint and reply objects.
+    pub clients: Clients,
 }
 
 /// Why the root task does not start.
@@ -44,6 +47,8 @@ pub enum StartError {
     Core(vmm::Error),
     /// Start ran twice.
     Again,
+    /// The clients' program does not load.
+    Client(guest_loader::LoadError),
 }
 
 impl fmt::Display for StartError {
@@ -54,6 +59,7 @@ impl fmt::Display for StartError {
             StartError::Kernel(what, e) => write!(f, "{what}: {e}"),
             StartError::Core(e) => write!(f, "the core refused its configuration: {e}"),
             StartError::Again => write!(f, "started twice"),
+            StartError::Client(e) => write!(f, "the clients' program: {e}"),
         }
     }
 }
@@ -65,38 +71,51 @@ static CORE: StaticCell<Core> = StaticCell::new();
 
 /// Makes one object of `blueprint` in `dest` from the pool, for the root
 /// task's own use (never released).
-fn make(pool: &mut Pool, sel4: &mut SeL4, blueprint: ObjectBlueprint, dest: u64) -> Result<(), StartError> {
+pub fn make(pool: &mut Pool, sel4: &mut SeL4, blueprint: ObjectBlueprint, dest: u64) -> Result<(), StartError> {
     sel4.make(pool, blueprint, dest, true).map(|_| ()).map_err(StartError::Pool)
 }
 
+/// Maps `frame` read-write at `vaddr` of `vspace`, making the page tables
+/// on the way from `private`.
+pub fn map_page(
+    pool: &mut Pool,
+    sel4: &mut SeL4,
+    private: &mut Private,
+    vspace: sel4::cap::VSpace,
+    frame: u64,
+    vaddr: u64,
+) -> Result<(), StartError> {
+    let vaddr = vaddr as usize;
+    // At most three tables on the way to a page.
+    for _ in 0..4 {
+        let r = sel4::cap::SmallPage::from_bits(frame).frame_map(
+            vspace,
+            vaddr,
+            sel4::CapRights::read_write(),
+            VmAttributes::default(),
+        );
+        match r {
+            Ok(()) => return Ok(()),
+            Err(sel4::Error::FailedLookup) => {
+                let pt = private.take().ok_or(StartError::Slots)?;
+                make(pool, sel4, ObjectBlueprint::Arch(ObjectBlueprintArm::PT), pt)?;
+                sel4::cap::PT::from_bits(pt)
+                    .pt_map(vspace, vaddr, VmAttributes::default())
+                    .map_err(|e| StartError::Kernel("seL4_ARM_PageTable_Map", e))?;
+            }
+            Err(e) => return Err(StartError::Kernel("seL4_ARM_Page_Map", e)),
+        }
+    }
+    Err(StartError::Kernel("seL4_ARM_Page_Map", sel4::Error::FailedLookup))
+}
+
 /// Maps guest RAM's frames into the root task's own VSpace at
-/// [`RAM_VADDR`], making the page tables on the way from `private`.
+/// [`RAM_VADDR`].
 fn map_ram(pool: &mut Pool, sel4: &mut SeL4, private: &mut Private, ram: SlotRange) -> Result<(), StartError> {
-    let vspace = slot::VSPACE.cap();
     for i in 0..ram.len {
         let frame = ram.base.0 + i;
         make(pool, sel4, ObjectBlueprint::Arch(ObjectBlueprintArm::SmallPage), frame)?;
-        let vaddr = (RAM_VADDR + i * 4096) as usize;
-        // At most three tables on the way to a page.
-        for _ in 0..4 {
-            let r = sel4::cap::SmallPage::from_bits(frame).frame_map(
-                vspace,
-                vaddr,
-                sel4::CapRights::read_write(),
-                VmAttributes::default(),
-            );
-            match r {
-                Ok(()) => break,
-                Err(sel4::Error::FailedLookup) => {
-                    let pt = private.take().ok_or(StartError::Slots)?;
-                    make(pool, sel4, ObjectBlueprint::Arch(ObjectBlueprintArm::PT), pt)?;
-                    sel4::cap::PT::from_bits(pt)
-                        .pt_map(vspace, vaddr, VmAttributes::default())
-                        .map_err(|e| StartError::Kernel("seL4_ARM_PageTable_Map", e))?;
-                }
-                Err(e) => return Err(StartError::Kernel("seL4_ARM_Page_Map", e)),
-            }
-        }
+        map_page(pool, sel4, private, slot::VSPACE.cap(), frame, RAM_VADDR + i * 4096)?;
     }
     Ok(())
 }
@@ -133,11 +152,15 @@ pub fn start(bootinfo: &sel4::BootInfoPtr) -> Result<Started, StartError> {
     let guest_cnode = private.take().ok_or(StartError::Slots)?;
     make(pool, &mut sel4, ObjectBlueprint::CNode { size_bits: GUEST_CNODE_BITS }, guest_cnode)?;
     map_ram(pool, &mut sel4, &mut private, layout.ram)?;
+    let sched_control = bootinfo.sched_control().index(0).cap();
+    let asid_pool = AsidPool::from_bits(asid_pool_slot);
+    let clients =
+        clients::start(&mut Spawner { pool, sel4: &mut sel4, private: &mut private, asid_pool, sched_control })?;
 
     let auth = Authority {
         tcb: slot::TCB.cap(),
-        sched_control: bootinfo.sched_control().index(0).cap(),
-        asid_pool: AsidPool::from_bits(asid_pool_slot),
+        sched_control,
+        asid_pool,
         fault_endpoint: Endpoint::from_bits(fault_endpoint),
         guest_cnode: CNode::from_bits(guest_cnode),
     };
@@ -147,5 +170,5 @@ pub fn start(bootinfo: &sel4::BootInfoPtr) -> Result<Started, StartError> {
     let config = world::config(layout.core, layout.ram.base);
     let core = Vmm::new(kernel, NoHooks, config).map_err(StartError::Core)?;
     let core = CORE.try_init(core).ok_or(StartError::Again)?;
-    Ok(Started { core, faults: Endpoint::from_bits(fault_endpoint), reply: Reply::from_bits(reply) })
+    Ok(Started { core, faults: Endpoint::from_bits(fault_endpoint), reply: Reply::from_bits(reply), clients })
 }
