@@ -191,20 +191,45 @@ fn close(started: &mut Started, handle: GmemHandle) -> Result<u64, Errno> {
     call(started, Request::CloseGuestMemfd { handle })
 }
 
-/// guest_memfd pages read zero, also where another guest wrote before
-/// (the memory of a closed file comes back to the pool and is given out
-/// again); after CLOSE, the guest's access faults.
+/// The physical address of page 0 of guest_memfd `h`'s frames, as seL4
+/// has it (`seL4_ARM_Page_GetAddress`).
+fn first_page_paddr(started: &Started, h: GmemHandle) -> Result<usize, Errno> {
+    let frames = started.core.gmem().get(h).ok_or(Errno::ENOENT)?.frames();
+    sel4::cap::SmallPage::from_bits(frames.base.0).frame_get_address().map_err(|_| Errno::EIO)
+}
+
+/// guest_memfd pages read zero, also where another guest wrote before:
+/// the memory of a closed file comes back to the pool and is given out
+/// again, and the check holds only if the new file's page is that very
+/// physical page. After CLOSE, the guest's access faults, also to a page
+/// it had touched before the close.
 fn private_memory(started: &mut Started) -> Result<bool, Errno> {
     // A guest fills its private page, then goes with its file; the next
     // guest's new file reads zero.
-    let (filled, h) = trial(started, bound_memfd, PROBE_FILL, PRIVATE_GPA)?;
+    let (filled, (h, old)) = trial(
+        started,
+        |s, vm| {
+            let h = bound_memfd(s, vm)?;
+            Ok((h, first_page_paddr(s, h)?))
+        },
+        PROBE_FILL,
+        PRIVATE_GPA,
+    )?;
     close(started, h)?;
-    let (fresh, h) = trial(started, bound_memfd, PROBE_READ, PRIVATE_GPA)?;
+    let (fresh, (h, new)) = trial(
+        started,
+        |s, vm| {
+            let h = bound_memfd(s, vm)?;
+            Ok((h, first_page_paddr(s, h)?))
+        },
+        PROBE_READ,
+        PRIVATE_GPA,
+    )?;
     close(started, h)?;
     let a = report(
-        "guest_memfd pages read zero, also after another guest wrote its own",
-        powered_off(&filled) && filled.x3 == 0xbeef && powered_off(&fresh) && fresh.x3 == 0,
-        &Seen(&fresh),
+        "guest_memfd pages read zero, also the very page another guest filled before",
+        powered_off(&filled) && filled.x3 == 0xbeef && old == new && powered_off(&fresh) && fresh.x3 == 0,
+        &format_args!("{}; filled at {old:#x}, read at {new:#x}", Seen(&fresh)),
     );
     // Closed while bound: the guest's access faults.
     let closed_first = |s: &mut Started, vm| {
@@ -217,7 +242,24 @@ fn private_memory(started: &mut Started) -> Result<bool, Errno> {
         matches!(closed.ended, Ended::Stopped(r) if r != StopReason::SystemOff),
         &Seen(&closed),
     );
-    Ok(a && b)
+    // Touched, so mapped, then closed while the vCPU is stopped; the same
+    // vCPU runs again and its access faults: the close took the mapping.
+    let vm = vm_with_code(started)?;
+    let r = bound_memfd(started, vm).and_then(|h| {
+        let touched = probe(started, vm, PROBE_FILL, PRIVATE_GPA)?;
+        close(started, h)?;
+        Ok((touched, probe(started, vm, PROBE_READ, PRIVATE_GPA)?))
+    });
+    let destroyed = call(started, Request::DestroyVm { vm });
+    let (touched, after) = r?;
+    destroyed?;
+    let want = Ended::Stopped(StopReason::NoBacking { gpa: Gpa(PRIVATE_GPA) });
+    let c = report(
+        "after CLOSE, the guest's access to a guest_memfd page it had touched faults",
+        powered_off(&touched) && touched.faults == 2 && after.ended == want && after.faults == 1,
+        &format_args!("before: {}; after: {}", Seen(&touched), Seen(&after)),
+    );
+    Ok(a && b && c)
 }
 
 /// An internal VM, made and run by the VMM itself with no client: it runs
