@@ -45,6 +45,20 @@ impl Console for Buffer<'_> {
     }
 }
 
+/// The message seL4 delivers for a guest's `hvc` (an UnknownSyscall fault):
+/// x0-x7, the PC, SP, the link register, SPSR, and x7 again as the
+/// syscall number.
+pub fn hvc_message(x: [u64; 8], pc: u64, sp: u64, lr: u64, spsr: u64) -> [u64; 13] {
+    let [x0, x1, x2, x3, x4, x5, x6, x7] = x;
+    [x0, x1, x2, x3, x4, x5, x6, x7, pc, sp, lr, spsr, x7]
+}
+
+/// The message seL4 delivers for an instruction fetch at `gpa` that its
+/// VM's stage 2 does not map (a VMFault: IP, address, prefetch, syndrome).
+pub fn fetch_fault_message(gpa: u64) -> [u64; 4] {
+    [gpa, gpa, 1, (u64::from(ec::IABT_LOWER) << 26) | IL]
+}
+
 /// The core's VM running vCPU `vcpu` in this VMM: the one named, else the
 /// only listed VM that has that vCPU.
 pub fn resolve(v: &ModelVmm, vm: Option<VmId>, vcpu: u32) -> Option<(VmId, TcbCap)> {
@@ -101,15 +115,10 @@ impl Guest<'_> {
                 for (r, v) in regs {
                     self.set(TcbReg::X(*r), *v)?;
                 }
-                let mut mrs = [0u64; 13];
-                for (i, m) in mrs.iter_mut().take(8).enumerate() {
-                    *m = self.get(TcbReg::X(i as u8));
-                }
-                mrs[8] = self.get(TcbReg::Pc);
-                mrs[9] = self.get(TcbReg::Sp);
-                mrs[10] = self.get(TcbReg::X(30));
-                mrs[11] = self.get(TcbReg::Spsr);
-                mrs[12] = mrs[7];
+                let x = [0, 1, 2, 3, 4, 5, 6, 7].map(|i| self.get(TcbReg::X(i)));
+                let mrs = hvc_message(x, self.get(TcbReg::Pc), self.get(TcbReg::Sp), self.get(TcbReg::X(30)), {
+                    self.get(TcbReg::Spsr)
+                });
                 let action = self.exit(label::UNKNOWN_SYSCALL, &mrs);
                 if let ExitAction::ResumeWith(r) = action {
                     // seL4 writes the reply's registers, x0-x7 and the PC,
@@ -132,8 +141,7 @@ impl Guest<'_> {
                 if self.mapped(*gpa).is_some() {
                     return Ok(ExitAction::Resume);
                 }
-                let esr = (u64::from(ec::IABT_LOWER) << 26) | IL;
-                Ok(self.exit(label::VM_FAULT, &[*gpa, *gpa, 1, esr]))
+                Ok(self.exit(label::VM_FAULT, &fetch_fault_message(*gpa)))
             }
             GuestOp::Load { gpa, size, reg } => self.access(*gpa, *size, *reg, None),
             GuestOp::Store { gpa, size, reg, value } => self.access(*gpa, *size, *reg, Some(*value)),
