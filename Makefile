@@ -242,12 +242,12 @@ test-roottask: roottask-image
 	@command -v $(QEMU) >/dev/null || { echo "test-roottask: $(QEMU) not found: install qemu-system-arm"; exit 1; }
 	pds/support/test-qemu roottask/expected-lines $(B)/roottask-serial.log $(ROOTTASK_TIMEOUT) \
 	    $(QEMU) $(QEMU_MACHINE) -nographic $(QEMU_SERIAL) -device loader,file=$(ROOTTASK_IMG),addr=$(LOADER_ADDR),cpu-num=0
-	grep -a '^trace ' $(B)/roottask-serial.log >$(B)/trace-sel4.log
+	grep -a -E '^(trace|guest) ' $(B)/roottask-serial.log >$(B)/trace-sel4.log
 	env -u RUSTC_BOOTSTRAP -u SEL4_INCLUDE_DIRS $(CARGO) run -q -p vmsys \
 	    --target-dir $(abspath build/host-target) -- trace >$(B)/trace-model.log
 	@diff -u $(B)/trace-model.log $(B)/trace-sel4.log >$(B)/trace.diff || \
 	    { head -n 40 $(B)/trace.diff; echo "test-roottask: FAILED: seL4 and the model differ ($(B)/trace.diff)"; exit 1; }
-	@echo "test-roottask: all $$(wc -l <$(B)/trace-sel4.log) results of the request trace on seL4 equal the model's"
+	@echo "test-roottask: all $$(grep -c '^trace ' $(B)/trace-sel4.log) results and $$(grep -c '^guest ' $(B)/trace-sel4.log) guest runs of the request trace on seL4 equal the model's"
 
 # The root task's figures, in instructions: the same image under QEMU's
 # -icount shift=0, where its counter counts executed instructions.

@@ -74,6 +74,7 @@ fn scenario() -> [(ClientId, Request); SCENARIO] {
         (c, Request::LockMemslot { vm, slot: 0, flags: LOCK_READ | LOCK_WRITE }),
         (c, Request::SetReg { vm, vcpu: VcpuId(0), reg: 0, value: 0x1234 }),
         (c, Request::GetReg { vm, vcpu: VcpuId(0), reg: 0 }),
+        (c, Request::RunVcpu { vm, vcpu: VcpuId(0), entry: RAM_GPA, arg: 0 }),
         (c, Request::UnlockMemslot { vm, slot: 0, flags: UNLOCK_ALL }),
         (c, Request::SetMemoryRegion { vm, region: region(0, 0, RAM_GPA, 0, RAM_VADDR, 0) }),
         (c, Request::DestroyVm { vm }),
@@ -82,7 +83,7 @@ fn scenario() -> [(ClientId, Request); SCENARIO] {
 }
 
 /// How many requests the client scenario has.
-pub const SCENARIO: usize = 12;
+pub const SCENARIO: usize = 13;
 
 /// The order the VMM serves the clients' requests in: request `i` of the
 /// trace is the next of this client's. First the client scenario (all
@@ -115,8 +116,9 @@ pub fn requests(client: ClientId, random: usize) -> usize {
 /// ids and handles are shared counters), and now and then one that never
 /// existed. A client knows only its own results: it runs alone in its
 /// protection domain on seL4. Two runs whose results agree make the same
-/// requests, and the first result that differs shows where. No vCPU is run:
-/// the model has no guest to run.
+/// requests, and the first result that differs shows where. A vCPU that
+/// RUN started runs until its VM stops, before the next request is served:
+/// on seL4 the guest in guest RAM, on the model its model (see [`run`]).
 #[derive(Clone, Debug)]
 pub struct ClientTrace {
     client: ClientId,
@@ -129,6 +131,8 @@ pub struct ClientTrace {
     /// The guest_memfd handles CREATE_GUEST_MEMFD gave this client and not
     /// closed (0: none).
     handles: [u32; 4],
+    /// The VMs of `vms` whose vCPU 0 CREATE_VCPU made: what RUN runs.
+    runnable: [u32; 4],
     /// The newest VM id and handle this client was given.
     newest: (u32, u32),
 }
@@ -159,6 +163,7 @@ impl ClientTrace {
             total: requests(client, random),
             vms: [0; 4],
             handles: [0; 4],
+            runnable: [0; 4],
             newest: (0, 0),
         }
     }
@@ -183,7 +188,7 @@ impl ClientTrace {
         let handle = Self::pick_id(r, &self.handles, self.newest.1);
         let vcpu = VcpuId(r.pick(&[0, 1, 2], 0));
         let slot = r.pick(&[0, 1, 2, 3], 0);
-        match r.next_u64() % 16 {
+        match r.next_u64() % 18 {
             0 | 14 => Request::CreateVm,
             1 | 15 => Request::DestroyVm { vm },
             2 | 3 => Request::CreateVcpu { vm, vcpu },
@@ -207,6 +212,16 @@ impl ClientTrace {
                 flags: r.pick(&[LOCK_READ | LOCK_WRITE, LOCK_READ, LOCK_WRITE, 0, 8], LOCK_READ),
             },
             12 => Request::UnlockMemslot { vm, slot, flags: r.pick(&[UNLOCK_ALL, 0, 2], UNLOCK_ALL) },
+            16 | 17 => {
+                // Mostly vCPU 0 of a VM that has it.
+                let vm = match self.runnable.iter().any(|&v| v != 0) {
+                    true => VmId(Self::pick_id(r, &self.runnable, vm.0)),
+                    false => vm,
+                };
+                let vcpu = VcpuId(r.pick(&[0, 0, 0, 1], 0));
+                let entry = r.pick(&[RAM_GPA, RAM_GPA, RAM_GPA + 0x1_0000, 0x5000_0000, 0x1000], RAM_GPA);
+                Request::RunVcpu { vm, vcpu, entry, arg: 0 }
+            }
             _ => Request::GetReg { vm, vcpu, reg: r.pick(&[0, 1, 31, 32, 200], 0) },
         }
     }
@@ -222,7 +237,11 @@ impl ClientTrace {
                 remember(&mut self.handles, h as u32);
                 self.newest.1 = h as u32;
             }
-            (Request::DestroyVm { vm }, Ok(_)) => forget(&mut self.vms, vm.0),
+            (Request::CreateVcpu { vm, vcpu: VcpuId(0) }, Ok(_)) => remember(&mut self.runnable, vm.0),
+            (Request::DestroyVm { vm }, Ok(_)) => {
+                forget(&mut self.vms, vm.0);
+                forget(&mut self.runnable, vm.0);
+            }
             (Request::CloseGuestMemfd { handle }, Ok(_)) => forget(&mut self.handles, handle.0),
             _ => {}
         }
@@ -278,14 +297,25 @@ impl Ran {
     }
 }
 
+/// How a guest run ended: the reason its VM stopped (`None`: it did not
+/// stop, its vCPUs parked), and the faults its vCPU took, the last
+/// included.
+pub type GuestRun = (Option<vmm::StopReason>, u64);
+
+/// What runs a vCPU that RUN started, until its VM stops.
+pub type RunGuest<'a, K, A, const V: usize> = dyn FnMut(&mut vmm::Vmm<K, A, V>, VmId, VcpuId) -> GuestRun + 'a;
+
 /// Runs the trace of `seed` with `random` random requests on `vmm`, one
 /// [`line`] per result into `out`: each client's part, in the order
-/// [`turn`] gives, as the VMM serves the two clients on seL4.
+/// [`turn`] gives, as the VMM serves the two clients on seL4. After each
+/// RUN that succeeds, `guest` runs the vCPU until its VM stops, and a
+/// [`guest_line`] says how.
 pub fn run<K: vmm::kernel::Kernel, A: vmm::platform::Platform, const V: usize, W: Write>(
     vmm: &mut vmm::Vmm<K, A, V>,
     seed: u64,
     random: usize,
     out: &mut W,
+    guest: &mut RunGuest<'_, K, A, V>,
 ) -> Result<Ran, fmt::Error> {
     let mut clients = [ClientTrace::new(seed, CLIENT, random), ClientTrace::new(seed, PRIVILEGED, random)];
     let mut ran = Ran::default();
@@ -297,9 +327,20 @@ pub fn run<K: vmm::kernel::Kernel, A: vmm::platform::Platform, const V: usize, W
         trace.record(&req, result);
         ran.saw(&req, result);
         line(out, ran.requests, client, label, result)?;
+        if let (Request::RunVcpu { vm, vcpu, .. }, Ok(_)) = (req, result) {
+            guest_line(out, ran.requests, vm, guest(vmm, vm, vcpu))?;
+        }
         ran.requests += 1;
     }
     Ok(ran)
+}
+
+/// The line a guest run started by request `i` prints.
+pub fn guest_line<W: Write>(out: &mut W, i: usize, vm: VmId, (stop, faults): GuestRun) -> fmt::Result {
+    match stop {
+        Some(reason) => writeln!(out, "guest {i} vm {}: stopped: {reason}, {faults} faults", vm.0),
+        None => writeln!(out, "guest {i} vm {}: did not stop, {faults} faults", vm.0),
+    }
 }
 
 /// The line request `i` of `client` with protocol label `label` prints

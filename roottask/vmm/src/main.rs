@@ -41,9 +41,14 @@ const STACK_SIZE: usize = 256 * 1024;
 fn main(bootinfo: &sel4::BootInfoPtr) -> ! {
     sel4::debug_println!("roottask: VMM with full authority, seL4 root task");
     match start::start(bootinfo) {
-        Ok(started) => {
+        Ok(mut started) => {
+            // The power-off guest (and the probes), at the start of guest
+            // RAM, for the trace's runs, the lifecycle check and the checks.
+            if let Err(e) = guest::install(vmm_trace::world::RAM_VADDR) {
+                sel4::debug_println!("roottask: cannot install the guest: {e}");
+            }
             let at_start = lifecycle::counts(started.core);
-            trace::run(started.core, &started.clients, vmm_trace::SEED, vmm_trace::RANDOM);
+            trace::run(&mut started, vmm_trace::SEED, vmm_trace::RANDOM);
             if lifecycle::counts(started.core) == at_start {
                 sel4::debug_println!(
                     "roottask: the trace and its cleanup left the untyped memory and the slots as they were"

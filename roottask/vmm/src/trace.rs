@@ -18,8 +18,8 @@ use vmm_trace::world::{CLIENT, PRIVILEGED};
 use vmm_trace::{Ran, SCENARIO};
 use zerocopy::IntoBytes;
 
-use crate::clients::Clients;
-use crate::start::Core;
+use crate::exits::{self, Ended};
+use crate::start::Started;
 
 /// The bytes of a request's message registers the root task keeps.
 const MSG_BYTES: usize = 120 * 8;
@@ -86,8 +86,12 @@ fn next_of(
 
 /// Serves the trace of `seed` with `random` random requests to the two
 /// clients, then destroys what it left (unlogged), so that the lifecycle
-/// check starts from no VM.
-pub fn run(vmm: &mut Core, clients: &Clients, seed: u64, random: usize) {
+/// check starts from no VM. After a RUN that succeeds (answered first),
+/// the vCPU runs until its VM stops, before the next request is served,
+/// and a line says how, as on the model.
+pub fn run(started: &mut Started, seed: u64, random: usize) {
+    let clients = &started.clients;
+    let vmm = &mut *started.core;
     sel4::debug_println!(
         "roottask: trace of seed {seed:#x}: the client scenario and {random} random requests, from two client PDs"
     );
@@ -113,6 +117,14 @@ pub fn run(vmm: &mut Core, clients: &Clients, seed: u64, random: usize) {
             }
         });
         replies[r.reply % 2].send(MessageInfo::new(0, 0, 0, bytes.len() / 8));
+        if let (Ok(Request::RunVcpu { vm, .. }), Ok(_)) = (Request::decode(r.label, msg), result) {
+            let (ended, faults) = exits::run_counting(vmm, started.faults, started.reply);
+            let stop = match ended {
+                Ended::Stopped(reason) => Some(reason),
+                Ended::Stray(_) | Ended::Parked => None,
+            };
+            let _ = vmm_trace::guest_line(&mut sel4::DebugWrite, i, vm, (stop, faults));
+        }
         ran.requests += 1;
     }
     sel4::debug_println!(
