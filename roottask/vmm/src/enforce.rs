@@ -206,25 +206,13 @@ fn first_page_paddr(started: &Started, h: GmemHandle) -> Result<usize, Errno> {
 fn private_memory(started: &mut Started) -> Result<bool, Errno> {
     // A guest fills its private page, then goes with its file; the next
     // guest's new file reads zero.
-    let (filled, (h, old)) = trial(
-        started,
-        |s, vm| {
-            let h = bound_memfd(s, vm)?;
-            Ok((h, first_page_paddr(s, h)?))
-        },
-        PROBE_FILL,
-        PRIVATE_GPA,
-    )?;
+    let bound_at = |s: &mut Started, vm| {
+        let h = bound_memfd(s, vm)?;
+        Ok((h, first_page_paddr(s, h)?))
+    };
+    let (filled, (h, old)) = trial(started, bound_at, PROBE_FILL, PRIVATE_GPA)?;
     close(started, h)?;
-    let (fresh, (h, new)) = trial(
-        started,
-        |s, vm| {
-            let h = bound_memfd(s, vm)?;
-            Ok((h, first_page_paddr(s, h)?))
-        },
-        PROBE_READ,
-        PRIVATE_GPA,
-    )?;
+    let (fresh, (h, new)) = trial(started, bound_at, PROBE_READ, PRIVATE_GPA)?;
     close(started, h)?;
     let a = report(
         "guest_memfd pages read zero, also the very page another guest filled before",
