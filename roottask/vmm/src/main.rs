@@ -21,6 +21,7 @@
 
 mod bench;
 mod clients;
+mod cspace;
 mod enforce;
 mod exits;
 mod guest;

@@ -1,6 +1,8 @@
-//! The root CNode's empty slots, divided once at start: chunks of the
-//! untyped pool, the backend's own objects, the guest RAM frames the core
-//! is given, and the core's range.
+//! The root task's empty slots, divided once at start: chunks of the
+//! untyped pool, the backend's own objects and the guest RAM frames the
+//! core is given, in the kernel's root CNode, and the core's range, which
+//! ends at the end of the extended CSpace (`cspace`): the kernel's root
+//! CNode's last empty slots, then every slot of the new CNode.
 
 use core::ops::Range;
 
@@ -28,14 +30,17 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Divides `empty` into `ram_pages` RAM frame slots, `core_slots` for
-    /// the core and the rest; `None` if it is too small.
-    pub fn new(empty: Range<u64>, ram_pages: u64, core_slots: u64) -> Option<Layout> {
+    /// Divides `empty`, the kernel's root CNode's empty slots, which run to
+    /// its end, and the `extension` after them into `ram_pages` RAM frame
+    /// slots and `core_slots` for the core at the end of the extension;
+    /// `None` if they are too few.
+    pub fn new(empty: Range<u64>, extension: Range<u64>, ram_pages: u64, core_slots: u64) -> Option<Layout> {
         let chunks = empty.start..empty.start.checked_add(CHUNK_SLOTS)?;
         let private = chunks.end..chunks.end.checked_add(PRIVATE_SLOTS as u64)?;
         let ram = SlotRange { base: Slot(private.end), len: ram_pages };
-        let core = SlotRange { base: Slot(private.end.checked_add(ram_pages)?), len: core_slots };
-        (core.base.0.checked_add(core_slots)? <= empty.end).then_some(Layout { chunks, private, ram, core })
+        let core = SlotRange { base: Slot(extension.end.checked_sub(core_slots)?), len: core_slots };
+        let joined = empty.end == extension.start;
+        (joined && private.end.checked_add(ram_pages)? <= core.base.0).then_some(Layout { chunks, private, ram, core })
     }
 }
 

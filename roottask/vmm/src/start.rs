@@ -15,6 +15,7 @@ use vmm_trace::world::{self, CORE_SLOTS, RAM_PAGES, RAM_VADDR, VMS};
 use vmm_untyped::PoolError;
 
 use crate::clients::{self, Clients, Spawner};
+use crate::cspace::{self, ExtendError, Extended, EXTENSION_BASE, EXTENSION_END};
 use crate::kernel::{Authority, Record, RootKernel, GUEST_CNODE_BITS};
 use crate::slots::{Layout, Private};
 use crate::untyped::{boot_untypeds, Pool, SeL4};
@@ -123,12 +124,24 @@ fn map_ram(pool: &mut Pool, sel4: &mut SeL4, private: &mut Private, ram: SlotRan
 /// Starts the VMM: everything at start, then the core.
 pub fn start(bootinfo: &sel4::BootInfoPtr) -> Result<Started, StartError> {
     let empty = bootinfo.empty().range();
-    let layout = Layout::new(empty.start as u64..empty.end as u64, RAM_PAGES, CORE_SLOTS).ok_or(StartError::Slots)?;
-    let cnode: CNode = slot::CNODE.cap();
-    let mut sel4 = SeL4 { cnode };
+    let extension = EXTENSION_BASE..EXTENSION_END;
+    let layout =
+        Layout::new(empty.start as u64..empty.end as u64, extension, RAM_PAGES, CORE_SLOTS).ok_or(StartError::Slots)?;
+    let mut sel4 = SeL4 { cspace: Extended::initial() };
     let pool = POOL.try_init(Pool::new(boot_untypeds(bootinfo), layout.chunks.clone()).map_err(StartError::Pool)?);
     let pool = pool.ok_or(StartError::Again)?;
     let mut private = Private::new(layout.private.clone());
+    let own = private.take().ok_or(StartError::Slots)?;
+    sel4.cspace = cspace::extend(
+        |blueprint| {
+            let s = private.take().ok_or(ExtendError("no slot", sel4::Error::NotEnoughMemory))?;
+            sel4.make(pool, blueprint, s, true)
+                .map(|_| s)
+                .map_err(|_| ExtendError("the untyped pool", sel4::Error::NotEnoughMemory))
+        },
+        own,
+    )
+    .map_err(|ExtendError(what, e)| StartError::Kernel(what, e))?;
     let u = pool.usage();
     sel4::debug_println!(
         "roottask: {} boot untypeds, {} KiB of untyped memory; {} empty slots",

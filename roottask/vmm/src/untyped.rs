@@ -1,9 +1,11 @@
 //! The untyped pool over seL4: the boot information's untypeds, and the
 //! two invocations the pool makes.
 
-use sel4::cap::{CNode, Untyped};
+use sel4::cap::Untyped;
 use sel4::{AbsoluteCPtr, ObjectBlueprint};
 use vmm_untyped::{Made, PoolError, Retype};
+
+use crate::cspace::Extended;
 
 /// Chunks the pool keeps: 2 MiB each, so 2 GiB of RAM at most.
 pub const CHUNKS: usize = 1024;
@@ -14,22 +16,23 @@ pub const SOURCES: usize = 64;
 /// The root task's untyped pool.
 pub type Pool = vmm_untyped::Pool<CHUNKS, SOURCES>;
 
-/// The pool's seL4 calls, on slots of the root CNode.
+/// The pool's seL4 calls, on slots of the root task's CSpace.
 pub struct SeL4 {
-    /// The root CNode.
-    pub cnode: CNode,
+    /// The CSpace root (`cspace`).
+    pub cspace: Extended,
 }
 
 impl SeL4 {
-    /// Slot `slot` of the root CNode, as CNode invocations name it.
+    /// Slot `slot`, as CNode invocations name it.
     pub fn slot(&self, slot: u64) -> AbsoluteCPtr {
-        self.cnode.absolute_cptr_from_bits_with_depth(slot, sel4::WORD_SIZE)
+        self.cspace.slot(slot)
     }
 
     /// `seL4_Untyped_Retype` of one object of `blueprint` from `untyped`
-    /// into the root CNode's slot `dest`.
+    /// into slot `dest`.
     fn retype(&self, untyped: u64, blueprint: &ObjectBlueprint, dest: u64) -> Result<(), sel4::Error> {
-        Untyped::from_bits(untyped).untyped_retype(blueprint, &self.cnode.absolute_cptr_for_self(), dest as usize, 1)
+        let (holder, index) = self.cspace.holder(dest);
+        Untyped::from_bits(untyped).untyped_retype(blueprint, &holder, index as usize, 1)
     }
 
     /// Makes one object of `blueprint` in the empty slot `dest` from
