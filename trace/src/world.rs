@@ -1,6 +1,6 @@
 //! What the core is given, the same on seL4 and on the host model: one RAM
 //! region mapped into the VMM, two clients (one with a memlock budget, one
-//! privileged), two vCPUs a VM, sixteen page tables a VM.
+//! privileged), two vCPUs a VM, 160 page tables a VM.
 
 use vmm::caps::{Slot, SlotRange};
 use vmm::config::{ClientConfig, RamRegion, VmmConfig};
@@ -10,12 +10,14 @@ use vmm_abi::ClientId;
 /// VMs at once.
 pub const VMS: usize = 2;
 
-/// The core's slots.
-pub const CORE_SLOTS: u64 = 16384;
+/// The core's slots: enough for a LOCK of all of guest RAM (two a page: the
+/// guest's mapping and the pin, and the page tables) beside the VMs' other
+/// objects.
+pub const CORE_SLOTS: u64 = 2 * RAM_PAGES + 2048;
 
-/// Guest RAM mapped into the VMM, in pages: 16 MiB, what the LOCK figure
+/// Guest RAM mapped into the VMM, in pages: 256 MiB, what the LOCK figure
 /// locks at most.
-pub const RAM_PAGES: u64 = 4096;
+pub const RAM_PAGES: u64 = 65_536;
 
 /// Where guest RAM is mapped in the VMM's address space (on seL4, the root
 /// task's: clear of its image, its IPC buffer and boot information).
@@ -56,7 +58,9 @@ pub fn config(cspace: SlotRange, frames: Slot) -> VmmConfig {
         clients: heapless::Vec::new(),
         vcpu_limit: 2,
         dirty_log: false,
-        page_tables: 16,
+        // A LOCK of all of guest RAM: 128 last-level tables and one above
+        // them, and room for the other memslots.
+        page_tables: 160,
     };
     // Within the tables' capacities (one region, two of eight clients).
     let _ = config.ram.push(RamRegion { vmm_vaddr: RAM_VADDR, pages: RAM_PAGES, frames });

@@ -124,8 +124,9 @@ pub fn run(started: &mut Started) {
         Ok(n) => sel4::debug_println!("bench: VM create + vCPU create + destroy: {n} instructions"),
         Err(e) => sel4::debug_println!("bench: VM create and destroy failed: {}", e.code()),
     }
-    let mut per_page = [0u64; 2];
-    for (figure, pages) in per_page.iter_mut().zip([256u64, RAM_PAGES]) {
+    // 1 MiB, 16 MiB and all of guest RAM, 256 MiB.
+    let mut per_page = [0u64; 3];
+    for (figure, pages) in per_page.iter_mut().zip([256u64, 4096, RAM_PAGES]) {
         match lock(started, pages) {
             Ok(n) => {
                 *figure = n;
@@ -134,14 +135,12 @@ pub fn run(started: &mut Started) {
             Err(e) => sel4::debug_println!("bench: LOCK of {} KiB failed: {}", pages * 4, e.code()),
         }
     }
-    let [small, large] = per_page;
-    if small > 0 {
-        sel4::debug_println!(
-            "bench: LOCK per page, larger against smaller: {}.{:02}x",
-            large / small,
-            large * 100 / small % 100
-        );
-    }
+    let ratio = |large: u64, small: u64| (large / small.max(1), large * 100 / small.max(1) % 100);
+    let [one, sixteen, all] = per_page;
+    let (a, b) = ratio(sixteen, one);
+    sel4::debug_println!("bench: LOCK per page, 16 MiB against 1 MiB: {a}.{b:02}x");
+    let (a, b) = ratio(all, sixteen);
+    sel4::debug_println!("bench: LOCK per page, {} MiB against 16 MiB: {a}.{b:02}x", RAM_PAGES / 256);
     match mmio(started) {
         Ok(n) => sel4::debug_println!("bench: MMIO exit round trip: {n} instructions"),
         Err(e) => sel4::debug_println!("bench: MMIO exit round trip failed: {}", e.code()),
