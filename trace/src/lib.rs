@@ -16,7 +16,7 @@ pub mod world;
 use core::fmt::{self, Write};
 
 use vmm_abi::memslot::{MemoryRegion, GUEST_MEMFD, LOCK_READ, LOCK_WRITE, LOG_DIRTY_PAGES, READONLY, UNLOCK_ALL};
-use vmm_abi::protocol::Request;
+use vmm_abi::protocol::{Request, MAX_PAYLOAD};
 use vmm_abi::{ClientId, Errno, GmemHandle, VcpuId, VmId};
 
 use world::{region, CLIENT, PRIVILEGED, RAM_GPA, RAM_PAGES, RAM_VADDR};
@@ -82,6 +82,40 @@ fn scenario() -> [(ClientId, Request); SCENARIO] {
     ]
 }
 
+/// A message as a client sends it: a label and a payload, whose bytes the
+/// message registers carry. Most are a request's encoding; some are
+/// garbage, which the VMM must refuse with an errno and no change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The message's label.
+    pub label: u64,
+    len: usize,
+    payload: [u8; MAX_PAYLOAD],
+}
+
+impl Message {
+    /// `req`, encoded.
+    pub fn request(req: &Request) -> Message {
+        let mut payload = [0u8; MAX_PAYLOAD];
+        let (label, len) = req.encode(&mut payload);
+        Message { label, len, payload }
+    }
+
+    /// The payload's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.payload.get(..self.len).unwrap_or(&[])
+    }
+
+    /// The request it is, if it decodes to one.
+    pub fn decoded(&self) -> Option<Request> {
+        Request::decode(self.label, self.bytes()).ok()
+    }
+}
+
+/// The largest label a message carries: seL4's message info keeps 52 bits
+/// of it.
+pub const LABEL_MAX: u64 = (1 << 52) - 1;
+
 /// How many requests the client scenario has.
 pub const SCENARIO: usize = 13;
 
@@ -133,8 +167,13 @@ pub struct ClientTrace {
     handles: [u32; 4],
     /// The VMs of `vms` whose vCPU 0 CREATE_VCPU made: what RUN runs.
     runnable: [u32; 4],
+    /// Where memslots that SET_USER_MEMORY_REGION2 made start, with their
+    /// VMs: where RUN enters, mostly.
+    slots: [(u32, u64); 4],
     /// The newest VM id and handle this client was given.
     newest: (u32, u32),
+    /// CREATE_VM found no room: the next request gives some back.
+    tidy: bool,
 }
 
 /// Puts `id` in place of the oldest of `ids`.
@@ -164,7 +203,9 @@ impl ClientTrace {
             vms: [0; 4],
             handles: [0; 4],
             runnable: [0; 4],
+            slots: [(0, 0); 4],
             newest: (0, 0),
+            tidy: false,
         }
     }
 
@@ -214,21 +255,66 @@ impl ClientTrace {
             12 => Request::UnlockMemslot { vm, slot, flags: r.pick(&[UNLOCK_ALL, 0, 2], UNLOCK_ALL) },
             16 | 17 => {
                 // Mostly vCPU 0 of a VM that has it.
-                let vm = match self.runnable.iter().any(|&v| v != 0) {
-                    true => VmId(Self::pick_id(r, &self.runnable, vm.0)),
-                    false => vm,
+                let live = self.runnable.iter().filter(|&&v| v != 0).count();
+                let vm = match live {
+                    0 => vm,
+                    n => VmId(self.runnable.iter().filter(|&&v| v != 0).nth(r.below(n)).copied().unwrap_or(vm.0)),
                 };
                 let vcpu = VcpuId(r.pick(&[0, 0, 0, 1], 0));
-                let entry = r.pick(&[RAM_GPA, RAM_GPA, RAM_GPA + 0x1_0000, 0x5000_0000, 0x1000], RAM_GPA);
+                let made: [u64; 4] = self.slots.map(|(v, gpa)| if v == vm.0 { gpa } else { 0 });
+                let entry = match made.iter().filter(|&&g| g != 0).count() {
+                    n if n > 0 && !r.next_u64().is_multiple_of(4) => {
+                        made.iter().filter(|&&g| g != 0).nth(r.below(n)).copied().unwrap_or(RAM_GPA)
+                    }
+                    _ => r.pick(&[RAM_GPA, RAM_GPA + 0x1_0000, 0x5000_0000, 0x1000], RAM_GPA),
+                };
                 Request::RunVcpu { vm, vcpu, entry, arg: 0 }
             }
             _ => Request::GetReg { vm, vcpu, reg: r.pick(&[0, 1, 31, 32, 200], 0) },
         }
     }
 
-    /// Takes the result of the request [`ClientTrace::next_request`] gave last.
-    pub fn record(&mut self, req: &Request, result: Result<u64, Errno>) {
+    /// What a client does when its VMs have no room (a destroyed VM stays
+    /// while a guest_memfd of it is open, rule 4.7): closes a file it
+    /// has, else destroys a VM it has.
+    fn give_back(&mut self) -> Request {
+        match (self.handles.iter().find(|&&h| h != 0), self.vms.iter().find(|&&v| v != 0)) {
+            (Some(&h), _) => Request::CloseGuestMemfd { handle: GmemHandle(h) },
+            (None, Some(&v)) => Request::DestroyVm { vm: VmId(v) },
+            (None, None) => self.random_request(),
+        }
+    }
+
+    /// Garbage: a label of a request or none, and a payload of whole words
+    /// (as message registers carry it, so that seL4 and the model see the
+    /// same bytes), either random or a request's encoding with one byte
+    /// changed.
+    fn garbage(&mut self) -> Message {
+        let mut m = Message::request(&self.random_request());
+        let r = &mut self.rng;
+        m.label = r.pick(&[m.label, m.label, 0, 15, 99, LABEL_MAX], 0);
+        if r.next_u64().is_multiple_of(2) {
+            m.len = 8 * r.below(MAX_PAYLOAD / 8 + 1);
+            for chunk in m.payload.chunks_mut(8) {
+                let word = r.next_u64().to_le_bytes();
+                chunk.copy_from_slice(word.get(..chunk.len()).unwrap_or(&[]));
+            }
+        } else {
+            m.len = m.len.div_ceil(8) * 8;
+            let at = r.below(m.len.max(1));
+            if let Some(b) = m.payload.get_mut(at) {
+                *b ^= (r.next_u64() as u8) | 1;
+            }
+        }
+        m
+    }
+
+    /// Takes the result of the message [`ClientTrace::next_message`] gave
+    /// last.
+    pub fn record(&mut self, m: &Message, result: Result<u64, Errno>) {
+        let Some(req) = m.decoded() else { return };
         match (req, result) {
+            (Request::CreateVm, Err(Errno::ENOSPC)) => self.tidy = true,
             (Request::CreateVm, Ok(id)) => {
                 remember(&mut self.vms, id as u32);
                 self.newest.0 = id as u32;
@@ -238,25 +324,37 @@ impl ClientTrace {
                 self.newest.1 = h as u32;
             }
             (Request::CreateVcpu { vm, vcpu: VcpuId(0) }, Ok(_)) => remember(&mut self.runnable, vm.0),
+            (Request::SetMemoryRegion { vm, region }, Ok(_)) if region.memory_size > 0 => {
+                self.slots.rotate_left(1);
+                if let Some(last) = self.slots.last_mut() {
+                    *last = (vm.0, region.guest_phys_addr);
+                }
+            }
             (Request::DestroyVm { vm }, Ok(_)) => {
                 forget(&mut self.vms, vm.0);
                 forget(&mut self.runnable, vm.0);
+                for s in self.slots.iter_mut().filter(|s| s.0 == vm.0) {
+                    *s = (0, 0);
+                }
             }
             (Request::CloseGuestMemfd { handle }, Ok(_)) => forget(&mut self.handles, handle.0),
             _ => {}
         }
     }
 
-    /// The client's next request; `None` at the end.
-    pub fn next_request(&mut self) -> Option<Request> {
+    /// The client's next message (one in sixteen of the random ones is
+    /// garbage); `None` at the end.
+    pub fn next_message(&mut self) -> Option<Message> {
         let i = self.at;
         if i >= self.total {
             return None;
         }
         self.at += 1;
         match scenario().get(i) {
-            Some(&(c, req)) if c == self.client => Some(req),
-            _ => Some(self.random_request()),
+            Some(&(c, req)) if c == self.client => Some(Message::request(&req)),
+            _ if core::mem::take(&mut self.tidy) => Some(Message::request(&self.give_back())),
+            _ if self.rng.next_u64().is_multiple_of(16) => Some(self.garbage()),
+            _ => Some(Message::request(&self.random_request())),
         }
     }
 }
@@ -268,9 +366,8 @@ pub fn send<K: vmm::kernel::Kernel, A: vmm::platform::Platform, const V: usize>(
     client: ClientId,
     req: &Request,
 ) -> (u64, Result<u64, Errno>) {
-    let mut payload = [0u8; vmm_abi::protocol::MAX_PAYLOAD];
-    let (label, len) = req.encode(&mut payload);
-    (label, vmm.handle(client, label, payload.get(..len).unwrap_or(&[])).result)
+    let m = Message::request(req);
+    (m.label, vmm.handle(client, m.label, m.bytes()).result)
 }
 
 /// What a run of the trace made: how many requests it sent, and the last
@@ -322,12 +419,15 @@ pub fn run<K: vmm::kernel::Kernel, A: vmm::platform::Platform, const V: usize, W
     for i in 0..SCENARIO + random {
         let client = turn(i);
         let Some(trace) = clients.iter_mut().find(|t| t.client == client) else { break };
-        let Some(req) = trace.next_request() else { break };
-        let (label, result) = send(vmm, client, &req);
-        trace.record(&req, result);
-        ran.saw(&req, result);
-        line(out, ran.requests, client, label, result)?;
-        if let (Request::RunVcpu { vm, vcpu, .. }, Ok(_)) = (req, result) {
+        let Some(m) = trace.next_message() else { break };
+        let result = vmm.handle(client, m.label, m.bytes()).result;
+        trace.record(&m, result);
+        let req = m.decoded();
+        if let Some(req) = &req {
+            ran.saw(req, result);
+        }
+        line(out, ran.requests, client, m.label, result)?;
+        if let (Some(Request::RunVcpu { vm, vcpu, .. }), Ok(_)) = (req, result) {
             guest_line(out, ran.requests, vm, guest(vmm, vm, vcpu))?;
         }
         ran.requests += 1;

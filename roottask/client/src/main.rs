@@ -8,7 +8,8 @@
 //! the request trace.
 //!
 //! It sends its part of the trace (`vmm-trace`'s [`ClientTrace`]), one
-//! `seL4_Call` per request, and gives each result back to the trace. Then
+//! `seL4_Call` per message (a request, or garbage), and gives each result
+//! back to the trace. Then
 //! it calls once more: the VMM serves each client only the requests the
 //! trace gives it, so that call is never answered and the thread stays
 //! blocked, using no time.
@@ -18,9 +19,9 @@
 
 use sel4::cap::Endpoint;
 use sel4::MessageInfo;
-use vmm_abi::protocol::{Request, Response, MAX_PAYLOAD};
+use vmm_abi::protocol::Response;
 use vmm_abi::{ClientId, Errno};
-use vmm_trace::ClientTrace;
+use vmm_trace::{ClientTrace, Message};
 
 /// The one capability in the client's CSpace: the VMM's request endpoint,
 /// badged with the client's identity.
@@ -35,16 +36,15 @@ sel4_runtime_common::declare_rust_entrypoint! {
 }
 sel4_panicking_env::register_debug_put_char!(sel4::debug_put_char);
 
-/// Sends `req`: the label, the payload in the message registers.
-fn call(req: &Request) -> Result<u64, Errno> {
-    let mut payload = [0u8; MAX_PAYLOAD];
-    let (label, len) = req.encode(&mut payload);
+/// Sends `m`: its label, its payload in the message registers.
+fn call(m: &Message) -> Result<u64, Errno> {
+    let bytes = m.bytes();
     sel4::with_ipc_buffer_mut(|b| {
-        if let (Some(dst), Some(src)) = (b.msg_bytes_mut().get_mut(..len), payload.get(..len)) {
-            dst.copy_from_slice(src);
+        if let Some(dst) = b.msg_bytes_mut().get_mut(..bytes.len()) {
+            dst.copy_from_slice(bytes);
         }
     });
-    let reply = VMM.call(MessageInfo::new(label, 0, 0, len.div_ceil(8)));
+    let reply = VMM.call(MessageInfo::new(m.label, 0, 0, bytes.len().div_ceil(8)));
     sel4::with_ipc_buffer(|b| Response::from_reply(reply.length(), b.msg_bytes()))
 }
 
@@ -54,9 +54,9 @@ fn entrypoint(client: u64, ipc_buffer: u64) -> ! {
     // The root task mapped a frame there for this thread alone.
     unsafe { sel4::set_ipc_buffer(&mut *(ipc_buffer as *mut sel4::IpcBuffer)) };
     let mut trace = ClientTrace::new(vmm_trace::SEED, ClientId(client as u32), vmm_trace::RANDOM);
-    while let Some(req) = trace.next_request() {
-        let result = call(&req);
-        trace.record(&req, result);
+    while let Some(m) = trace.next_message() {
+        let result = call(&m);
+        trace.record(&m, result);
     }
     loop {
         // Never answered (see the module's documentation).
