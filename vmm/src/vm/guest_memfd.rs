@@ -29,6 +29,7 @@ use crate::kernel::{During, Invocation, Kernel};
 use crate::platform::Platform;
 use crate::registry::{Caller, Presence, RegistryError};
 use crate::vm::memslots::Backing;
+use crate::vm::sorted::insert_at;
 use crate::Vmm;
 use vmm_abi::limits::{page_aligned, MAX_BINDINGS, MAX_GMEM_FILES, PAGE_SIZE};
 use vmm_abi::{GmemHandle, MemslotId, VmId};
@@ -148,7 +149,7 @@ impl GmemFile {
     /// Records a binding checked by [`GmemFile::check_bind`].
     pub(crate) fn bind(&mut self, b: Binding) -> Result<(), GmemError> {
         let i = self.bindings.partition_point(|x| x.first < b.first);
-        self.bindings.insert(i, b).map_err(|_| GmemError::TooManyBindings)
+        insert_at(&mut self.bindings, i, b).map_err(|_| GmemError::TooManyBindings)
     }
 
     /// Clears the binding of memslot `slot` (rule 4.4); no binding is fine.
@@ -382,8 +383,10 @@ mod proofs {
             bindings: Vec::new(),
         };
         for slot in 0..3u16 {
-            let offset: u64 = kani::any();
-            let size: u64 = kani::any();
+            // 16-bit symbolic numbers, widened: past the file's end and
+            // unaligned too, with no 64-bit arithmetic for the solver.
+            let offset = u64::from(kani::any::<u16>());
+            let size = u64::from(kani::any::<u16>());
             kani::assume(offset <= 10 * PAGE_SIZE && size <= 10 * PAGE_SIZE);
             let fits = page_aligned(offset) && page_aligned(size) && size > 0 && offset + size <= f.size;
             let (first, end) = (offset / PAGE_SIZE, (offset + size) / PAGE_SIZE);

@@ -12,6 +12,7 @@ pub(crate) mod boot;
 pub mod guest_memfd;
 pub mod lock;
 pub mod memslots;
+mod sorted;
 pub(crate) mod stage2;
 pub(crate) mod vcpu;
 
