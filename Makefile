@@ -28,6 +28,8 @@ MICROKIT_CONFIG ?= debug
 CARGO ?= cargo
 TARGET_RUSTC ?= /usr/bin/rustc
 QEMU ?= qemu-system-aarch64
+# QEMU booting the image $(1) where the board's loader expects it.
+qemu-boot = $(QEMU) $(QEMU_MACHINE) -nographic $(QEMU_SERIAL) -device loader,file=$(1),addr=$(LOADER_ADDR),cpu-num=0
 PYTHON ?= python3
 # Seconds `make test-qemu` waits for the expected output.
 TEST_TIMEOUT ?= 60
@@ -241,7 +243,7 @@ roottask-image: roottask
 test-roottask: roottask-image
 	@command -v $(QEMU) >/dev/null || { echo "test-roottask: $(QEMU) not found: install qemu-system-arm"; exit 1; }
 	pds/support/test-qemu roottask/expected-lines $(B)/roottask-serial.log $(ROOTTASK_TIMEOUT) \
-	    $(QEMU) $(QEMU_MACHINE) -nographic $(QEMU_SERIAL) -device loader,file=$(ROOTTASK_IMG),addr=$(LOADER_ADDR),cpu-num=0
+	    $(call qemu-boot,$(ROOTTASK_IMG))
 	grep -a -E '^(trace|guest) ' $(B)/roottask-serial.log >$(B)/trace-sel4.log
 	env -u RUSTC_BOOTSTRAP -u SEL4_INCLUDE_DIRS $(CARGO) run -q -p vmsys \
 	    --target-dir $(abspath build/host-target) -- trace >$(B)/trace-model.log
@@ -254,7 +256,7 @@ test-roottask: roottask-image
 bench-roottask: roottask-image
 	@command -v $(QEMU) >/dev/null || { echo "bench-roottask: $(QEMU) not found: install qemu-system-arm"; exit 1; }
 	pds/support/test-qemu roottask/bench-lines $(B)/roottask-bench.log $(ROOTTASK_TIMEOUT) \
-	    $(QEMU) $(QEMU_MACHINE) -icount shift=0 -nographic $(QEMU_SERIAL) -device loader,file=$(ROOTTASK_IMG),addr=$(LOADER_ADDR),cpu-num=0 >/dev/null
+	    $(call qemu-boot,$(ROOTTASK_IMG)) -icount shift=0 >/dev/null
 	@echo "root task on $(MICROKIT_BOARD) ($(MICROKIT_CONFIG) kernel), in instructions under QEMU -icount shift=0:"
 	@grep -a '^bench:' $(B)/roottask-bench.log
 endif
@@ -264,8 +266,7 @@ loader: pds $(SYSTEM_XML) check-system-xml
 	    --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) -o $(LOADER_IMG) -r $(REPORT)
 	@echo "built $(LOADER_IMG)"
 
-QEMU_CMD = $(QEMU) $(QEMU_MACHINE) -nographic $(QEMU_SERIAL) \
-	-device loader,file=$(LOADER_IMG),addr=$(LOADER_ADDR),cpu-num=0
+QEMU_CMD = $(call qemu-boot,$(LOADER_IMG))
 
 run: loader
 	$(QEMU_CMD)

@@ -16,8 +16,11 @@ LINUX_DESCRIPTION := linux/virt.toml
 # The kernel's metapackage: its dependency names the image package.
 LINUX_KERNEL_PACKAGE ?= linux-image-cloud-arm64
 LINUX_TIMEOUT ?= 300
+# QEMU's virtual time, one instruction a nanosecond, and no waiting while
+# idle: the guest's clock does not depend on how busy the host is.
+LINUX_ICOUNT := -icount shift=0,sleep=off
 LINUX_QEMU_FLOOR = $(QEMU) -machine virt -cpu cortex-a53 -smp 2 -m 256M -nographic \
-	-icount shift=0,sleep=off -kernel $(LINUX_OUT)/Image -initrd $(LINUX_OUT)/initramfs.cpio \
+	$(LINUX_ICOUNT) -kernel $(LINUX_OUT)/Image -initrd $(LINUX_OUT)/initramfs.cpio \
 	-dtb $(LINUX_OUT)/virt.dtb
 
 .PHONY: linux-guest linux-floor
@@ -74,8 +77,7 @@ LINUX_MANIFEST_DIR := $(LINUX_B)/manifests
 LINUX_MANIFESTS_RS := $(LINUX_B)/manifests.rs
 LINUX_PDS_DIR := $(LINUX_B)/pds-target
 LINUX_LOADER_IMG := $(LINUX_B)/loader.img
-LINUX_QEMU_CMD = $(QEMU) $(QEMU_MACHINE) -nographic $(QEMU_SERIAL) \
-	-device loader,file=$(LINUX_LOADER_IMG),addr=$(LOADER_ADDR),cpu-num=0
+LINUX_QEMU_CMD = $(call qemu-boot,$(LINUX_LOADER_IMG))
 
 .PHONY: linux-manifests linux-pds linux-loader run-linux test-linux
 
@@ -110,7 +112,7 @@ run-linux: linux-loader
 # for a person, keeps the wall clock.
 test-linux: linux-loader
 	@command -v $(QEMU) >/dev/null || { echo "test-linux: $(QEMU) not found: install qemu-system-arm"; exit 1; }
-	linux/console $(LINUX_B)/serial.log $(LINUX_TIMEOUT) $(LINUX_QEMU_CMD) -icount shift=0,sleep=off
+	linux/console $(LINUX_B)/serial.log $(LINUX_TIMEOUT) $(LINUX_QEMU_CMD) $(LINUX_ICOUNT)
 endif
 
 # The boot's figures (`make bench-linux`), in QEMU virtual time under
@@ -130,8 +132,7 @@ bench-linux:
 	@echo "make $@ skipped: the Linux system (linux/system.xml, linux/virt.toml) is QEMU virt's; $(MICROKIT_BOARD) has none yet"
 else
 LINUX_BENCH_B := build/$(MICROKIT_BOARD)-release/linux
-LINUX_BENCH_QEMU = $(QEMU) $(QEMU_MACHINE) -nographic $(QEMU_SERIAL) -icount shift=0,sleep=off \
-	-device loader,file=$(LINUX_BENCH_B)/loader.img,addr=$(LOADER_ADDR),cpu-num=0
+LINUX_BENCH_QEMU = $(call qemu-boot,$(LINUX_BENCH_B)/loader.img) $(LINUX_ICOUNT)
 bench-linux: linux-floor
 	$(MAKE) MICROKIT_CONFIG=release linux-loader
 	linux/console $(LINUX_BENCH_B)/shell.log $(LINUX_TIMEOUT) $(LINUX_BENCH_QEMU)
