@@ -12,7 +12,16 @@
 #   dpkg --add-architecture arm64 && apt-get update
 
 LINUX_OUT := build/linux
+# QEMU virt's layout: the floor boots it on bare QEMU, and the VMM on virt.
 LINUX_DESCRIPTION := linux/virt.toml
+# The VM description and Microkit system per board.
+ifeq ($(MICROKIT_BOARD),imx8mp_evk)
+LINUX_BOARD_DESCRIPTION := linux/imx8mp.toml
+LINUX_SYSTEM_XML := linux/imx8mp.xml
+else
+LINUX_BOARD_DESCRIPTION := linux/virt.toml
+LINUX_SYSTEM_XML := linux/system.xml
+endif
 # The kernel's metapackage: its dependency names the image package.
 LINUX_KERNEL_PACKAGE ?= linux-image-cloud-arm64
 LINUX_TIMEOUT ?= 300
@@ -45,11 +54,16 @@ linux-guest: $(LINUX_OUT)/Image $(LINUX_OUT)/busybox
 	    initramfs --busybox $(LINUX_OUT)/busybox --init linux/init -o $(LINUX_OUT)/initramfs.cpio
 	env -u RUSTC_BOOTSTRAP -u SEL4_INCLUDE_DIRS $(CARGO) run -q -p vmsys --target-dir $(abspath build/host-target) -- \
 	    fdt --system $(LINUX_DESCRIPTION) --vm linux --initrd $(LINUX_OUT)/initramfs.cpio -o $(LINUX_OUT)/virt.dtb
+	@# The guest the VMM embeds on $(MICROKIT_BOARD): its device tree from the board's description.
+	mkdir -p $(LINUX_OUT)/$(MICROKIT_BOARD) && ln -sf ../Image ../initramfs.cpio $(LINUX_OUT)/$(MICROKIT_BOARD)/
+	env -u RUSTC_BOOTSTRAP -u SEL4_INCLUDE_DIRS $(CARGO) run -q -p vmsys --target-dir $(abspath build/host-target) -- \
+	    fdt --system $(LINUX_BOARD_DESCRIPTION) --vm linux --initrd $(LINUX_OUT)/initramfs.cpio \
+	    -o $(LINUX_OUT)/$(MICROKIT_BOARD)/guest.dtb
 	@# The benchmark's guest: `bench=1`, whose /init powers off once it has printed its uptime.
 	mkdir -p $(LINUX_OUT)/bench && ln -sf ../Image ../initramfs.cpio $(LINUX_OUT)/bench/
 	env -u RUSTC_BOOTSTRAP -u SEL4_INCLUDE_DIRS $(CARGO) run -q -p vmsys --target-dir $(abspath build/host-target) -- \
-	    fdt --system $(LINUX_DESCRIPTION) --vm linux --initrd $(LINUX_OUT)/initramfs.cpio --append bench=1 \
-	    -o $(LINUX_OUT)/bench/virt.dtb
+	    fdt --system $(LINUX_BOARD_DESCRIPTION) --vm linux --initrd $(LINUX_OUT)/initramfs.cpio --append bench=1 \
+	    -o $(LINUX_OUT)/bench/guest.dtb
 
 linux-floor: linux-guest
 	@command -v $(QEMU) >/dev/null || { echo "linux-floor: $(QEMU) not found: install qemu-system-arm"; exit 1; }
@@ -65,14 +79,13 @@ linux-floor: linux-guest
 #                      the shell, the power-off
 #
 # The VMM PD embeds the guest's Image, device tree and initramfs
-# (VMM_LINUX_DIR: LINUX_IMAGES, build/linux unless a benchmark says
-# otherwise) instead of the test guest, and counts the VM's exits by kind
+# (VMM_LINUX_DIR: LINUX_IMAGES, build/linux/<board> unless a benchmark
+# says otherwise) instead of the test guest, and counts the VM's exits by kind
 # (its `exit-counts` feature), which it prints when the VM stops.
 
-LINUX_IMAGES ?= $(LINUX_OUT)
+LINUX_IMAGES ?= $(LINUX_OUT)/$(MICROKIT_BOARD)
 
 LINUX_B := $(B)/linux
-LINUX_SYSTEM_XML := linux/system.xml
 LINUX_MANIFEST_DIR := $(LINUX_B)/manifests
 LINUX_MANIFESTS_RS := $(LINUX_B)/manifests.rs
 LINUX_PDS_DIR := $(LINUX_B)/pds-target
@@ -84,12 +97,9 @@ LINUX_QEMU_CMD = $(call qemu-boot,$(LINUX_LOADER_IMG))
 ifeq ($(SDK_TOOL),)
 linux-manifests linux-pds linux-loader run-linux test-linux:
 	@echo "make $@ skipped: no Microkit SDK at $(MICROKIT_SDK) (set MICROKIT_SDK to a Microkit 2.3.0 SDK to boot Linux under the VMM)"
-else ifneq ($(MICROKIT_BOARD),qemu_virt_aarch64)
-linux-manifests linux-pds linux-loader run-linux test-linux:
-	@echo "make $@ skipped: the Linux system (linux/system.xml, linux/virt.toml) is QEMU virt's; $(MICROKIT_BOARD) has none yet"
 else
 linux-manifests:
-	$(call write-manifests,$(LINUX_DESCRIPTION),$(LINUX_SYSTEM_XML),$(LINUX_MANIFEST_DIR),$(LINUX_MANIFESTS_RS))
+	$(call write-manifests,$(LINUX_BOARD_DESCRIPTION),$(LINUX_SYSTEM_XML),$(LINUX_MANIFEST_DIR),$(LINUX_MANIFESTS_RS))
 
 linux-pds: linux-guest linux-manifests $(TARGET_SPEC) kernel-config-check
 	cd pds && RUSTC=$(TARGET_RUSTC) VMM_LINUX_DIR=$(abspath $(LINUX_IMAGES)) VMM_MANIFESTS_RS=$(abspath $(LINUX_MANIFESTS_RS)) \
@@ -129,7 +139,7 @@ bench-linux:
 	@echo "make $@ skipped: no Microkit SDK at $(MICROKIT_SDK) (set MICROKIT_SDK to a Microkit 2.3.0 SDK to boot Linux under the VMM)"
 else ifneq ($(MICROKIT_BOARD),qemu_virt_aarch64)
 bench-linux:
-	@echo "make $@ skipped: the Linux system (linux/system.xml, linux/virt.toml) is QEMU virt's; $(MICROKIT_BOARD) has none yet"
+	@echo "make $@ skipped: the floor it is held to is bare QEMU virt's; run it with MICROKIT_BOARD=qemu_virt_aarch64"
 else
 LINUX_BENCH_B := build/$(MICROKIT_BOARD)-release/linux
 LINUX_BENCH_QEMU = $(call qemu-boot,$(LINUX_BENCH_B)/loader.img) $(LINUX_ICOUNT)

@@ -1,5 +1,5 @@
 //! Chooses the guest the VMM embeds: `VMM_LINUX_DIR` (a directory with a
-//! Linux guest's `Image`, `virt.dtb` and `initramfs.cpio`) if set, else
+//! Linux guest's `Image`, `guest.dtb` and `initramfs.cpio`) if set, else
 //! `VMM_GUEST_ELF` (the test guest's ELF). Writes `payload.rs`, which
 //! `guest_image.rs` includes.
 
@@ -21,7 +21,7 @@ fn main() {
             format!(
                 "static PAYLOAD: Payload = Payload::Linux(LinuxImages {{ image: {}, dtb: {}, initrd: {} }});\n",
                 bytes(&dir.join("Image")),
-                bytes(&dir.join("virt.dtb")),
+                bytes(&dir.join("guest.dtb")),
                 bytes(&dir.join("initramfs.cpio")),
             )
         }
