@@ -1,5 +1,6 @@
 //! Chooses the guest the VMM embeds: `VMM_LINUX_DIR` (a directory with a
-//! Linux guest's `Image`, `guest.dtb` and `initramfs.cpio`) if set, else
+//! Linux guest's `Image`, or `Image.zlib` compressed, `guest.dtb` and
+//! `initramfs.cpio`) if set, else
 //! `VMM_GUEST_ELF` (the test guest's ELF). Writes `payload.rs`, which
 //! `guest_image.rs` includes.
 
@@ -18,9 +19,15 @@ fn main() {
     let code = match (env::var_os("VMM_LINUX_DIR"), env::var_os("VMM_GUEST_ELF")) {
         (Some(dir), _) => {
             let dir = PathBuf::from(dir);
+            let (raw, zlib) = (dir.join("Image"), dir.join("Image.zlib"));
+            println!("cargo:rerun-if-changed={}", dir.display());
+            let kernel = match (raw.is_file(), zlib.is_file()) {
+                (true, false) => format!("Kernel::Raw({})", bytes(&raw)),
+                (false, true) => format!("Kernel::Zlib({})", bytes(&zlib)),
+                _ => panic!("{} holds no Image, or both Image and Image.zlib", dir.display()),
+            };
             format!(
-                "static PAYLOAD: Payload = Payload::Linux(LinuxImages {{ image: {}, dtb: {}, initrd: {} }});\n",
-                bytes(&dir.join("Image")),
+                "static PAYLOAD: Payload = Payload::Linux(LinuxImages {{ image: {kernel}, dtb: {}, initrd: {} }});\n",
                 bytes(&dir.join("guest.dtb")),
                 bytes(&dir.join("initramfs.cpio")),
             )

@@ -15,10 +15,22 @@
 //! 8-byte aligned, at most 2 MiB and within one 2 MiB block; none of the
 //! three overlapping another. Nothing is written unless all of it holds.
 //!
+//! The Image may be embedded zlib-compressed ([`Kernel::Zlib`]), where the
+//! board's loader leaves the VMM too little room for it as it is (on the
+//! i.MX 8M Plus, Microkit links its loader 16 MiB above the kernel, and the
+//! VMM's image must fit between). Its header is inflated first and checked
+//! with the rest; the Image itself is inflated straight into guest RAM,
+//! last, and checked against its Adler-32 as it goes: a damaged stream is
+//! found only then, so its refusal leaves the RAM written, and no guest
+//! runs from it.
+//!
 //! A host crate (`no_std`, tested on the host, where `cargo test
 //! --workspace` runs its tests); the VMM PD uses it for its embedded guest.
 
 #![no_std]
+
+use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
+use miniz_oxide::inflate::TINFLStatus;
 
 /// Why an image was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +49,9 @@ pub enum LoadError {
     NotDeviceTree,
     /// Two of a Linux guest's images overlap.
     Overlap,
+    /// A compressed Image is no zlib stream, is damaged (its Adler-32
+    /// disagrees), or inflates to more than its header's `image_size`.
+    BadCompression,
 }
 
 impl core::fmt::Display for LoadError {
@@ -51,6 +66,9 @@ impl core::fmt::Display for LoadError {
                 "the device tree has no FDT magic, or is misaligned, over 2 MiB or across a 2 MiB boundary"
             }
             LoadError::Overlap => "the kernel Image, the device tree and the initramfs overlap",
+            LoadError::BadCompression => {
+                "the compressed kernel Image is no zlib stream, is damaged, or inflates past its image_size"
+            }
         })
     }
 }
@@ -192,11 +210,29 @@ pub fn load(image: &[u8], ram: &mut GuestRam<'_>) -> Result<Loaded, LoadError> {
     Ok(Loaded { entry: h.entry, written })
 }
 
+/// A kernel Image, as embedded.
+#[derive(Clone, Copy)]
+pub enum Kernel {
+    /// The Image as it is.
+    Raw(&'static [u8]),
+    /// The Image as a zlib stream (RFC 1950), inflated into guest RAM.
+    Zlib(&'static [u8]),
+}
+
+impl Kernel {
+    /// The bytes embedded.
+    pub fn embedded_len(&self) -> usize {
+        match self {
+            Kernel::Raw(b) | Kernel::Zlib(b) => b.len(),
+        }
+    }
+}
+
 /// A Linux guest's images, as embedded.
 #[derive(Clone, Copy)]
 pub struct LinuxImages {
     /// The kernel Image.
-    pub image: &'static [u8],
+    pub image: Kernel,
     /// The flattened device tree.
     pub dtb: &'static [u8],
     /// The initramfs.
@@ -219,6 +255,13 @@ pub struct LinuxPlaces {
 const IMAGE_TEXT_OFFSET: usize = 8;
 const IMAGE_SIZE: usize = 16;
 const IMAGE_MAGIC: usize = 0x38;
+/// The header's length: the fields above, and the PE/COFF offset after.
+const IMAGE_HEADER: usize = 64;
+/// A whole zlib stream, inflated into a buffer that holds all it writes
+/// (not a 32 KiB ring), its Adler-32 checked.
+const ZLIB_INTO_RAM: u32 = inflate_flags::TINFL_FLAG_PARSE_ZLIB_HEADER
+    | inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF
+    | inflate_flags::TINFL_FLAG_COMPUTE_ADLER32;
 const ARM64_MAGIC: u32 = 0x644d_5241;
 /// A flattened device tree's magic, big-endian.
 const FDT_MAGIC: u32 = 0xd00d_feed;
@@ -232,14 +275,29 @@ pub fn load_linux(
     at: &LinuxPlaces,
     ram: &mut GuestRam<'_>,
 ) -> Result<[core::ops::Range<usize>; 3], LoadError> {
-    if u32_at(images.image, IMAGE_MAGIC)? != ARM64_MAGIC {
+    let mut inflater = DecompressorOxide::new();
+    let mut buf = [0u8; IMAGE_HEADER];
+    let head: &[u8] = match images.image {
+        Kernel::Raw(bytes) => bytes,
+        Kernel::Zlib(stream) => {
+            let (status, _, n) = decompress(&mut inflater, stream, &mut buf, 0, ZLIB_INTO_RAM);
+            match status {
+                TINFLStatus::HasMoreOutput | TINFLStatus::Done => buf.get(..n).unwrap_or(&[]),
+                _ => return Err(LoadError::BadCompression),
+            }
+        }
+    };
+    if u32_at(head, IMAGE_MAGIC)? != ARM64_MAGIC {
         return Err(LoadError::NotLinuxImage);
     }
-    let text_offset = u64_at(images.image, IMAGE_TEXT_OFFSET)?;
-    // 0 in the oldest Images: then the kernel's own size is the file's.
-    let image_size = match u64_at(images.image, IMAGE_SIZE)? {
-        0 => images.image.len() as u64,
-        n => n.max(images.image.len() as u64),
+    let text_offset = u64_at(head, IMAGE_TEXT_OFFSET)?;
+    // 0 in the oldest Images: then the kernel's own size is the file's,
+    // which a compressed one does not tell before it is inflated.
+    let image_size = match (u64_at(head, IMAGE_SIZE)?, images.image) {
+        (0, Kernel::Raw(bytes)) => bytes.len() as u64,
+        (0, Kernel::Zlib(_)) => return Err(LoadError::NotLinuxImage),
+        (n, Kernel::Raw(bytes)) => n.max(bytes.len() as u64),
+        (n, Kernel::Zlib(_)) => n,
     };
     if at.entry.checked_sub(text_offset).is_none_or(|base| !base.is_multiple_of(BLOCK_2M)) {
         return Err(LoadError::MisplacedImage);
@@ -261,9 +319,22 @@ pub fn load_linux(
     if !apart(&kernel, &dtb) || !apart(&kernel, &initrd) || !apart(&dtb, &initrd) {
         return Err(LoadError::Overlap);
     }
-    let image = kernel.start..kernel.start + images.image.len();
-    for (range, bytes) in [(&image, images.image), (&dtb, images.dtb), (&initrd, images.initrd)] {
+    for (range, bytes) in [(&dtb, images.dtb), (&initrd, images.initrd)] {
         ram.ram.get_mut(range.clone()).ok_or(LoadError::OutsideRam)?.copy_from_slice(bytes);
     }
-    Ok([image, dtb, initrd])
+    let into = ram.ram.get_mut(kernel.clone()).ok_or(LoadError::OutsideRam)?;
+    let image_len = match images.image {
+        Kernel::Raw(bytes) => {
+            into.get_mut(..bytes.len()).ok_or(LoadError::OutsideRam)?.copy_from_slice(bytes);
+            bytes.len()
+        }
+        Kernel::Zlib(stream) => {
+            inflater.init();
+            match decompress(&mut inflater, stream, into, 0, ZLIB_INTO_RAM) {
+                (TINFLStatus::Done, _, n) => n,
+                _ => return Err(LoadError::BadCompression),
+            }
+        }
+    };
+    Ok([kernel.start..kernel.start + image_len, dtb, initrd])
 }

@@ -7,7 +7,8 @@
 //! device tree's magic 0xd00dfeed, 8-byte aligned, at most 2 MiB, within one
 //! 2 MiB block).
 
-use guest_loader::{extent, load, load_linux, GuestRam, LinuxImages, LinuxPlaces, LoadError};
+use guest_loader::{extent, load, load_linux, GuestRam, Kernel, LinuxImages, LinuxPlaces, LoadError};
+use miniz_oxide::deflate::compress_to_vec_zlib;
 
 const BASE: u64 = 0x4000_0000;
 const RAM: usize = 0x80_0000; // 8 MiB
@@ -109,7 +110,7 @@ fn dtb(len: usize) -> &'static [u8] {
 }
 
 fn images() -> LinuxImages {
-    LinuxImages { image: image(0x1000, 0, 0x3000), dtb: dtb(0x100), initrd: vec![0x33u8; 0x800].leak() }
+    LinuxImages { image: Kernel::Raw(image(0x1000, 0, 0x3000)), dtb: dtb(0x100), initrd: vec![0x33u8; 0x800].leak() }
 }
 
 fn places() -> LinuxPlaces {
@@ -130,14 +131,15 @@ fn a_linux_guest_s_images_go_where_its_manifest_says() {
             at(BASE + 3 * MIB2 + 0x1000)..at(BASE + 3 * MIB2 + 0x1000) + 0x800
         ]
     );
-    for (range, bytes) in written.iter().zip([i.image, i.dtb, i.initrd]) {
+    let Kernel::Raw(kernel) = i.image else { unreachable!() };
+    for (range, bytes) in written.iter().zip([kernel, i.dtb, i.initrd]) {
         assert_eq!(&mem[range.clone()], bytes);
     }
     // Its BSS is the kernel's to clear: left as it was.
     assert_eq!(mem[at(BASE + MIB2) + 0x1000], 0xaa);
     // A text_offset moves the 2 MiB boundary the Image must follow.
     let mut mem = ram();
-    let shifted = LinuxImages { image: image(0x1000, 0x8_0000, 0x3000), ..images() };
+    let shifted = LinuxImages { image: Kernel::Raw(image(0x1000, 0x8_0000, 0x3000)), ..images() };
     let at_offset = LinuxPlaces { entry: BASE + MIB2 + 0x8_0000, ..places() };
     load_linux(&shifted, &at_offset, &mut GuestRam { base: BASE, ram: &mut mem }).unwrap();
 }
@@ -146,26 +148,110 @@ fn a_linux_guest_s_images_go_where_its_manifest_says() {
 fn a_linux_guest_that_breaks_the_boot_protocol_is_refused_and_nothing_written() {
     let good = images();
     let p = places();
-    let mut no_magic = good.image.to_vec();
-    no_magic[0x38] = 0;
-    let cases: Vec<(LinuxImages, LinuxPlaces, LoadError)> = vec![
-        (LinuxImages { image: no_magic.leak(), ..good }, p, LoadError::NotLinuxImage),
-        (LinuxImages { image: &[0; 16], ..good }, p, LoadError::Truncated),
+    refused_and_nothing_written(vec![
+        (LinuxImages { image: Kernel::Raw(without_magic().leak()), ..good }, p, LoadError::NotLinuxImage),
+        (LinuxImages { image: Kernel::Raw(&[0; 16]), ..good }, p, LoadError::Truncated),
         (good, LinuxPlaces { entry: BASE + MIB2 + 0x1000, ..p }, LoadError::MisplacedImage),
-        (LinuxImages { image: image(0x1000, 0x8_0000, 0x3000), ..good }, p, LoadError::MisplacedImage),
+        (LinuxImages { image: Kernel::Raw(image(0x1000, 0x8_0000, 0x3000)), ..good }, p, LoadError::MisplacedImage),
         (LinuxImages { dtb: &[0x22; 0x100], ..good }, p, LoadError::NotDeviceTree),
         (good, LinuxPlaces { dtb: p.dtb + 4, ..p }, LoadError::NotDeviceTree),
         (good, LinuxPlaces { dtb: BASE + 3 * MIB2 - 0x80, ..p }, LoadError::NotDeviceTree),
         (LinuxImages { dtb: dtb(0x20_0008), ..good }, p, LoadError::NotDeviceTree),
         // The Image's BSS (image_size) reaches the device tree.
-        (LinuxImages { image: image(0x1000, 0, 2 * MIB2 + 8), ..good }, p, LoadError::Overlap),
+        (LinuxImages { image: Kernel::Raw(image(0x1000, 0, 2 * MIB2 + 8)), ..good }, p, LoadError::Overlap),
         (good, LinuxPlaces { initrd: p.dtb + 0x80, ..p }, LoadError::Overlap),
         (good, LinuxPlaces { initrd: BASE + RAM as u64 - 0x400, ..p }, LoadError::OutsideRam),
-        (LinuxImages { image: image(0x1000, 0, RAM as u64), ..good }, p, LoadError::OutsideRam),
-    ];
+        (LinuxImages { image: Kernel::Raw(image(0x1000, 0, RAM as u64)), ..good }, p, LoadError::OutsideRam),
+    ]);
+}
+
+/// The kernel Image of [`images`], as it is.
+fn raw_kernel() -> &'static [u8] {
+    let Kernel::Raw(kernel) = images().image else { unreachable!() };
+    kernel
+}
+
+/// That Image without its magic.
+fn without_magic() -> Vec<u8> {
+    let mut kernel = raw_kernel().to_vec();
+    kernel[0x38] = 0;
+    kernel
+}
+
+/// Each case's load is refused with its error, and the RAM left as it was.
+fn refused_and_nothing_written(cases: Vec<(LinuxImages, LinuxPlaces, LoadError)>) {
     for (n, (i, at, want)) in cases.into_iter().enumerate() {
         let mut mem = ram();
         assert_eq!(load_linux(&i, &at, &mut GuestRam { base: BASE, ram: &mut mem }).err(), Some(want), "case {n}");
         assert!(mem.iter().all(|b| *b == 0xaa), "case {n}: written all the same");
+    }
+}
+
+fn zlib(bytes: &[u8]) -> Kernel {
+    Kernel::Zlib(compress_to_vec_zlib(bytes, 6).leak())
+}
+
+#[test]
+fn a_compressed_image_is_inflated_where_the_image_goes() {
+    // Not a run of one byte: a kernel's worth of varied data, so the
+    // stream has back-references across blocks.
+    let mut kernel = image(0x6000, 0, 0x8000).to_vec();
+    for (n, b) in kernel.iter_mut().enumerate().skip(0x40) {
+        *b = (n as u32).wrapping_mul(2_654_435_761).to_le_bytes()[(n % 3) + 1] % 17;
+    }
+    let raw = LinuxImages { image: Kernel::Raw(kernel.clone().leak()), ..images() };
+    let packed = LinuxImages { image: zlib(&kernel), ..images() };
+    assert!(packed.image.embedded_len() < kernel.len());
+    let mut want = ram();
+    let expected = load_linux(&raw, &places(), &mut GuestRam { base: BASE, ram: &mut want }).unwrap();
+    let mut mem = ram();
+    let written = load_linux(&packed, &places(), &mut GuestRam { base: BASE, ram: &mut mem }).unwrap();
+    assert_eq!(written, expected);
+    assert!(mem == want, "the same RAM as from the Image as it is");
+}
+
+#[test]
+fn a_compressed_image_is_checked_like_the_image_itself() {
+    let good = images();
+    let p = places();
+    let kernel = raw_kernel();
+    // Refused before anything is written: the header is inflated apart.
+    refused_and_nothing_written(vec![
+        (LinuxImages { image: zlib(&without_magic()), ..good }, p, LoadError::NotLinuxImage),
+        (LinuxImages { image: zlib(&kernel[..16]), ..good }, p, LoadError::Truncated),
+        // Its size is known only from the header's image_size.
+        (LinuxImages { image: zlib(image(0x1000, 0, 0)), ..good }, p, LoadError::NotLinuxImage),
+        (
+            LinuxImages { image: zlib(kernel), ..good },
+            LinuxPlaces { entry: BASE + MIB2 + 0x1000, ..p },
+            LoadError::MisplacedImage,
+        ),
+        (LinuxImages { image: zlib(image(0x1000, 0, RAM as u64)), ..good }, p, LoadError::OutsideRam),
+        (LinuxImages { image: zlib(image(0x1000, 0, 2 * MIB2 + 8)), ..good }, p, LoadError::Overlap),
+        (LinuxImages { image: Kernel::Zlib(kernel), ..good }, p, LoadError::BadCompression),
+    ]);
+}
+
+#[test]
+fn a_damaged_or_overlong_stream_is_refused_as_it_inflates() {
+    let p = places();
+    let Kernel::Zlib(stream) = zlib(raw_kernel()) else { unreachable!() };
+    // The last four bytes are the Adler-32 of what it inflates to.
+    let mut damaged = stream.to_vec();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 1;
+    // More than the header's image_size: 0x3000 bytes of kernel and BSS.
+    let mut long = image(0x1000, 0, 0x3000).to_vec();
+    long.resize(0x3001, 0x11);
+    for (n, stream) in
+        [damaged, compress_to_vec_zlib(&long, 6), stream[..stream.len() - 8].to_vec()].into_iter().enumerate()
+    {
+        let i = LinuxImages { image: Kernel::Zlib(stream.leak()), ..images() };
+        let mut mem = ram();
+        assert_eq!(
+            load_linux(&i, &p, &mut GuestRam { base: BASE, ram: &mut mem }).err(),
+            Some(LoadError::BadCompression),
+            "case {n}"
+        );
     }
 }

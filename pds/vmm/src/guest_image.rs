@@ -12,7 +12,7 @@
 use vmm_abi::VmId;
 
 use crate::cache;
-use guest_loader::{self as loader, GuestRam, LinuxImages, LinuxPlaces, LoadError};
+use guest_loader::{self as loader, GuestRam, Kernel, LinuxImages, LinuxPlaces, LoadError};
 
 /// What the build embedded. A build constructs one of the two, so the
 /// other is dead code in it.
@@ -119,7 +119,7 @@ impl GuestImage {
             }
             (Payload::Linux(images), Some(at)) => {
                 let written = loader::load_linux(images, at, &mut ram).map_err(ImageError::Load)?;
-                (at.entry, images.image.len() + images.dtb.len() + images.initrd.len(), written)
+                (at.entry, images.image.embedded_len() + images.dtb.len() + images.initrd.len(), written)
             }
             (Payload::Linux(_), None) => return Err(ImageError::Kind { manifest_linux: false }),
             (Payload::Elf(_), Some(_)) => return Err(ImageError::Kind { manifest_linux: true }),

@@ -23,3 +23,4 @@ pub mod sdf;
 pub mod sim;
 pub mod trace;
 pub mod world;
+pub mod zlib;

@@ -14,13 +14,13 @@ use clap::{Args, Parser, Subcommand};
 use vmsys::description::Description;
 use vmsys::diag::Diag;
 use vmsys::inputs::{self, Inputs};
-use vmsys::{boot_image, boot_manifest, check, fdt, graph, initramfs, sim, trace};
+use vmsys::{boot_image, boot_manifest, check, fdt, graph, initramfs, sim, trace, zlib};
 
 #[derive(Parser)]
 #[command(
     name = "vmsys",
     version,
-    about = "One description of the VMs of a seL4 Microkit system: check, manifest, sim, graph, a Linux guest's device tree and initramfs, the root task's boot image"
+    about = "One description of the VMs of a seL4 Microkit system: check, manifest, sim, graph, a Linux guest's device tree, initramfs and compressed Image, the root task's boot image"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -94,6 +94,14 @@ enum Command {
         #[arg(long)]
         init: PathBuf,
         /// The cpio archive to write.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+    /// Write a kernel Image zlib-compressed, checked to inflate back, for a VMM to embed.
+    Zlib {
+        /// The file to compress.
+        input: PathBuf,
+        /// The zlib stream to write.
         #[arg(short, long)]
         out: PathBuf,
     },
@@ -216,6 +224,18 @@ fn run(command: Command) -> Result<(), Vec<Diag>> {
             let archive = initramfs::initramfs(&read_bytes(&busybox)?, &read_bytes(&init)?);
             write(&out, &archive)?;
             println!("{}: {} bytes, busybox and {} as /init", out.display(), archive.len(), init.display());
+        }
+        Command::Zlib { input, out } => {
+            let data = read_bytes(&input)?;
+            let stream = zlib::compress(&data).map_err(|e| vec![Diag::file(&input.display().to_string(), e)])?;
+            write(&out, &stream)?;
+            println!(
+                "{}: {} bytes, {} ({} bytes) zlib-compressed",
+                out.display(),
+                stream.len(),
+                input.display(),
+                data.len()
+            );
         }
         Command::BootImage { loader, kernel, root_task, out } => {
             let (image, at) = boot_image::image(&read_bytes(&loader)?, &read_bytes(&kernel)?, &read_bytes(&root_task)?)
