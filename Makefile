@@ -28,8 +28,6 @@ MICROKIT_CONFIG ?= debug
 CARGO ?= cargo
 TARGET_RUSTC ?= /usr/bin/rustc
 QEMU ?= qemu-system-aarch64
-# QEMU booting the image $(1) where the board's loader expects it.
-qemu-boot = $(QEMU) $(QEMU_MACHINE) -nographic $(QEMU_SERIAL) -device loader,file=$(1),addr=$(LOADER_ADDR),cpu-num=0
 PYTHON ?= python3
 # Seconds `make test-qemu` waits for the expected output.
 TEST_TIMEOUT ?= 60
@@ -53,6 +51,28 @@ ifeq ($(wildcard $(BOARD_TABLE)),)
 $(error no board table for MICROKIT_BOARD=$(MICROKIT_BOARD): expected $(BOARD_TABLE))
 endif
 include $(BOARD_TABLE)
+
+# QEMU booting the image $(1) where the board's loader expects it. A board
+# whose QEMU model runs no firmware where the real board has some names
+# QEMU_FIRMWARE_ADDR in its table: CPU 0 starts there, in
+# boards/<board>-firmware.S (assembled with binutils-aarch64-linux-gnu),
+# which does that firmware's part and jumps to the loader. Every target
+# that boots depends on $(QEMU_FIRMWARE) (empty on other boards).
+ifdef QEMU_FIRMWARE_ADDR
+QEMU_FIRMWARE := build/$(MICROKIT_BOARD)-firmware.bin
+qemu-boot = $(QEMU) $(QEMU_MACHINE) -nographic $(QEMU_SERIAL) \
+	-device loader,file=$(QEMU_FIRMWARE),addr=$(QEMU_FIRMWARE_ADDR),cpu-num=0 -device loader,file=$(1),addr=$(LOADER_ADDR)
+AARCH64_AS ?= aarch64-linux-gnu-as
+AARCH64_OBJCOPY ?= aarch64-linux-gnu-objcopy
+$(QEMU_FIRMWARE): boards/$(MICROKIT_BOARD)-firmware.S $(BOARD_TABLE)
+	@command -v $(AARCH64_AS) >/dev/null || { echo "$@: $(AARCH64_AS) not found: install binutils-aarch64-linux-gnu"; exit 1; }
+	@mkdir -p $(@D)
+	$(AARCH64_AS) --defsym LOADER_ADDR=$(LOADER_ADDR) $< -o $(@:.bin=.o)
+	$(AARCH64_OBJCOPY) -O binary $(@:.bin=.o) $@
+else
+QEMU_FIRMWARE :=
+qemu-boot = $(QEMU) $(QEMU_MACHINE) -nographic $(QEMU_SERIAL) -device loader,file=$(1),addr=$(LOADER_ADDR),cpu-num=0
+endif
 
 # Numbers of the system's layout that are the same on every board or follow
 # from the board table; the templates use them beside the table's values.
@@ -233,7 +253,7 @@ roottask: $(TARGET_SPEC) kernel-config-check
 # and configuration, with the SDK's kernel and the root task (`vmsys
 # boot-image`, in the loader's format), loaded by QEMU where the Microkit
 # system's image is.
-roottask-image: roottask
+roottask-image: roottask $(QEMU_FIRMWARE)
 	env -u RUSTC_BOOTSTRAP -u SEL4_INCLUDE_DIRS $(CARGO) run -q -p vmsys \
 	    --target-dir $(abspath build/host-target) -- boot-image --loader $(SDK_BOARD)/elf/loader.elf \
 	    --kernel $(SDK_BOARD)/elf/sel4.elf --root-task $(ROOTTASK_ELF) -o $(ROOTTASK_IMG)
@@ -261,7 +281,7 @@ bench-roottask: roottask-image
 	@grep -a '^bench:' $(B)/roottask-bench.log
 endif
 
-loader: pds $(SYSTEM_XML) check-system-xml
+loader: pds $(SYSTEM_XML) check-system-xml $(QEMU_FIRMWARE)
 	$(MICROKIT_SDK)/bin/microkit $(SYSTEM_XML) --search-path $(PDS_OUT) \
 	    --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) -o $(LOADER_IMG) -r $(REPORT)
 	@echo "built $(LOADER_IMG)"

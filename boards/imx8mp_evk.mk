@@ -24,5 +24,10 @@ GUEST_UNMAPPED_ADDR := 0x60000000
 # answers PSCI); with less than 6G the kernel faults; the console is the
 # second UART.
 LOADER_ADDR := 0x41000000
+# QEMU's model runs no firmware: CPU 0 starts here, in
+# boards/imx8mp_evk-firmware.S, which puts every interrupt into Non-secure
+# Group 1 (TF-A's part on the board) and jumps to the loader. The kernel
+# is later copied over it.
+QEMU_FIRMWARE_ADDR := 0x40000000
 QEMU_MACHINE := -machine imx8mp-evk -m 6G -global cortex-a53-arm-cpu.has_el3=off
 QEMU_SERIAL := -serial null -serial mon:stdio

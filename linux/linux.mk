@@ -120,7 +120,7 @@ linux-pds: linux-guest linux-manifests $(TARGET_SPEC) kernel-config-check
 	    -Zbuild-std=core,alloc,compiler_builtins -Zbuild-std-features=compiler-builtins-mem \
 	    --target-dir $(abspath $(LINUX_PDS_DIR))
 
-linux-loader: linux-pds
+linux-loader: linux-pds $(QEMU_FIRMWARE)
 	$(MICROKIT_SDK)/bin/microkit $(LINUX_SYSTEM_XML) --search-path $(LINUX_PDS_DIR)/aarch64-sel4-microkit/release \
 	    --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) -o $(LINUX_LOADER_IMG) -r $(LINUX_B)/report.txt
 	@echo "built $(LINUX_LOADER_IMG)"

@@ -46,8 +46,7 @@ BENCH_OBJCOPY ?= $(firstword $(foreach o,llvm-objcopy aarch64-linux-gnu-objcopy 
 
 # The QEMU command that boots image $(1): the board's machine, counting
 # instructions.
-BENCH_QEMU = $(QEMU) $(QEMU_MACHINE) -icount shift=0 -nographic $(QEMU_SERIAL) \
-	-device loader,file=$(1),addr=$(LOADER_ADDR),cpu-num=0
+BENCH_QEMU = $(call qemu-boot,$(1)) -icount shift=0
 
 .PHONY: bench-qemu bench-run bench-guest bench-manifests bench-pds bench-images
 
@@ -147,7 +146,7 @@ bench-pds: bench-guest bench-manifests $(TARGET_SPEC) kernel-config-check
 	    -Zbuild-std=core,alloc,compiler_builtins -Zbuild-std-features=compiler-builtins-mem \
 	    --target-dir $(abspath $(BENCH_PDS_TARGET_DIR))
 
-bench-images: bench-pds $(foreach s,$(BENCH_SYSTEMS),$(BENCH)/$(s).xml)
+bench-images: bench-pds $(QEMU_FIRMWARE) $(foreach s,$(BENCH_SYSTEMS),$(BENCH)/$(s).xml)
 	@set -e; for s in $(BENCH_SYSTEMS); do \
 	    $(MICROKIT_SDK)/bin/microkit $(BENCH)/$$s.xml --search-path $(BENCH_PDS_OUT) $(BENCH) \
 	        --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) -o $(BENCH)/$$s.img -r $(BENCH)/$$s-report.txt; \
