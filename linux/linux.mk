@@ -22,6 +22,13 @@ LINUX_SYSTEM_XML := linux/imx8mp.xml
 # initial task (the VMM's image among it) must end below it: 27 MB of Image
 # do not fit, 9.9 MB of zlib stream do. The VMM inflates it into guest RAM.
 LINUX_KERNEL := Image.zlib
+# QEMU 10.0's imx8mp-evk does not connect its GIC's virtual IRQ and FIQ
+# outputs to the CPUs (hw/arm/fsl-imx8mp.c wires IRQ and FIQ only), so no
+# guest under any hypervisor takes an interrupt on it: Linux boots until it
+# first waits for one, to bring up its second CPU. test-linux checks that
+# early boot (in the guest's early console); the self-test and the shell
+# need a machine that delivers virtual interrupts.
+LINUX_TEST := --early-boot
 else
 LINUX_KERNEL := Image
 LINUX_BOARD_DESCRIPTION := linux/virt.toml
@@ -134,7 +141,10 @@ run-linux: linux-loader
 # for a person, keeps the wall clock.
 test-linux: linux-loader
 	@command -v $(QEMU) >/dev/null || { echo "test-linux: $(QEMU) not found: install qemu-system-arm"; exit 1; }
-	linux/console $(LINUX_B)/serial.log $(LINUX_TIMEOUT) $(LINUX_QEMU_CMD) $(LINUX_ICOUNT)
+	linux/console $(LINUX_TEST) $(LINUX_B)/serial.log $(LINUX_TIMEOUT) $(LINUX_QEMU_CMD) $(LINUX_ICOUNT)
+ifeq ($(LINUX_TEST),--early-boot)
+	@echo "test-linux: $(MICROKIT_BOARD): the early boot only: QEMU's model delivers no virtual interrupts (see linux/linux.mk)"
+endif
 endif
 
 # The boot's figures (`make bench-linux`), in QEMU virtual time under
