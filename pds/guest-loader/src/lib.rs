@@ -239,6 +239,24 @@ pub struct LinuxImages {
     pub initrd: &'static [u8],
 }
 
+/// The inflater's state for a compressed Image (about 10 KiB): the
+/// caller's to place, so that a VMM with a small stack keeps it in a
+/// static rather than on that stack.
+pub struct Inflater(DecompressorOxide);
+
+impl Inflater {
+    /// A fresh inflater.
+    pub fn new() -> Inflater {
+        Inflater(DecompressorOxide::new())
+    }
+}
+
+impl Default for Inflater {
+    fn default() -> Inflater {
+        Inflater::new()
+    }
+}
+
 /// Where a Linux guest's images go (guest-physical), from its boot manifest.
 #[derive(Clone, Copy, Debug)]
 pub struct LinuxPlaces {
@@ -267,20 +285,24 @@ const ARM64_MAGIC: u32 = 0x644d_5241;
 const FDT_MAGIC: u32 = 0xd00d_feed;
 const BLOCK_2M: u64 = 0x20_0000;
 
-/// Loads a Linux guest's `images` into `ram` at `at`; the RAM offsets
-/// written (Image, device tree, initramfs), each to be cleaned before the
-/// guest runs. Checks everything before it writes anything.
+/// Loads a Linux guest's `images` into `ram` at `at`, inflating a
+/// compressed Image with `inflater`; the RAM offsets written (Image,
+/// device tree, initramfs), each to be cleaned before the guest runs.
+/// Checks everything before it writes anything (a compressed Image's
+/// stream itself is checked as it inflates, last).
 pub fn load_linux(
     images: &LinuxImages,
     at: &LinuxPlaces,
     ram: &mut GuestRam<'_>,
+    inflater: &mut Inflater,
 ) -> Result<[core::ops::Range<usize>; 3], LoadError> {
-    let mut inflater = DecompressorOxide::new();
+    let inflater = &mut inflater.0;
+    inflater.init();
     let mut buf = [0u8; IMAGE_HEADER];
     let head: &[u8] = match images.image {
         Kernel::Raw(bytes) => bytes,
         Kernel::Zlib(stream) => {
-            let (status, _, n) = decompress(&mut inflater, stream, &mut buf, 0, ZLIB_INTO_RAM);
+            let (status, _, n) = decompress(inflater, stream, &mut buf, 0, ZLIB_INTO_RAM);
             match status {
                 TINFLStatus::HasMoreOutput | TINFLStatus::Done => buf.get(..n).unwrap_or(&[]),
                 _ => return Err(LoadError::BadCompression),
@@ -330,7 +352,7 @@ pub fn load_linux(
         }
         Kernel::Zlib(stream) => {
             inflater.init();
-            match decompress(&mut inflater, stream, into, 0, ZLIB_INTO_RAM) {
+            match decompress(inflater, stream, into, 0, ZLIB_INTO_RAM) {
                 (TINFLStatus::Done, _, n) => n,
                 _ => return Err(LoadError::BadCompression),
             }

@@ -7,12 +7,21 @@
 //! device tree's magic 0xd00dfeed, 8-byte aligned, at most 2 MiB, within one
 //! 2 MiB block).
 
-use guest_loader::{extent, load, load_linux, GuestRam, Kernel, LinuxImages, LinuxPlaces, LoadError};
+use guest_loader::{extent, load, GuestRam, Inflater, Kernel, LinuxImages, LinuxPlaces, LoadError};
 use miniz_oxide::deflate::compress_to_vec_zlib;
 
 const BASE: u64 = 0x4000_0000;
 const RAM: usize = 0x80_0000; // 8 MiB
 const MIB2: u64 = 0x20_0000;
+
+/// `guest_loader::load_linux` with an inflater of its own.
+fn load_linux(
+    images: &LinuxImages,
+    at: &LinuxPlaces,
+    ram: &mut GuestRam<'_>,
+) -> Result<[std::ops::Range<usize>; 3], LoadError> {
+    guest_loader::load_linux(images, at, ram, &mut Inflater::new())
+}
 
 fn ram() -> Vec<u8> {
     vec![0xaa; RAM]
@@ -243,15 +252,21 @@ fn a_damaged_or_overlong_stream_is_refused_as_it_inflates() {
     // More than the header's image_size: 0x3000 bytes of kernel and BSS.
     let mut long = image(0x1000, 0, 0x3000).to_vec();
     long.resize(0x3001, 0x11);
+    // One inflater for every load, as the VMM keeps one: each load starts
+    // it afresh, so a good stream after the bad ones still loads.
+    let mut inflater = Inflater::new();
     for (n, stream) in
         [damaged, compress_to_vec_zlib(&long, 6), stream[..stream.len() - 8].to_vec()].into_iter().enumerate()
     {
         let i = LinuxImages { image: Kernel::Zlib(stream.leak()), ..images() };
         let mut mem = ram();
         assert_eq!(
-            load_linux(&i, &p, &mut GuestRam { base: BASE, ram: &mut mem }).err(),
+            guest_loader::load_linux(&i, &p, &mut GuestRam { base: BASE, ram: &mut mem }, &mut inflater).err(),
             Some(LoadError::BadCompression),
             "case {n}"
         );
     }
+    let good = LinuxImages { image: Kernel::Zlib(stream), ..images() };
+    let mut mem = ram();
+    guest_loader::load_linux(&good, &p, &mut GuestRam { base: BASE, ram: &mut mem }, &mut inflater).unwrap();
 }

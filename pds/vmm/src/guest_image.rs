@@ -12,7 +12,7 @@
 use vmm_abi::VmId;
 
 use crate::cache;
-use guest_loader::{self as loader, GuestRam, Kernel, LinuxImages, LinuxPlaces, LoadError};
+use guest_loader::{self as loader, GuestRam, Inflater, Kernel, LinuxImages, LinuxPlaces, LoadError};
 
 /// What the build embedded. A build constructs one of the two, so the
 /// other is dead code in it.
@@ -89,16 +89,25 @@ pub struct GuestImage {
     gpa: u64,
     /// Where a Linux guest's images go; `None` for the test guest.
     linux: Option<LinuxPlaces>,
+    /// The inflater of a compressed kernel Image.
+    inflater: &'static mut Inflater,
     state: State,
 }
 
 impl GuestImage {
     /// The RAM mapped at `vaddr` (`size` bytes) in this PD and at `gpa` in
     /// the VM, for a Linux guest whose images go at `linux` or (`None`) the
-    /// test guest; nothing is loaded yet ([`GuestImage::load`] refuses the
-    /// other kind of guest than the build embedded).
-    pub fn new(vaddr: u64, size: u64, gpa: u64, linux: Option<LinuxPlaces>) -> GuestImage {
-        GuestImage { vaddr, size, gpa, linux, state: State::Fresh }
+    /// test guest, inflating a compressed Image with `inflater`; nothing is
+    /// loaded yet ([`GuestImage::load`] refuses the other kind of guest
+    /// than the build embedded).
+    pub fn new(
+        vaddr: u64,
+        size: u64,
+        gpa: u64,
+        linux: Option<LinuxPlaces>,
+        inflater: &'static mut Inflater,
+    ) -> GuestImage {
+        GuestImage { vaddr, size, gpa, linux, inflater, state: State::Fresh }
     }
 
     /// Copies the image into the RAM and cleans the data cache over it.
@@ -118,7 +127,7 @@ impl GuestImage {
                 (loaded.entry, image.len(), [0..loaded.written, 0..0, 0..0])
             }
             (Payload::Linux(images), Some(at)) => {
-                let written = loader::load_linux(images, at, &mut ram).map_err(ImageError::Load)?;
+                let written = loader::load_linux(images, at, &mut ram, self.inflater).map_err(ImageError::Load)?;
                 (at.entry, images.image.embedded_len() + images.dtb.len() + images.initrd.len(), written)
             }
             (Payload::Linux(_), None) => return Err(ImageError::Kind { manifest_linux: false }),

@@ -15,7 +15,7 @@ use vmm_abi::{ClientId, VcpuId, VmId};
 
 use core::mem::MaybeUninit;
 
-use guest_loader::LinuxPlaces;
+use guest_loader::{Inflater, LinuxPlaces};
 use vmm_book::{CapTable, StaticMap, CORE_SLOTS, RAM_FRAME_SLOTS};
 
 use crate::backend::MicrokitKernel;
@@ -69,7 +69,8 @@ pub struct Instance {
 
 impl Instance {
     /// Starts the VMM of the PD named `pd` in `place`, with its book of the
-    /// core's slots in `caps`: verifies its boot manifest against what
+    /// core's slots in `caps` and the inflater of a compressed guest Image
+    /// in `inflater`: verifies its boot manifest against what
     /// Microkit mapped, configures the core from it, loads the guest image,
     /// and builds and starts an internal VM. Both places are statics, so
     /// the stack never holds the book and holds the core only while it is
@@ -77,6 +78,7 @@ impl Instance {
     pub fn start(
         place: &'static mut MaybeUninit<Instance>,
         caps: &'static mut CapTable,
+        inflater: &'static mut Inflater,
         pd: &'static str,
         mapped: &Mapped,
     ) -> Result<&'static mut Instance, Refusal> {
@@ -92,7 +94,7 @@ impl Instance {
         });
         // Infallible: one more early return here, and the compiler keeps
         // two copies of the core (28 KiB each) in this frame, past the stack.
-        let mut image = GuestImage::new(mapped.ram_vaddr, mapped.ram_size, gpa, linux);
+        let mut image = GuestImage::new(mapped.ram_vaddr, mapped.ram_size, gpa, linux, inflater);
         let loaded = image.load().map_err(Refusal::Image)?;
         if loaded.entry != manifest.entry {
             return Err(Refusal::Entry { image: loaded.entry, manifest: manifest.entry });

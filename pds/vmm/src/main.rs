@@ -41,6 +41,7 @@ mod serial;
 mod stack;
 mod vcpu_caps;
 
+use guest_loader::Inflater;
 use sel4_microkit::{
     debug_println, pd_name, protection_domain, var, with_msg_bytes, with_msg_bytes_mut, Channel, ChannelSet, Child,
     Handler, Infallible, MessageInfo,
@@ -75,6 +76,10 @@ enum VmmPd {
 /// holds what one request or exit needs.
 static INSTANCE: StaticCell<Instance> = StaticCell::new();
 
+/// The inflater of a compressed guest Image (10 KiB): a static, since the
+/// load runs in `Instance::start`, whose frame already holds the core.
+static INFLATER: StaticCell<Inflater> = StaticCell::new();
+
 /// The book's table of the core's slots, empty at build time.
 static CAPS: ConstStaticCell<CapTable> = ConstStaticCell::new(CapTable::new(CORE_SLOTS.base));
 
@@ -89,11 +94,13 @@ fn init() -> VmmPd {
         client: (client != NO_CLIENT).then(|| u32::try_from(client).ok()).flatten(),
         uart_vaddr: *var!(uart_vaddr: usize = 0),
     };
-    let (Some(place), Some(caps)) = (INSTANCE.try_uninit(), CAPS.try_take()) else {
+    let (Some(place), Some(caps), Some(inflater)) =
+        (INSTANCE.try_uninit(), CAPS.try_take(), INFLATER.try_init_with(Inflater::new))
+    else {
         debug_println!("{pd}: refusing to start: started before");
         return VmmPd::Refused { pd };
     };
-    match Instance::start(place, caps, pd, &mapped) {
+    match Instance::start(place, caps, inflater, pd, &mapped) {
         Ok(instance) => VmmPd::Running(instance),
         Err(why) => {
             debug_println!("{pd}: refusing to start: {why}");
